@@ -1,0 +1,207 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ScopeToken is one OAuth 2.0 scope (RFC 6749 §3.3 scope-token): printable ASCII without space,
+// double quote or backslash.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=128
+// +kubebuilder:validation:XValidation:rule="self.matches('^[]-~!#-[]+$')",message="must be an RFC 6749 scope-token: printable ASCII without spaces, double quotes or backslashes (e.g. invoices:read)"
+type ScopeToken string
+
+// Audience names one API (the JWT "aud" claim): printable ASCII without spaces.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:XValidation:rule="self.matches('^[!-~]+$')",message="must be a non-empty token of printable ASCII without spaces (e.g. billing.billing)"
+type Audience string
+
+// AuthenticationMethod is how a client proves its identity to the token server.
+// +kubebuilder:validation:Enum=ClientSecret;PrivateKeyJWT;ServiceAccount
+type AuthenticationMethod string
+
+const (
+	// AuthClientSecret authenticates with a generated client secret (client_secret_basic/post).
+	AuthClientSecret AuthenticationMethod = "ClientSecret"
+	// AuthPrivateKeyJWT authenticates with an RFC 7523 assertion signed by the client's own key.
+	AuthPrivateKeyJWT AuthenticationMethod = "PrivateKeyJWT"
+	// AuthServiceAccount authenticates with a projected Kubernetes ServiceAccount token.
+	AuthServiceAccount AuthenticationMethod = "ServiceAccount"
+)
+
+// Authentication selects how the client authenticates to the token server.
+// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && self.serviceAccountName != '')",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
+type Authentication struct {
+	// Method is ClientSecret (default), PrivateKeyJWT or ServiceAccount.
+	// +kubebuilder:default=ClientSecret
+	// +optional
+	Method AuthenticationMethod `json:"method,omitempty"`
+
+	// ServiceAccountName is the ServiceAccount (in the client's namespace) whose projected token
+	// authenticates the client. Required exactly when method is ServiceAccount.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
+// SecretRotation schedules automatic client-secret rotation.
+type SecretRotation struct {
+	// Interval between automatic rotations; 0 turns automatic rotation off.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('1h')",message="spec.secretRotation.interval must be 0 (off) or at least 1h"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// GracePeriod during which the previous secret is still accepted after a rotation.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('168h')",message="spec.secretRotation.gracePeriod must be between 10s and 168h (7 days)"
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// M2MClientSpec is what a client team declares for one machine identity.
+type M2MClientSpec struct {
+	// DisplayName is a human-readable name.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	DisplayName string `json:"displayName,omitempty"`
+
+	// Scopes the client requests. A scope is granted only if a ScopePolicy also grants it.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	Scopes []ScopeToken `json:"scopes,omitempty"`
+
+	// Audiences restricts which APIs the client wants tokens for. Empty means every audience
+	// whose policy grants it at least one scope.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +optional
+	Audiences []Audience `json:"audiences,omitempty"`
+
+	// SecretName is the credential Secret written in this namespace. Default: <name>-m2m.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="spec.secretName must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="oldSelf == self",message="spec.secretName is immutable; create a new M2MClient to change it"
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// Authentication selects how the client authenticates. Default: ClientSecret.
+	// +optional
+	Authentication *Authentication `json:"authentication,omitempty"`
+
+	// TokenTTL is the lifetime of issued access tokens (1m to 24h), capped by the audience's
+	// maxTokenTTL and the server maximum. Default: the server's default.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="spec.tokenTTL must be between 1m and 24h"
+	// +optional
+	TokenTTL *metav1.Duration `json:"tokenTTL,omitempty"`
+
+	// SecretRotation schedules automatic rotation of the client secret.
+	// +optional
+	SecretRotation *SecretRotation `json:"secretRotation,omitempty"`
+
+	// Disabled stops token issuance at once while keeping the object and its credentials.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Claims are extra string claims copied into every access token. Registered and
+	// server-owned claim names are refused.
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['iss','sub','aud','exp','nbf','iat','jti','scope','client_id','namespace','cnf']))",message="spec.claims must not set reserved claim names (iss, sub, aud, exp, nbf, iat, jti, scope, client_id, namespace, cnf)"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() >= 1 && k.size() <= 64 && size(self[k]) <= 256)",message="spec.claims keys must be 1-64 characters and values at most 256 characters"
+	// +optional
+	Claims map[string]string `json:"claims,omitempty"`
+}
+
+// M2MClientStatus is what the controller observed and decided.
+type M2MClientStatus struct {
+	// ClientID is assigned once and never changes for this object's life.
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+
+	// SecretName is the credential Secret the controller writes.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// GrantedScopes are the requested scopes that some audience's policy grants.
+	// +optional
+	GrantedScopes []string `json:"grantedScopes,omitempty"`
+
+	// DeniedScopes are the requested scopes that no policy grants.
+	// +optional
+	DeniedScopes []string `json:"deniedScopes,omitempty"`
+
+	// Audiences the client can get tokens for.
+	// +optional
+	Audiences []string `json:"audiences,omitempty"`
+
+	// SecretRotatedAt is when the current client secret was issued.
+	// +optional
+	SecretRotatedAt *metav1.Time `json:"secretRotatedAt,omitempty"`
+
+	// NextRotationAt is when the next automatic rotation is due, if automatic rotation is on.
+	// +optional
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, CredentialsReady, ScopesGranted.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=m2mc;m2mclient,categories=m2m
+// +kubebuilder:printcolumn:name="ClientID",type=string,JSONPath=`.status.clientID`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Scopes",type=string,JSONPath=`.status.grantedScopes`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// M2MClient is one machine identity: the controller gives it a client id and credentials, and the
+// token server issues it access tokens for the scopes that both it and an API's policy agree on.
+type M2MClient struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec M2MClientSpec `json:"spec,omitempty"`
+	// +optional
+	Status M2MClientStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// M2MClientList contains a list of M2MClient.
+type M2MClientList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []M2MClient `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&M2MClient{}, &M2MClientList{})
+}

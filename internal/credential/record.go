@@ -1,0 +1,152 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package credential
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+const (
+	// RecordVersion is the version of the record document this package writes and reads.
+	RecordVersion = 1
+	// RecordKey is the data key of the record document in the credential record Secret.
+	RecordKey = "record.json"
+	// maxRecordSize bounds what the token server will decode.
+	maxRecordSize = 256 << 10
+)
+
+// Record is the credential record: everything the token server needs to authenticate a client and
+// decide what to issue, and nothing more. It never holds a plaintext secret.
+type Record struct {
+	Version   int    `json:"version"`
+	ClientID  string `json:"clientID"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+
+	// Method is the authentication method (ClientSecret, PrivateKeyJWT, ServiceAccount).
+	Method string `json:"method"`
+	// ServiceAccountName authenticates the client for the ServiceAccount method.
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// Secrets are the accepted client-secret hashes: the current one without NotAfter, and during
+	// a rotation's grace period the previous one with NotAfter.
+	Secrets []SecretHash `json:"secrets,omitempty"`
+
+	// Grants are the granted scopes per audience.
+	Grants []AudienceGrant `json:"grants,omitempty"`
+
+	// TokenTTLSeconds is the client's requested token lifetime; 0 means the server default.
+	TokenTTLSeconds int64 `json:"tokenTTLSeconds,omitempty"`
+	// Disabled stops issuance.
+	Disabled bool `json:"disabled,omitempty"`
+	// Claims are extra string claims for every token.
+	Claims map[string]string `json:"claims,omitempty"`
+}
+
+// SecretHash is one accepted client-secret hash.
+type SecretHash struct {
+	// SHA256 is the lowercase hex SHA-256 of the secret.
+	SHA256 string `json:"sha256"`
+	// NotAfter, when set, is when this secret stops being accepted.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+}
+
+// AudienceGrant is what one audience grants the client.
+type AudienceGrant struct {
+	Audience string   `json:"audience"`
+	Scopes   []string `json:"scopes"`
+	// MaxTokenTTLSeconds caps token lifetime for this audience; 0 means no cap from the policy.
+	MaxTokenTTLSeconds int64 `json:"maxTokenTTLSeconds,omitempty"`
+	// PolicyNamespace is where the ScopePolicy owning the audience lives (for introspection).
+	PolicyNamespace string `json:"policyNamespace,omitempty"`
+}
+
+// Encode serialises the record deterministically (so an unchanged record is byte-identical and
+// causes no write).
+func (r *Record) Encode() ([]byte, error) {
+	r.Version = RecordVersion
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding credential record: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeRecord parses and validates a record document. Any error means the record must be
+// skipped: it is never half-used.
+func DecodeRecord(data []byte) (*Record, error) {
+	if len(data) == 0 {
+		return nil, errors.New("credential record is empty")
+	}
+	if len(data) > maxRecordSize {
+		return nil, fmt.Errorf("credential record is %d bytes, more than %d", len(data), maxRecordSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Record
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decoding credential record: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("credential record has trailing data")
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Validate checks the invariants the token server relies on.
+func (r *Record) Validate() error {
+	if r.Version != RecordVersion {
+		return fmt.Errorf("credential record version %d is not supported (want %d)", r.Version, RecordVersion)
+	}
+	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
+		return fmt.Errorf("credential record has an invalid client id")
+	}
+	if r.Namespace == "" || r.Name == "" {
+		return errors.New("credential record lacks the client's namespace or name")
+	}
+	if r.TokenTTLSeconds < 0 {
+		return errors.New("credential record has a negative token TTL")
+	}
+	for i, s := range r.Secrets {
+		if _, err := ParseHash(s.SHA256); err != nil {
+			return fmt.Errorf("credential record secrets[%d]: %w", i, err)
+		}
+	}
+	seen := make(map[string]bool, len(r.Grants))
+	for i, g := range r.Grants {
+		if g.Audience == "" {
+			return fmt.Errorf("credential record grants[%d] has no audience", i)
+		}
+		if seen[g.Audience] {
+			return fmt.Errorf("credential record grants[%d] repeats audience %q", i, g.Audience)
+		}
+		seen[g.Audience] = true
+		if g.MaxTokenTTLSeconds < 0 {
+			return fmt.Errorf("credential record grants[%d] has a negative max token TTL", i)
+		}
+	}
+	return nil
+}
