@@ -68,7 +68,7 @@ type ClientMatcher struct {
 type Grant struct {
 	// Scopes granted: declared scope names, or "prefix:*" wildcards over declared scopes.
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=32
 	// +listType=set
 	Scopes []GrantScope `json:"scopes"`
 

@@ -27,11 +27,10 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/scheme"
 )
 
 // RepoRoot returns the repository root (the directory holding go.mod).
@@ -41,16 +40,7 @@ func RepoRoot() string {
 }
 
 // Scheme returns a scheme with the built-in types and this project's API.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := authv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
+func Scheme() *runtime.Scheme { return scheme.New() }
 
 // AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS, else hack/setup-envtest.sh (which
 // uses its cache, or builds them once).

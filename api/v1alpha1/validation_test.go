@@ -1,0 +1,172 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/m2m-dev/m2m-operator/config"
+)
+
+func samples() []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	Expect(fs.WalkDir(config.Samples, "samples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := config.Samples.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			Expect(err).NotTo(HaveOccurred())
+			u := &unstructured.Unstructured{}
+			Expect(yaml.Unmarshal(doc, &u.Object)).To(Succeed())
+			if len(u.Object) > 0 {
+				out = append(out, u)
+			}
+		}
+	})).To(Succeed())
+	return out
+}
+
+// obj builds an object from YAML, in namespace "validation".
+func obj(doc string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	ExpectWithOffset(1, yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+	u.SetNamespace("validation")
+	return u
+}
+
+func client_(name, spec string) *unstructured.Unstructured {
+	return obj("apiVersion: auth.m2m.dev/v1alpha1\nkind: M2MClient\nmetadata: {name: " + name + "}\nspec:\n" + indent(spec))
+}
+
+func policy(name, spec string) *unstructured.Unstructured {
+	return obj("apiVersion: auth.m2m.dev/v1alpha1\nkind: ScopePolicy\nmetadata: {name: " + name + "}\nspec:\n" + indent(spec))
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+var _ = Describe("CRD schema validation", func() {
+	BeforeEach(func() {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "validation"}}
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, ns))).To(Succeed())
+	})
+
+	It("accepts every object in config/samples", func() {
+		objs := samples()
+		Expect(objs).NotTo(BeEmpty())
+		for _, o := range objs {
+			err := k8sClient.Create(ctx, o, client.DryRunAll)
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			Expect(err).NotTo(HaveOccurred(), "%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+			// Namespaces must exist for the namespaced samples' dry run.
+			if o.GetKind() == "Namespace" {
+				Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, o.DeepCopy()))).To(Succeed())
+			}
+		}
+	})
+
+	It("accepts a minimal valid client and policy", func() {
+		Expect(k8sClient.Create(ctx, client_("minimal", "scopes: [a:b]"), client.DryRunAll)).To(Succeed())
+		Expect(k8sClient.Create(ctx, policy("minimal", "scopes: [{name: a:b}]\ngrants: [{scopes: ['a:*'], clients: {selector: {}}}]"), client.DryRunAll)).To(Succeed())
+	})
+
+	DescribeTable("refuses a bad object with a message naming the field",
+		func(o *unstructured.Unstructured, wantField, wantMessage string) {
+			err := k8sClient.Create(ctx, o, client.DryRunAll)
+			Expect(err).To(HaveOccurred())
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			Expect(err.Error()).To(ContainSubstring(wantField))
+			Expect(err.Error()).To(ContainSubstring(wantMessage))
+		},
+		Entry("scope with a space", client_("c1", "scopes: ['invoices read']"), "spec.scopes[0]", "RFC 6749 scope-token"),
+		Entry("scope with a double quote", client_("c2", `scopes: ['a"b']`), "spec.scopes[0]", "without spaces, double quotes or backslashes"),
+		Entry("scope with a backslash", client_("c3", `scopes: ['a\b']`), "spec.scopes[0]", "RFC 6749 scope-token"),
+		Entry("empty scope", client_("c4", `scopes: ['']`), "spec.scopes[0]", "at least 1"),
+		Entry("scope longer than 128", client_("c5", "scopes: ['"+strings.Repeat("x", 129)+"']"), "spec.scopes[0]", "128"),
+		Entry("duplicate scopes", client_("c6", "scopes: [a, a]"), "spec.scopes[1]", "Duplicate value"),
+		Entry("more than 64 scopes", client_("c7", "scopes: ["+manyScopes(65)+"]"), "spec.scopes", "must have at most 64 items"),
+		Entry("secretName not DNS-1123", client_("c8", "secretName: Bad_Name"), "spec.secretName", "DNS-1123 subdomain"),
+		Entry("tokenTTL below 1m", client_("c9", "tokenTTL: 30s"), "spec.tokenTTL", "between 1m and 24h"),
+		Entry("tokenTTL above 24h", client_("c10", "tokenTTL: 25h"), "spec.tokenTTL", "between 1m and 24h"),
+		Entry("rotation interval below 1h", client_("c11", "secretRotation: {interval: 30m}"), "spec.secretRotation.interval", "0 (off) or at least 1h"),
+		Entry("grace period below 10s", client_("c12", "secretRotation: {gracePeriod: 5s}"), "spec.secretRotation.gracePeriod", "between 10s and 168h"),
+		Entry("grace period above 7d", client_("c13", "secretRotation: {gracePeriod: 169h}"), "spec.secretRotation.gracePeriod", "between 10s and 168h"),
+		Entry("reserved claim sub", client_("c14", "claims: {sub: x}"), "spec.claims", "reserved claim names"),
+		Entry("reserved claim namespace", client_("c15", "claims: {namespace: x}"), "spec.claims", "reserved claim names"),
+		Entry("reserved claim cnf", client_("c16", "claims: {cnf: x}"), "spec.claims", "reserved claim names"),
+		Entry("unknown auth method", client_("c17", "authentication: {method: Password}"), "spec.authentication.method", "Unsupported value"),
+		Entry("ServiceAccount without serviceAccountName", client_("c18", "authentication: {method: ServiceAccount}"), "spec.authentication", "serviceAccountName is required when method is ServiceAccount"),
+		Entry("serviceAccountName with ClientSecret", client_("c19", "authentication: {method: ClientSecret, serviceAccountName: robot}"), "spec.authentication", "must be omitted for any other method"),
+		Entry("displayName too long", client_("c20", "displayName: '"+strings.Repeat("d", 129)+"'"), "spec.displayName", "128"),
+		Entry("client audience with a space", client_("c21", "audiences: ['billing api']"), "spec.audiences[0]", "without spaces"),
+		Entry("policy audience with a space", policy("p1", "audience: 'billing api'"), "spec.audience", "without spaces"),
+		Entry("grant names an undeclared scope", policy("p2", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:write], clients: {namespaces: [x]}}]"), "spec", "may only name scopes declared in spec.scopes"),
+		Entry("grant with no client matcher", policy("p3", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {}}]"), "spec.grants[0].clients", "at least one of namespaces, names, namespaceSelector or selector"),
+		Entry("grant with no scopes", policy("p4", "scopes: [{name: a:read}]\ngrants: [{scopes: [], clients: {namespaces: [x]}}]"), "spec.grants[0].scopes", "at least 1"),
+		Entry("declared scope with a space", policy("p5", "scopes: [{name: 'a read'}]"), "spec.scopes[0].name", "RFC 6749 scope-token"),
+		Entry("duplicate declared scope", policy("p6", "scopes: [{name: a}, {name: a}]"), "spec.scopes[1]", "Duplicate value"),
+		Entry("maxTokenTTL above 24h", policy("p7", "maxTokenTTL: 48h"), "spec.maxTokenTTL", "between 1m and 24h"),
+	)
+
+	It("refuses changing secretName", func() {
+		o := client_("immutable", "secretName: first")
+		Expect(k8sClient.Create(ctx, o)).To(Succeed())
+		Expect(unstructured.SetNestedField(o.Object, "second", "spec", "secretName")).To(Succeed())
+		err := k8sClient.Update(ctx, o)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.secretName is immutable"))
+	})
+})
+
+func manyScopes(n int) string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = "s" + strings.Repeat("x", i%5) + string(rune('a'+i%26)) + ":" + string(rune('a'+i/26))
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,578 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/credential"
+)
+
+// Annotations on the credential Secret. They are written in the same update as the secret they
+// describe, so they can never disagree with it (a crash between two writes cannot lose a
+// rotation's bookkeeping).
+const (
+	annotationIssuedAt      = "auth.m2m.dev/secret-issued-at"
+	annotationRotateHandled = "auth.m2m.dev/rotate-handled"
+)
+
+// Credential Secret data keys (what pods mount).
+const (
+	KeyClientID     = "client_id"
+	KeyClientSecret = "client_secret"
+	KeyTokenURL     = "token_url"
+	KeyIssuer       = "issuer"
+	KeyScope        = "scope"
+	KeyAudience     = "audience"
+)
+
+// secretPlan is the outcome of deciding what the client secret is after this reconcile.
+type secretPlan struct {
+	secret        string // plaintext, in memory only; empty for secretless methods
+	issuedAt      time.Time
+	rotateHandled string
+	// previous are older hashes still accepted until their NotAfter.
+	previous []credential.SecretHash
+	// eventType, reason, note describe what happened, when something did.
+	eventType, reason, note string
+}
+
+func secretNameOf(c *authv1alpha1.M2MClient) string {
+	if c.Spec.SecretName != "" {
+		return c.Spec.SecretName
+	}
+	return c.Name + "-m2m"
+}
+
+func recordName(c *authv1alpha1.M2MClient) string { return string(c.UID) }
+
+func methodOf(c *authv1alpha1.M2MClient) authv1alpha1.AuthenticationMethod {
+	if c.Spec.Authentication == nil || c.Spec.Authentication.Method == "" {
+		return authv1alpha1.AuthClientSecret
+	}
+	return c.Spec.Authentication.Method
+}
+
+// credentialState is what exists now: the credential Secret (nil if absent), the record Secret
+// (nil if absent) and its document (nil if absent or unreadable).
+type credentialState struct {
+	cred, recObj *corev1.Secret
+	rec          *credential.Record
+}
+
+// credentialChange is a decided plan with the objects it needs written.
+type credentialChange struct {
+	plan                secretPlan
+	record, credSecret  *corev1.Secret
+	writeRec, writeCred bool
+}
+
+// reconcileCredentials decides from the cache and, when anything must be written, decides again
+// from live reads: a decision taken on a stale cache could revoke a secret just delivered. The
+// record is written first and the credential Secret second: whichever write a crash interrupts,
+// the next reconcile finds a state from which it can finish without losing an accepted secret.
+func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clientScope) error {
+	ch, st, err := r.decideCredentials(ctx, s, r.Client)
+	if err != nil || ch == nil {
+		return err
+	}
+	if ch.writeRec || ch.writeCred {
+		if ch, st, err = r.decideCredentials(ctx, s, r.APIReader); err != nil || ch == nil {
+			return err
+		}
+	}
+	if err := r.writeCredentials(ctx, s, st, ch); err != nil {
+		if err == errConflict {
+			return nil
+		}
+		return err
+	}
+	r.recordEvents(s.client, st.rec, ch.plan)
+	r.setCredentialStatus(s, ch.plan)
+	return nil
+}
+
+// decideCredentials reads the current state through reader and decides what it should become.
+// A nil change (and nil error) means a name conflict, already reported in the conditions.
+func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientScope, reader client.Reader) (*credentialChange, credentialState, error) {
+	c := s.client
+	var st credentialState
+	var err error
+	st.cred, err = r.credentialSecret(ctx, reader, c)
+	if err == errConflict {
+		setNameConflict(s)
+		return nil, st, nil
+	}
+	if err != nil {
+		return nil, st, err
+	}
+	if st.recObj, st.rec, err = r.record(ctx, reader, c); err != nil {
+		return nil, st, err
+	}
+	plan, err := r.planSecret(s, st.cred, st.recObj, st.rec)
+	if err != nil {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretGenerationFailed", "could not generate a client secret; retrying")
+		return nil, st, err
+	}
+	ch := &credentialChange{plan: plan}
+	if ch.record, err = r.desiredRecordSecret(s, plan); err != nil {
+		return nil, st, err
+	}
+	if ch.credSecret, err = r.desiredCredentialSecret(s, plan); err != nil {
+		return nil, st, err
+	}
+	ch.writeRec = st.recObj == nil || !secretMatches(st.recObj, ch.record)
+	ch.writeCred = st.cred == nil || !secretMatches(st.cred, ch.credSecret)
+	return ch, st, nil
+}
+
+func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientScope, st credentialState, ch *credentialChange) error {
+	if ch.writeRec {
+		if err := r.apply(ctx, st.recObj, ch.record); err != nil {
+			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
+			return err
+		}
+	}
+	if ch.writeCred {
+		err := r.apply(ctx, st.cred, ch.credSecret)
+		if err == errConflict {
+			setNameConflict(s)
+			return errConflict
+		}
+		if err != nil {
+			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretWriteFailed", "could not write the credential Secret; retrying")
+			return err
+		}
+	}
+	return nil
+}
+
+func setNameConflict(s *clientScope) {
+	c := s.client
+	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretNameConflict",
+		fmt.Sprintf("Secret %s/%s already exists and is not owned by this M2MClient; it is left untouched: delete it or set spec.secretName to a free name", c.Namespace, secretNameOf(c)))
+}
+
+// credentialSecret returns the credential Secret if this client owns it, nil if it does not
+// exist, and errConflict if a Secret the controller does not own holds the name.
+func (r *M2MClientReconciler) credentialSecret(ctx context.Context, reader client.Reader, c *authv1alpha1.M2MClient) (*corev1.Secret, error) {
+	key := client.ObjectKey{Namespace: c.Namespace, Name: secretNameOf(c)}
+	var sec corev1.Secret
+	err := reader.Get(ctx, key, &sec)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only Secrets this controller labelled: ask the API server whether
+		// a foreign Secret holds the name before anything is written.
+		err = r.APIReader.Get(ctx, key, &sec)
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading credential Secret: %w", err)
+	}
+	if !metav1.IsControlledBy(&sec, c) {
+		return nil, errConflict
+	}
+	return &sec, nil
+}
+
+// record returns the record Secret and its decoded document. An undecodable record is returned
+// with a nil document: it will be rebuilt.
+func (r *M2MClientReconciler) record(ctx context.Context, reader client.Reader, c *authv1alpha1.M2MClient) (*corev1.Secret, *credential.Record, error) {
+	var sec corev1.Secret
+	err := reader.Get(ctx, client.ObjectKey{Namespace: r.SystemNamespace, Name: recordName(c)}, &sec)
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading credential record: %w", err)
+	}
+	rec, err := credential.DecodeRecord(sec.Data[credential.RecordKey])
+	if err != nil {
+		logf.FromContext(ctx).Info("credential record is unreadable; rebuilding it", "record", sec.Name, "reason", err.Error())
+		return &sec, nil, nil
+	}
+	return &sec, rec, nil
+}
+
+// planSecret decides the client secret: keep it, issue the first one, repair after a deletion
+// or an edit (revoking the old one at once: it may have leaked), or rotate (keeping the old
+// one for the grace period).
+func (r *M2MClientReconciler) planSecret(s *clientScope, cred *corev1.Secret, recObj *corev1.Secret, rec *credential.Record) (secretPlan, error) {
+	c := s.client
+	plan := secretPlan{issuedAt: s.now, rotateHandled: c.Annotations[authv1alpha1.AnnotationRotate]}
+	if methodOf(c) != authv1alpha1.AuthClientSecret {
+		return plan, nil
+	}
+	current := ""
+	if cred != nil {
+		current = string(cred.Data[KeyClientSecret])
+	}
+	switch {
+	case cred == nil && recObj == nil:
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeNormal, "CredentialsCreated", "issued the first client secret"
+		return plan.withNewSecret()
+	case cred == nil:
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretRecreated",
+			"the credential Secret was deleted: a new client secret was issued and the old one revoked at once"
+		return plan.withNewSecret()
+	case credential.ValidateSecret(current) != nil:
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretRepaired",
+			"the credential Secret's client_secret was missing or malformed: a new client secret was issued and the old one revoked at once"
+		return plan.withNewSecret()
+	case rec != nil && !hasHash(rec, credential.HashSecret(current)):
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretEdited",
+			"the credential Secret's client_secret was edited: a new client secret was issued and every other one revoked"
+		return plan.withNewSecret()
+	}
+
+	// The current secret stands; carry over its bookkeeping and unexpired previous hashes.
+	plan.secret = current
+	plan.issuedAt = parseTime(cred.Annotations[annotationIssuedAt], s.now)
+	plan.rotateHandled = cred.Annotations[annotationRotateHandled]
+	if rec == nil {
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialRecordRebuilt",
+			"the credential record was missing or unreadable: rebuilt from the credential Secret (no rotation)"
+	} else {
+		plan.previous = unexpiredPrevious(rec, credential.HashSecret(current), s.now)
+	}
+	return r.maybeRotate(s, plan)
+}
+
+// maybeRotate rotates when the rotate annotation changed or the interval has passed.
+func (r *M2MClientReconciler) maybeRotate(s *clientScope, plan secretPlan) (secretPlan, error) {
+	c := s.client
+	requested := c.Annotations[authv1alpha1.AnnotationRotate]
+	manual := requested != plan.rotateHandled
+	interval, grace := rotationSettings(c)
+	due := interval > 0 && !s.now.Before(plan.issuedAt.Add(interval))
+	if !manual && !due {
+		return plan, nil
+	}
+	notAfter := metav1.NewTime(s.now.Add(grace)).Rfc3339Copy().Time
+	plan.previous = append(plan.previous, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String(), NotAfter: &notAfter})
+	plan.issuedAt = s.now
+	plan.rotateHandled = requested
+	plan.eventType, plan.reason = corev1.EventTypeNormal, "SecretRotated"
+	plan.note = fmt.Sprintf("rotated the client secret (%s); the previous one is accepted until %s", map[bool]string{true: "requested by annotation", false: "interval elapsed"}[manual], notAfter.Format(time.RFC3339))
+	if err := plan.newSecret(); err != nil {
+		return plan, err
+	}
+	return plan, nil
+}
+
+func (p secretPlan) withNewSecret() (secretPlan, error) {
+	p.previous = nil
+	err := p.newSecret()
+	return p, err
+}
+
+func (p *secretPlan) newSecret() error {
+	sec, err := credential.NewSecret()
+	if err != nil {
+		return fmt.Errorf("generating client secret: %w", err)
+	}
+	p.secret = sec
+	return nil
+}
+
+func rotationSettings(c *authv1alpha1.M2MClient) (interval, grace time.Duration) {
+	grace = time.Hour
+	if r := c.Spec.SecretRotation; r != nil {
+		if r.Interval != nil {
+			interval = r.Interval.Duration
+		}
+		if r.GracePeriod != nil {
+			grace = r.GracePeriod.Duration
+		}
+	}
+	return interval, grace
+}
+
+func hasHash(rec *credential.Record, h credential.Hash) bool {
+	for _, sh := range rec.Secrets {
+		if other, err := credential.ParseHash(sh.SHA256); err == nil && other.Equal(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// unexpiredPrevious keeps the record's previous hashes whose grace period is still running.
+func unexpiredPrevious(rec *credential.Record, current credential.Hash, now time.Time) []credential.SecretHash {
+	var out []credential.SecretHash
+	for _, sh := range rec.Secrets {
+		if sh.NotAfter == nil || !now.Before(*sh.NotAfter) || sh.SHA256 == current.String() {
+			continue
+		}
+		out = append(out, sh)
+	}
+	return out
+}
+
+func parseTime(s string, fallback time.Time) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fallback
+	}
+	return t
+}
+
+// desiredRecord is the record document for the plan and the resolved grants.
+func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) credential.Record {
+	c := s.client
+	rec := credential.Record{
+		Version:   credential.RecordVersion,
+		ClientID:  c.Status.ClientID,
+		Namespace: c.Namespace,
+		Name:      c.Name,
+		UID:       string(c.UID),
+		Method:    string(methodOf(c)),
+		Disabled:  c.Spec.Disabled,
+		Claims:    c.Spec.Claims,
+	}
+	if c.Spec.Authentication != nil {
+		rec.ServiceAccountName = c.Spec.Authentication.ServiceAccountName
+	}
+	if c.Spec.TokenTTL != nil {
+		rec.TokenTTLSeconds = int64(c.Spec.TokenTTL.Seconds())
+	}
+	if plan.secret != "" {
+		rec.Secrets = append(rec.Secrets, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String()})
+	}
+	prev := append([]credential.SecretHash(nil), plan.previous...)
+	sort.Slice(prev, func(i, j int) bool { return prev[i].SHA256 < prev[j].SHA256 })
+	rec.Secrets = append(rec.Secrets, prev...)
+	for _, g := range s.resolution.Grants {
+		rec.Grants = append(rec.Grants, credential.AudienceGrant{
+			Audience:           g.Audience,
+			Scopes:             g.Scopes,
+			MaxTokenTTLSeconds: int64(g.MaxTokenTTL.Seconds()),
+			PolicyNamespace:    g.PolicyNamespace,
+		})
+	}
+	return rec
+}
+
+func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, plan secretPlan) (*corev1.Secret, error) {
+	c := s.client
+	doc := r.desiredRecord(s, plan)
+	data, err := doc.Encode()
+	if err != nil {
+		return nil, err
+	}
+	desired := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.SystemNamespace,
+			Name:      recordName(c),
+			Labels: map[string]string{
+				authv1alpha1.LabelManagedBy:       authv1alpha1.ManagedByValue,
+				authv1alpha1.LabelClientID:        c.Status.ClientID,
+				authv1alpha1.LabelClientNamespace: c.Namespace,
+				authv1alpha1.LabelClientName:      labelSafe(c.Name),
+			},
+		},
+		Type: authv1alpha1.SecretTypeCredentialRecord,
+		Data: map[string][]byte{credential.RecordKey: data},
+	}
+	return desired, nil
+}
+
+func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, plan secretPlan) (*corev1.Secret, error) {
+	c := s.client
+	data := map[string][]byte{
+		KeyClientID: []byte(c.Status.ClientID),
+		KeyTokenURL: []byte(r.TokenURL),
+		KeyIssuer:   []byte(r.Issuer),
+		KeyScope:    []byte(strings.Join(s.resolution.Granted, " ")),
+		KeyAudience: []byte(defaultAudience(c, s.resolution.Audiences)),
+	}
+	annotations := map[string]string{}
+	if plan.secret != "" {
+		data[KeyClientSecret] = []byte(plan.secret)
+		annotations[annotationIssuedAt] = plan.issuedAt.UTC().Format(time.RFC3339)
+		annotations[annotationRotateHandled] = plan.rotateHandled
+	}
+	desired := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: c.Namespace,
+			Name:      secretNameOf(c),
+			Labels: map[string]string{
+				authv1alpha1.LabelManagedBy:  authv1alpha1.ManagedByValue,
+				authv1alpha1.LabelClientID:   c.Status.ClientID,
+				authv1alpha1.LabelClientName: labelSafe(c.Name),
+			},
+			Annotations: annotations,
+		},
+		Type: authv1alpha1.SecretTypeClientCredentials,
+		Data: data,
+	}
+	if err := controllerutil.SetControllerReference(c, desired, r.Scheme()); err != nil {
+		return nil, fmt.Errorf("setting owner of credential Secret: %w", err)
+	}
+	return desired, nil
+}
+
+// apply creates desired, or updates existing to match it when (and only when) they differ.
+func (r *M2MClientReconciler) apply(ctx context.Context, existing, desired *corev1.Secret) error {
+	if existing == nil {
+		err := r.Create(ctx, desired)
+		if apierrors.IsAlreadyExists(err) {
+			return r.resolveAlreadyExists(ctx, desired)
+		}
+		if err != nil {
+			return fmt.Errorf("creating Secret %s/%s: %w", desired.Namespace, desired.Name, err)
+		}
+		return nil
+	}
+	if existing.Type != desired.Type {
+		// The type is immutable: replace the object.
+		if err := r.Delete(ctx, existing); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("replacing Secret %s/%s: %w", existing.Namespace, existing.Name, err)
+		}
+		return r.apply(ctx, nil, desired)
+	}
+	if secretMatches(existing, desired) {
+		return nil
+	}
+	updated := existing.DeepCopy()
+	updated.Labels, updated.Annotations = desired.Labels, desired.Annotations
+	updated.OwnerReferences = desired.OwnerReferences
+	updated.Data, updated.StringData = desired.Data, nil
+	if err := r.Update(ctx, updated); err != nil {
+		return fmt.Errorf("updating Secret %s/%s: %w", existing.Namespace, existing.Name, err)
+	}
+	return nil
+}
+
+// resolveAlreadyExists looks past the label-filtered cache: a Secret we own that the cache has
+// not seen yet is retried; anything else is a name conflict.
+func (r *M2MClientReconciler) resolveAlreadyExists(ctx context.Context, desired *corev1.Secret) error {
+	var live corev1.Secret
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), &live); err != nil {
+		return fmt.Errorf("reading Secret %s/%s: %w", desired.Namespace, desired.Name, err)
+	}
+	if metav1.GetControllerOf(desired) != nil && !sameController(&live, desired) {
+		return errConflict
+	}
+	return fmt.Errorf("secret %s/%s is not in the cache yet; retrying", desired.Namespace, desired.Name)
+}
+
+func sameController(a, b *corev1.Secret) bool {
+	ra, rb := metav1.GetControllerOf(a), metav1.GetControllerOf(b)
+	return ra != nil && rb != nil && ra.UID == rb.UID
+}
+
+func secretMatches(existing, desired *corev1.Secret) bool {
+	if existing.Type != desired.Type || len(existing.Data) != len(desired.Data) || len(existing.StringData) != 0 {
+		return false
+	}
+	for k, v := range desired.Data {
+		if !bytes.Equal(existing.Data[k], v) {
+			return false
+		}
+	}
+	return mapsEqual(existing.Labels, desired.Labels) && mapsEqual(existing.Annotations, desired.Annotations) &&
+		equality.Semantic.DeepEqual(existing.OwnerReferences, desired.OwnerReferences)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if av, ok := a[k]; !ok || av != v {
+			return false
+		}
+	}
+	return true
+}
+
+// defaultAudience is the audience a pod should ask for when it has no preference: the first of
+// spec.audiences that is granted, else the first granted audience.
+func defaultAudience(c *authv1alpha1.M2MClient, granted []string) string {
+	for _, a := range c.Spec.Audiences {
+		for _, g := range granted {
+			if string(a) == g {
+				return g
+			}
+		}
+	}
+	if len(granted) > 0 {
+		return granted[0]
+	}
+	return ""
+}
+
+// labelSafe trims a name to a valid label value (object names may be 253 characters).
+func labelSafe(s string) string {
+	if len(s) <= 63 {
+		return s
+	}
+	return strings.TrimRight(s[:63], "-.")
+}
+
+func (r *M2MClientReconciler) recordEvents(c *authv1alpha1.M2MClient, prev *credential.Record, plan secretPlan) {
+	if plan.reason != "" {
+		r.Recorder.Eventf(c, nil, plan.eventType, plan.reason, "Reconcile", "%s", plan.note)
+	}
+	wasDisabled := prev != nil && prev.Disabled
+	switch {
+	case c.Spec.Disabled && !wasDisabled && prev != nil:
+		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "Disabled", "Reconcile", "token issuance stopped: spec.disabled is true")
+	case !c.Spec.Disabled && wasDisabled:
+		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "Enabled", "Reconcile", "token issuance resumed")
+	}
+}
+
+func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPlan) {
+	c := s.client
+	c.Status.SecretRotatedAt, c.Status.NextRotationAt = nil, nil
+	if plan.secret != "" {
+		issued := metav1.NewTime(plan.issuedAt).Rfc3339Copy()
+		c.Status.SecretRotatedAt = &issued
+		if interval, _ := rotationSettings(c); interval > 0 {
+			next := metav1.NewTime(plan.issuedAt.Add(interval)).Rfc3339Copy()
+			c.Status.NextRotationAt = &next
+			s.requeueAt(next.Time)
+		}
+	}
+	for _, p := range plan.previous {
+		if p.NotAfter != nil {
+			s.requeueAt(*p.NotAfter)
+		}
+	}
+	msg := fmt.Sprintf("credential Secret %s holds client_id and client_secret", secretNameOf(c))
+	if methodOf(c) != authv1alpha1.AuthClientSecret {
+		msg = fmt.Sprintf("credential Secret %s holds client_id (method %s needs no client secret)", secretNameOf(c), methodOf(c))
+	}
+	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "CredentialsIssued", msg)
+}

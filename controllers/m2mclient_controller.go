@@ -1,0 +1,276 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/resolve"
+)
+
+// M2MClientReconciler turns an M2MClient into a working machine identity: a client id, a
+// credential Secret in the client's namespace, and a credential record (hashes only) in the
+// system namespace for the token server.
+type M2MClientReconciler struct {
+	client.Client
+	// APIReader reads objects the label-filtered cache cannot see (a foreign Secret squatting
+	// on the credential Secret's name).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options
+}
+
+// clientScope carries one reconcile's state from phase to phase.
+type clientScope struct {
+	client     *authv1alpha1.M2MClient
+	now        time.Time
+	resolution resolve.Result
+	// requeue is the earliest moment something must happen without an event (rotation due,
+	// a grace period ending).
+	requeue time.Time
+}
+
+func (s *clientScope) requeueAt(t time.Time) {
+	if !t.IsZero() && (s.requeue.IsZero() || t.Before(s.requeue)) {
+		s.requeue = t
+	}
+}
+
+func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&s.client.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.client.Generation,
+	})
+}
+
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one M2MClient's Secrets and status in line with its spec.
+func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	c := &authv1alpha1.M2MClient{}
+	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, c)
+	}
+	// The finalizer goes on before anything is written, so nothing can be left behind.
+	if controllerutil.AddFinalizer(c, authv1alpha1.Finalizer) {
+		if err := r.Update(ctx, c); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	base := c.DeepCopy()
+	s := &clientScope{client: c, now: r.Clock.Now()}
+	defer func() {
+		c.Status.ObservedGeneration = c.Generation
+		if err := r.patchStatus(ctx, base, c); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+	}()
+
+	phases := []func(context.Context, *clientScope) error{
+		r.reconcileIdentity,
+		r.reconcileScopes,
+		r.reconcileCredentials,
+	}
+	for _, phase := range phases {
+		if err := phase(ctx, s); err != nil {
+			r.reconcileReady(s)
+			return ctrl.Result{}, err
+		}
+	}
+	r.reconcileReady(s)
+	return ctrl.Result{RequeueAfter: requeueAfter(s.now, s.requeue)}, nil
+}
+
+// patchStatus writes the status only when it changed, so unchanged clients cause no writes.
+func (r *M2MClientReconciler) patchStatus(ctx context.Context, base, c *authv1alpha1.M2MClient) error {
+	if equality.Semantic.DeepEqual(base.Status, c.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, c, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// reconcileIdentity assigns the client id: derived from the UID, so it is the same on every
+// run and survives a lost status.
+func (r *M2MClientReconciler) reconcileIdentity(_ context.Context, s *clientScope) error {
+	s.client.Status.ClientID = credential.ClientIDFor(string(s.client.UID))
+	s.client.Status.SecretName = secretNameOf(s.client)
+	return nil
+}
+
+// reconcileScopes resolves the client against every ScopePolicy.
+func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScope) error {
+	c := s.client
+	var policies authv1alpha1.ScopePolicyList
+	if err := r.List(ctx, &policies); err != nil {
+		return fmt.Errorf("listing ScopePolicies: %w", err)
+	}
+	var ns corev1.Namespace
+	if err := r.Get(ctx, client.ObjectKey{Name: c.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
+	}
+	holders := resolve.Holders(policies.Items)
+	s.resolution = resolve.Client(c, ns.Labels, holders)
+	c.Status.GrantedScopes = s.resolution.Granted
+	c.Status.DeniedScopes = s.resolution.Denied
+	c.Status.Audiences = s.resolution.Audiences
+	setScopesCondition(s, len(holders) > 0)
+	return nil
+}
+
+func setScopesCondition(s *clientScope, anyPolicy bool) {
+	res := s.resolution
+	switch {
+	case len(s.client.Spec.Scopes) == 0:
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoScopesRequested",
+			"spec.scopes is empty: request the scopes this client needs")
+	case len(res.Denied) == 0:
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionTrue, "AllGranted",
+			fmt.Sprintf("every requested scope is granted (audiences: %s)", joinOrNone(res.Audiences)))
+	case !anyPolicy:
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoPolicy",
+			fmt.Sprintf("no ScopePolicy exists yet, so nothing is granted; denied: %s", joinOrNone(res.Denied)))
+	case len(res.Granted) == 0:
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NotGranted",
+			fmt.Sprintf("no ScopePolicy grants this client the requested scopes; denied: %s (ask the API's owner to add a grant)", joinOrNone(res.Denied)))
+	default:
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "PartiallyGranted",
+			fmt.Sprintf("some requested scopes are not granted by any ScopePolicy; denied: %s", joinOrNone(res.Denied)))
+	}
+}
+
+// reconcileReady summarises: Ready means the client can get a token now.
+func (r *M2MClientReconciler) reconcileReady(s *clientScope) {
+	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
+	switch {
+	case creds == nil || creds.Status != metav1.ConditionTrue:
+		reason, msg := "CredentialsNotReady", "credentials are not ready yet"
+		if creds != nil {
+			reason, msg = creds.Reason, creds.Message
+		}
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	case s.client.Spec.Disabled:
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "Disabled",
+			"spec.disabled is true: the token server refuses this client; set it to false to resume")
+	case len(s.resolution.Granted) == 0:
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "NoScopesGranted",
+			"no scope is granted, so no token can be issued; see the ScopesGranted condition")
+	default:
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
+			fmt.Sprintf("tokens can be issued for %s", joinOrNone(s.resolution.Audiences)))
+	}
+}
+
+// reconcileDelete removes both Secrets itself (no garbage collector is assumed), then the
+// finalizer.
+func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alpha1.M2MClient) error {
+	if !controllerutil.ContainsFinalizer(c, authv1alpha1.Finalizer) {
+		return nil
+	}
+	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.SystemNamespace, Name: recordName(c)}}
+	if err := r.Delete(ctx, rec); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting credential record: %w", err)
+	}
+	var cred corev1.Secret
+	err := r.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: secretNameOf(c)}, &cred)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("reading credential Secret: %w", err)
+	case metav1.IsControlledBy(&cred, c):
+		if err := r.Delete(ctx, &cred); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting credential Secret: %w", err)
+		}
+	}
+	controllerutil.RemoveFinalizer(c, authv1alpha1.Finalizer)
+	if err := r.Update(ctx, c); err != nil {
+		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// SetupWithManager wires the watches: the client itself (spec, labels, annotations — not
+// status, so status writes don't loop), its credential Secret, its record, every ScopePolicy
+// and Namespace change that can alter its grants.
+func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&authv1alpha1.M2MClient{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{},
+			predicate.LabelChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+			deletionPredicate{},
+		))).
+		Owns(&corev1.Secret{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.recordToClient),
+			builder.WithPredicates(predicate.NewPredicateFuncs(r.isRecord))).
+		Watches(&authv1alpha1.ScopePolicy{}, r.policyHandler()).
+		Watches(&corev1.Namespace{}, r.namespaceHandler(),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Named("m2mclient").
+		Complete(r)
+}
+
+// deletionPredicate passes updates that set a deletionTimestamp.
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+func joinOrNone(items []string) string {
+	if len(items) == 0 {
+		return "none"
+	}
+	out := items[0]
+	for _, s := range items[1:] {
+		out += ", " + s
+	}
+	return out
+}
+
+var errConflict = errors.New("credential Secret name is taken")

@@ -1,0 +1,135 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/resolve"
+)
+
+// isRecord selects credential records: Secrets in the system namespace with a client-id label.
+func (r *M2MClientReconciler) isRecord(o client.Object) bool {
+	_, ok := o.GetLabels()[authv1alpha1.LabelClientID]
+	return ok && o.GetNamespace() == r.SystemNamespace
+}
+
+// recordToClient maps a record back to its M2MClient through its labels.
+func (r *M2MClientReconciler) recordToClient(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	ns, name := l[authv1alpha1.LabelClientNamespace], l[authv1alpha1.LabelClientName]
+	if ns == "" || name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}
+
+type requestQueue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+
+// policyHandler re-resolves exactly the clients a policy change can affect: those requesting a
+// scope declared by any policy claiming the policy's audience (old and new), and those holding
+// that audience now.
+func (r *M2MClientReconciler) policyHandler() handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q requestQueue) {
+			r.enqueueForPolicies(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) {
+			r.enqueueForPolicies(ctx, q, e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q requestQueue) {
+			r.enqueueForPolicies(ctx, q, e.Object)
+		},
+	}
+}
+
+func (r *M2MClientReconciler) enqueueForPolicies(ctx context.Context, q requestQueue, objs ...client.Object) {
+	log := logf.FromContext(ctx)
+	seen := map[types.NamespacedName]bool{}
+	add := func(list *authv1alpha1.M2MClientList) {
+		for i := range list.Items {
+			key := client.ObjectKeyFromObject(&list.Items[i])
+			if !seen[key] {
+				seen[key] = true
+				q.Add(reconcile.Request{NamespacedName: key})
+			}
+		}
+	}
+	scopes := map[string]bool{}
+	for _, o := range objs {
+		p, ok := o.(*authv1alpha1.ScopePolicy)
+		if !ok {
+			continue
+		}
+		aud := resolve.Audience(p)
+		claimants := []authv1alpha1.ScopePolicy{*p}
+		var others authv1alpha1.ScopePolicyList
+		if err := r.List(ctx, &others, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
+			log.Error(err, "listing ScopePolicies by audience", "audience", aud)
+		}
+		claimants = append(claimants, others.Items...)
+		for _, c := range claimants {
+			for _, d := range c.Spec.Scopes {
+				scopes[string(d.Name)] = true
+			}
+		}
+		var holding authv1alpha1.M2MClientList
+		if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}); err != nil {
+			log.Error(err, "listing M2MClients by audience", "audience", aud)
+		}
+		add(&holding)
+	}
+	for s := range scopes {
+		var requesting authv1alpha1.M2MClientList
+		if err := r.List(ctx, &requesting, client.MatchingFields{indexClientScopes: s}); err != nil {
+			log.Error(err, "listing M2MClients by scope", "scope", s)
+			continue
+		}
+		add(&requesting)
+	}
+}
+
+// namespaceHandler re-resolves every client in a namespace whose labels changed (grants by
+// namespaceSelector).
+func (r *M2MClientReconciler) namespaceHandler() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		ns, ok := o.(*corev1.Namespace)
+		if !ok {
+			return nil
+		}
+		var list authv1alpha1.M2MClientList
+		if err := r.List(ctx, &list, client.InNamespace(ns.Name)); err != nil {
+			logf.FromContext(ctx).Error(err, "listing M2MClients in namespace", "namespace", ns.Name)
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return out
+	})
+}

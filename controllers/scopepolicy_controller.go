@@ -1,0 +1,194 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/resolve"
+)
+
+// ScopePolicyReconciler decides which policy holds each audience and reports, on each policy,
+// whether it holds its audience and how many clients it serves. The grants themselves are
+// resolved into clients by the M2MClient reconciler.
+type ScopePolicyReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies/status,verbs=get;update;patch
+
+// Reconcile updates one policy's status.
+func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	p := &authv1alpha1.ScopePolicy{}
+	if err := r.Get(ctx, req.NamespacedName, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	base := p.DeepCopy()
+	aud := resolve.Audience(p)
+	p.Status.Audience = aud
+	p.Status.ObservedGeneration = p.Generation
+
+	holder, err := r.holder(ctx, aud)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if holder != nil && (holder.Namespace != p.Namespace || holder.Name != p.Name) {
+		r.setConflict(p, holder)
+	} else if err := r.setHolding(ctx, p, aud); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	if equality.Semantic.DeepEqual(base.Status, p.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Status().Patch(ctx, p, client.MergeFrom(base)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("patching ScopePolicy status: %w", client.IgnoreNotFound(err))
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *ScopePolicyReconciler) holder(ctx context.Context, aud string) (*authv1alpha1.ScopePolicy, error) {
+	var claimants authv1alpha1.ScopePolicyList
+	if err := r.List(ctx, &claimants, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
+		return nil, fmt.Errorf("listing ScopePolicies for audience %q: %w", aud, err)
+	}
+	return resolve.Holders(claimants.Items)[aud], nil
+}
+
+func (r *ScopePolicyReconciler) setConflict(p, holder *authv1alpha1.ScopePolicy) {
+	msg := fmt.Sprintf("audience %q is held by the older ScopePolicy %s/%s; this policy grants nothing until that one is deleted or this one uses another spec.audience",
+		p.Status.Audience, holder.Namespace, holder.Name)
+	wasConflict := meta.IsStatusConditionTrue(p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
+	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionTrue, "AudienceHeldByOtherPolicy", msg)
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, "AudienceConflict", msg)
+	p.Status.Clients = 0
+	if !wasConflict {
+		r.Recorder.Eventf(p, holder, "Warning", "AudienceConflict", "Reconcile", "%s", msg)
+	}
+}
+
+func (r *ScopePolicyReconciler) setHolding(ctx context.Context, p *authv1alpha1.ScopePolicy, aud string) error {
+	var holding authv1alpha1.M2MClientList
+	if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}); err != nil {
+		return fmt.Errorf("counting clients of audience %q: %w", aud, err)
+	}
+	p.Status.Clients = int32(len(holding.Items))
+	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionFalse, "AudienceHeld",
+		fmt.Sprintf("this policy holds audience %q", aud))
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
+		fmt.Sprintf("audience %q offers %d scopes through %d grants to %d clients", aud, len(p.Spec.Scopes), len(p.Spec.Grants), len(holding.Items)))
+	return nil
+}
+
+func setPolicyCondition(p *authv1alpha1.ScopePolicy, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: p.Generation,
+	})
+}
+
+// SetupWithManager watches policies (a change to one can hand its audience to another) and
+// clients (their status decides the policy's client count).
+func (r *ScopePolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&authv1alpha1.ScopePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&authv1alpha1.ScopePolicy{}, r.sameAudienceHandler()).
+		Watches(&authv1alpha1.M2MClient{}, r.clientHandler()).
+		Named("scopepolicy").
+		Complete(r)
+}
+
+// sameAudienceHandler enqueues every policy claiming the audience of a changed policy.
+func (r *ScopePolicyReconciler) sameAudienceHandler() handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q requestQueue) {
+			r.enqueueClaimants(ctx, q, resolve.Audience(e.Object.(*authv1alpha1.ScopePolicy)))
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) {
+			r.enqueueClaimants(ctx, q, resolve.Audience(e.ObjectOld.(*authv1alpha1.ScopePolicy)))
+			r.enqueueClaimants(ctx, q, resolve.Audience(e.ObjectNew.(*authv1alpha1.ScopePolicy)))
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q requestQueue) {
+			if p, ok := e.Object.(*authv1alpha1.ScopePolicy); ok {
+				r.enqueueClaimants(ctx, q, resolve.Audience(p))
+			}
+		},
+	}
+}
+
+// clientHandler enqueues the policies of the audiences a client gained or lost.
+func (r *ScopePolicyReconciler) clientHandler() handler.EventHandler {
+	enqueue := func(ctx context.Context, q requestQueue, auds ...[]string) {
+		seen := map[string]bool{}
+		for _, list := range auds {
+			for _, a := range list {
+				if !seen[a] {
+					seen[a] = true
+					r.enqueueClaimants(ctx, q, a)
+				}
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q requestQueue) {
+			enqueue(ctx, q, e.Object.(*authv1alpha1.M2MClient).Status.Audiences)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) {
+			o, n := e.ObjectOld.(*authv1alpha1.M2MClient), e.ObjectNew.(*authv1alpha1.M2MClient)
+			if equality.Semantic.DeepEqual(o.Status.Audiences, n.Status.Audiences) {
+				return
+			}
+			enqueue(ctx, q, o.Status.Audiences, n.Status.Audiences)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q requestQueue) {
+			if c, ok := e.Object.(*authv1alpha1.M2MClient); ok {
+				enqueue(ctx, q, c.Status.Audiences)
+			}
+		},
+	}
+}
+
+func (r *ScopePolicyReconciler) enqueueClaimants(ctx context.Context, q requestQueue, aud string) {
+	var list authv1alpha1.ScopePolicyList
+	if err := r.List(ctx, &list, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing ScopePolicies by audience", "audience", aud)
+		return
+	}
+	for i := range list.Items {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+	}
+}

@@ -1,0 +1,115 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/controllers"
+	"github.com/m2m-dev/m2m-operator/internal/scheme"
+)
+
+// controllerFlags are the flags of `m2m controller` (and the controller half of `m2m dev`).
+type controllerFlags struct {
+	kubeconfig    string
+	metricsAddr   string
+	probeAddr     string
+	leaderElect   bool
+	leaderElectNS string
+	clients       controllers.Options
+	signingKeys   *signingKeyFlags
+}
+
+func bindControllerFlags(fs *flag.FlagSet) *controllerFlags {
+	f := &controllerFlags{}
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: in-cluster config or $KUBECONFIG")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles")
+	f.clients.BindFlags(fs)
+	f.signingKeys = bindSigningKeyFlags(fs)
+	return f
+}
+
+func runController(ctx context.Context, args []string) error {
+	fs := newFlagSet("controller", "Reconciles M2MClients and ScopePolicies, writes credential Secrets and records, and manages signing keys.")
+	f := bindControllerFlags(fs)
+	zopts := logFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zopts)))
+	cfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := newControllerManager(cfg, f)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// newControllerManager builds the manager with every reconciler. The Secret cache holds only
+// Secrets this controller wrote (by label), so memory does not grow with the cluster's Secrets.
+func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, error) {
+	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme.New(),
+		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress:  f.probeAddr,
+		LeaderElection:          f.leaderElect,
+		LeaderElectionID:        "m2m-controller.auth.m2m.dev",
+		LeaderElectionNamespace: f.clients.SystemNamespace,
+		GracefulShutdownTimeout: ptrDuration(10 * time.Second),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: managed},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating controller manager: %w", err)
+	}
+	if err := controllers.SetupWithManager(mgr, f.clients); err != nil {
+		return nil, err
+	}
+	if err := setupSigningKeys(mgr, f.signingKeys, f.clients.SystemNamespace); err != nil {
+		return nil, fmt.Errorf("setting up signing keys: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding ready check: %w", err)
+	}
+	return mgr, nil
+}
+
+func ptrDuration(d time.Duration) *time.Duration { return &d }

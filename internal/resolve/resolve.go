@@ -1,0 +1,227 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package resolve decides which scopes a client holds for which audience: the single
+// implementation of "requested ∩ granted by that audience's policy".
+package resolve
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+)
+
+// Audience returns the policy's effective audience: spec.audience, or <name>.<namespace>.
+func Audience(p *authv1alpha1.ScopePolicy) string {
+	if p.Spec.Audience != "" {
+		return string(p.Spec.Audience)
+	}
+	return p.Name + "." + p.Namespace
+}
+
+// Older reports whether a holds an audience before b: the older creationTimestamp wins, then
+// namespace/name, so that every replica and every run decides the same way.
+func Older(a, b *authv1alpha1.ScopePolicy) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// Holders maps each audience to the policy holding it. Policies being deleted hold nothing.
+func Holders(policies []authv1alpha1.ScopePolicy) map[string]*authv1alpha1.ScopePolicy {
+	out := make(map[string]*authv1alpha1.ScopePolicy, len(policies))
+	for i := range policies {
+		p := &policies[i]
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		aud := Audience(p)
+		if cur, ok := out[aud]; !ok || Older(p, cur) {
+			out[aud] = p
+		}
+	}
+	return out
+}
+
+// Grant is what one audience grants a client.
+type Grant struct {
+	Audience        string
+	Scopes          []string
+	MaxTokenTTL     time.Duration
+	PolicyNamespace string
+}
+
+// Result is a client's resolution against every policy.
+type Result struct {
+	// Grants per audience, sorted by audience.
+	Grants []Grant
+	// Granted are the requested scopes granted by at least one audience, sorted.
+	Granted []string
+	// Denied are the requested scopes no audience grants, sorted.
+	Denied []string
+	// Audiences that grant at least one scope, sorted.
+	Audiences []string
+}
+
+// Client resolves what the client holds. nsLabels are the labels of the client's namespace;
+// holders come from Holders.
+func Client(c *authv1alpha1.M2MClient, nsLabels labels.Set, holders map[string]*authv1alpha1.ScopePolicy) Result {
+	requested := make([]string, 0, len(c.Spec.Scopes))
+	for _, s := range c.Spec.Scopes {
+		requested = append(requested, string(s))
+	}
+	wanted := audienceFilter(c.Spec.Audiences)
+	granted := map[string]bool{}
+	var res Result
+	for _, aud := range sortedKeys(holders) {
+		if wanted != nil && !wanted[aud] {
+			continue
+		}
+		p := holders[aud]
+		offered := Offered(p, c, nsLabels)
+		var scopes []string
+		for _, s := range requested {
+			if offered[s] {
+				scopes = append(scopes, s)
+				granted[s] = true
+			}
+		}
+		if len(scopes) == 0 {
+			continue
+		}
+		sort.Strings(scopes)
+		g := Grant{Audience: aud, Scopes: scopes, PolicyNamespace: p.Namespace}
+		if p.Spec.MaxTokenTTL != nil {
+			g.MaxTokenTTL = p.Spec.MaxTokenTTL.Duration
+		}
+		res.Grants = append(res.Grants, g)
+		res.Audiences = append(res.Audiences, aud)
+	}
+	for _, s := range requested {
+		if granted[s] {
+			res.Granted = append(res.Granted, s)
+		} else {
+			res.Denied = append(res.Denied, s)
+		}
+	}
+	sort.Strings(res.Granted)
+	sort.Strings(res.Denied)
+	return res
+}
+
+// Offered returns the declared scopes that the policy's grants give this client, wildcards
+// expanded over the policy's declared scopes.
+func Offered(p *authv1alpha1.ScopePolicy, c *authv1alpha1.M2MClient, nsLabels labels.Set) map[string]bool {
+	declared := make(map[string]bool, len(p.Spec.Scopes))
+	for _, d := range p.Spec.Scopes {
+		declared[string(d.Name)] = true
+	}
+	out := map[string]bool{}
+	for i := range p.Spec.Grants {
+		g := &p.Spec.Grants[i]
+		if !Matches(&g.Clients, c, nsLabels) {
+			continue
+		}
+		for _, s := range g.Scopes {
+			expand(string(s), declared, out)
+		}
+	}
+	return out
+}
+
+// expand adds to out the declared scopes that a grant entry names: itself, or for "prefix:*"
+// every declared scope starting with "prefix:".
+func expand(s string, declared, out map[string]bool) {
+	if prefix, ok := strings.CutSuffix(s, "*"); ok && strings.HasSuffix(prefix, ":") {
+		for d := range declared {
+			if strings.HasPrefix(d, prefix) {
+				out[d] = true
+			}
+		}
+		return
+	}
+	if declared[s] {
+		out[s] = true
+	}
+}
+
+// Matches reports whether every matcher that is set matches the client. A matcher with nothing
+// set matches nothing (the schema refuses it; this is defence in depth).
+func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels labels.Set) bool {
+	if len(m.Namespaces) == 0 && len(m.Names) == 0 && m.NamespaceSelector == nil && m.Selector == nil {
+		return false
+	}
+	if len(m.Namespaces) > 0 && !contains(m.Namespaces, c.Namespace) {
+		return false
+	}
+	if len(m.Names) > 0 && !contains(m.Names, c.Name) {
+		return false
+	}
+	if m.NamespaceSelector != nil && !selectorMatches(m.NamespaceSelector, nsLabels) {
+		return false
+	}
+	if m.Selector != nil && !selectorMatches(m.Selector, labels.Set(c.Labels)) {
+		return false
+	}
+	return true
+}
+
+// selectorMatches treats an invalid selector as matching nothing: a typo must never grant.
+func selectorMatches(ls *metav1.LabelSelector, set labels.Set) bool {
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return false
+	}
+	return sel.Matches(set)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func audienceFilter(auds []authv1alpha1.Audience) map[string]bool {
+	if len(auds) == 0 {
+		return nil
+	}
+	out := make(map[string]bool, len(auds))
+	for _, a := range auds {
+		out[string(a)] = true
+	}
+	return out
+}
+
+func sortedKeys(m map[string]*authv1alpha1.ScopePolicy) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
