@@ -1,0 +1,279 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// KeySource supplies trusted verification keys by key ID. The keys must be public keys (private
+// keys are reduced to their public half). Implementations must be safe for concurrent use and
+// should return the same *jose.JSONWebKey for a key that has not changed, which keeps token
+// cache hits cheap.
+type KeySource interface {
+	// Key returns the trusted key with this kid, if any.
+	Key(kid string) (*jose.JSONWebKey, bool)
+}
+
+// Verifier validates access tokens for one issuer and one audience. It is safe for concurrent
+// use. Build it with [New] (keys discovered from the issuer) or [NewWithKeySource].
+type Verifier struct {
+	issuer      string
+	audience    string
+	anyAudience bool
+	leeway      time.Duration
+	now         func() time.Time
+	algorithms  []jose.SignatureAlgorithm
+	maxSize     int
+	realm       string
+
+	keys   KeySource
+	remote *remoteKeySet // nil when the caller supplied the keys
+	cache  *tokenCache   // nil when caching is off
+}
+
+// New returns a Verifier for tokens issued by issuer for audience. It reads the issuer's RFC
+// 8414 metadata at <issuer>/.well-known/oauth-authorization-server (for an issuer with a path,
+// the RFC 8414 §3.1 location, then the appended one), checks that the metadata's "issuer" is
+// exactly issuer, and fetches the key set named by "jwks_uri".
+//
+// ctx bounds this initial discovery only. Afterwards the key set is refreshed in the
+// background when the JWKS response's Cache-Control max-age runs out, and on demand (with a
+// cooldown) when a token names an unknown kid; both are driven by calls to [Verifier.Verify],
+// so an idle Verifier does no work and needs no Close.
+func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifier, error) {
+	cfg, err := buildConfig(issuer, audience, opts)
+	if err != nil {
+		return nil, err
+	}
+	v := newVerifier(issuer, audience, cfg)
+	jwksURL, err := discover(ctx, cfg.httpClient, issuer)
+	if err != nil {
+		return nil, err
+	}
+	remote := newRemoteKeySet(jwksURL, cfg, v.cache.purge)
+	if err := remote.fetch(ctx); err != nil {
+		return nil, err
+	}
+	if remote.size() == 0 {
+		return nil, fail(ErrKeySet, "the key set has no usable signing key (check WithAllowedAlgorithms)")
+	}
+	v.keys, v.remote = remote, remote
+	return v, nil
+}
+
+// NewWithKeySource returns a Verifier that takes its keys from src instead of discovering
+// them, for the token server itself (its introspection endpoint validates tokens with exactly
+// the same rules as resource servers). The HTTP and refresh options have no effect.
+//
+// Cached tokens are re-checked against src on every hit, so a key that src stops returning
+// stops its tokens at once.
+func NewWithKeySource(issuer, audience string, src KeySource, opts ...Option) (*Verifier, error) {
+	if src == nil {
+		return nil, errors.New("verify: nil key source")
+	}
+	cfg, err := buildConfig(issuer, audience, opts)
+	if err != nil {
+		return nil, err
+	}
+	v := newVerifier(issuer, audience, cfg)
+	v.keys = src
+	return v, nil
+}
+
+// buildConfig applies the options and checks the arguments.
+func buildConfig(issuer, audience string, opts []Option) (*config, error) {
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if err := opt(cfg); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	if issuer == "" {
+		return nil, errors.New("verify: empty issuer")
+	}
+	if audience == "" && !cfg.anyAudience {
+		return nil, errors.New("verify: empty audience (use WithAnyAudience for introspection)")
+	}
+	return cfg, nil
+}
+
+func newVerifier(issuer, audience string, cfg *config) *Verifier {
+	realm := cfg.realm
+	if realm == "" {
+		realm = audience
+	}
+	return &Verifier{
+		issuer:      issuer,
+		audience:    audience,
+		anyAudience: cfg.anyAudience,
+		leeway:      cfg.leeway,
+		now:         cfg.now,
+		algorithms:  cfg.algorithms,
+		maxSize:     cfg.maxSize,
+		realm:       realm,
+		cache:       newTokenCache(cfg.cacheSize),
+	}
+}
+
+// Issuer returns the issuer this Verifier accepts.
+func (v *Verifier) Issuer() string { return v.issuer }
+
+// Audience returns the audience this Verifier requires ("" with [WithAnyAudience]).
+func (v *Verifier) Audience() string { return v.audience }
+
+// Refresh fetches the key set now, ignoring the cooldown; concurrent calls share one request.
+// It is a no-op for a Verifier built with [NewWithKeySource]. Verification never needs it:
+// it is for operators and tests that want to pick up a rotation immediately.
+func (v *Verifier) Refresh(ctx context.Context) error {
+	if v.remote == nil {
+		return nil
+	}
+	return v.remote.refresh(ctx, false)
+}
+
+// Verify validates a token and returns its claims. The token is the bare JWS, without the
+// "Bearer " prefix. ctx bounds the wait for a key set refresh when the token names a kid that
+// is not yet known.
+//
+// Every error is an [*Error]; test it with errors.Is against the sentinel errors (ErrExpired,
+// ErrSignature, ...). The returned claims may be shared: do not modify them.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > v.maxSize {
+		return nil, failf(ErrMalformed, "token larger than %d bytes", v.maxSize)
+	}
+	now := v.now()
+	if v.remote != nil {
+		v.remote.maybeRefresh(now)
+	}
+	if c := v.cache.lookup(token, now.UnixNano(), v.keys); c != nil {
+		return c, nil
+	}
+	c, kid, key, err := v.verifyToken(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.store(token, c, kid, key, v.cacheDeadline(c, now), now.UnixNano())
+	return c, nil
+}
+
+// maxCacheLifetime bounds how long one verified token stays cached even if it lives longer;
+// it also keeps deadlines far from int64 nanosecond overflow.
+const maxCacheLifetime = time.Hour
+
+// cacheDeadline is the instant from which a cached token is no longer accepted: the same
+// instant at which the full check would call it expired.
+func (v *Verifier) cacheDeadline(c *Claims, now time.Time) int64 {
+	deadline := c.Expiry.Add(v.leeway)
+	if limit := now.Add(maxCacheLifetime); deadline.After(limit) {
+		deadline = limit
+	}
+	return deadline.UnixNano()
+}
+
+// verifyToken is the one full validation, shared by every constructor. It returns the claims
+// and the kid and key that verified them.
+func (v *Verifier) verifyToken(ctx context.Context, token string, now time.Time) (*Claims, string, *jose.JSONWebKey, error) {
+	parts, err := splitCompact(token)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	h, err := v.parseHeader(parts.header)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	key, err := v.key(ctx, h.Kid)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if !algFitsKey(h.Alg, key) {
+		return nil, "", nil, failf(ErrAlgorithm, "%s does not fit the key", excerpt(h.Alg))
+	}
+	payload, err := verifySignature(token, parts, h, key)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, err := parseClaims(payload)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := v.checkClaims(c, now); err != nil {
+		return nil, "", nil, err
+	}
+	return c, h.Kid, key, nil
+}
+
+// key finds the trusted key for kid, refreshing the remote key set once (subject to the
+// cooldown) when the kid is unknown: that is how a verifier follows a key rotation it has not
+// yet seen.
+func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
+	if k, ok := v.keys.Key(kid); ok && k != nil {
+		return k, nil
+	}
+	if v.remote == nil {
+		return nil, failf(ErrUnknownKey, "kid %s", excerpt(kid))
+	}
+	if err := v.remote.refresh(ctx, true); err != nil && !errors.Is(err, errCooldown) {
+		return nil, wrap(ErrUnknownKey, "kid "+excerpt(kid)+" and the key set refresh failed", err)
+	}
+	if k, ok := v.keys.Key(kid); ok && k != nil {
+		return k, nil
+	}
+	return nil, failf(ErrUnknownKey, "kid %s", excerpt(kid))
+}
+
+// verifySignature checks the signature with go-jose. The algorithm list passed to the parser
+// holds only the alg already vetted, and the parsed header must agree with ours, so the two
+// parsers cannot be played against each other.
+func verifySignature(token string, parts compact, h *header, key *jose.JSONWebKey) ([]byte, error) {
+	if parts.signature == "" {
+		return nil, fail(ErrSignature, "missing signature")
+	}
+	jws, err := jose.ParseSignedCompact(token, algList(h.Alg))
+	if err != nil {
+		return nil, wrap(ErrMalformed, "JWS", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fail(ErrMalformed, "expected exactly one signature")
+	}
+	prot := jws.Signatures[0].Protected
+	if prot.KeyID != h.Kid || prot.Algorithm != h.Alg {
+		return nil, fail(ErrMalformed, "inconsistent header")
+	}
+	payload, err := jws.Verify(publicKey(key.Key))
+	if err != nil {
+		return nil, wrap(ErrSignature, "", err)
+	}
+	return payload, nil
+}
+
+// algLists holds a one-element slice per supported algorithm, so the hot path of a cold
+// verification does not allocate one.
+var algLists = func() map[string][]jose.SignatureAlgorithm {
+	m := make(map[string][]jose.SignatureAlgorithm, len(supportedAlgorithms))
+	for _, a := range supportedAlgorithms {
+		m[string(a)] = []jose.SignatureAlgorithm{a}
+	}
+	return m
+}()
+
+func algList(alg string) []jose.SignatureAlgorithm { return algLists[alg] }
