@@ -1,0 +1,202 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package resolve
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+)
+
+func scopes(s ...string) []authv1alpha1.ScopeToken {
+	out := make([]authv1alpha1.ScopeToken, len(s))
+	for i, v := range s {
+		out[i] = authv1alpha1.ScopeToken(v)
+	}
+	return out
+}
+
+func grantScopes(s ...string) []authv1alpha1.GrantScope {
+	out := make([]authv1alpha1.GrantScope, len(s))
+	for i, v := range s {
+		out[i] = authv1alpha1.GrantScope(v)
+	}
+	return out
+}
+
+func declared(s ...string) []authv1alpha1.ScopeDefinition {
+	out := make([]authv1alpha1.ScopeDefinition, len(s))
+	for i, v := range s {
+		out[i] = authv1alpha1.ScopeDefinition{Name: authv1alpha1.ScopeToken(v)}
+	}
+	return out
+}
+
+func sel(kv ...string) *metav1.LabelSelector {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return &metav1.LabelSelector{MatchLabels: m}
+}
+
+// billingPolicy declares invoices:read, invoices:write and refunds:issue for audience "billing".
+func billingPolicy(grants ...authv1alpha1.Grant) authv1alpha1.ScopePolicy {
+	return authv1alpha1.ScopePolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Name: "billing", CreationTimestamp: metav1.NewTime(time.Unix(100, 0))},
+		Spec: authv1alpha1.ScopePolicySpec{
+			Audience: "billing",
+			Scopes:   declared("invoices:read", "invoices:write", "refunds:issue"),
+			Grants:   grants,
+		},
+	}
+}
+
+func grant(m authv1alpha1.ClientMatcher, s ...string) authv1alpha1.Grant {
+	return authv1alpha1.Grant{Scopes: grantScopes(s...), Clients: m}
+}
+
+func TestClientMatchersAndWildcards(t *testing.T) {
+	worker := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "worker", Labels: map[string]string{"app": "worker"}},
+		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "invoices:write", "refunds:issue")},
+	}
+	nsLabels := labels.Set{"team": "payments"}
+	tests := []struct {
+		name    string
+		grant   authv1alpha1.Grant
+		granted []string
+	}{
+		{"namespaces match", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}}, "invoices:read"), []string{"invoices:read"}},
+		{"namespaces miss", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"other"}}, "invoices:read"), nil},
+		{"names match", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:read"), []string{"invoices:read"}},
+		{"names miss", grant(authv1alpha1.ClientMatcher{Names: []string{"admin"}}, "invoices:read"), nil},
+		{"namespaceSelector match", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "payments")}, "invoices:read"), []string{"invoices:read"}},
+		{"namespaceSelector miss", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "billing")}, "invoices:read"), nil},
+		{"selector match", grant(authv1alpha1.ClientMatcher{Selector: sel("app", "worker")}, "invoices:read"), []string{"invoices:read"}},
+		{"selector miss", grant(authv1alpha1.ClientMatcher{Selector: sel("app", "admin")}, "invoices:read"), nil},
+		{"empty selector matches every client", grant(authv1alpha1.ClientMatcher{Selector: &metav1.LabelSelector{}}, "invoices:read"), []string{"invoices:read"}},
+		{"all matchers match", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"worker"}, NamespaceSelector: sel("team", "payments"), Selector: sel("app", "worker")}, "invoices:read"), []string{"invoices:read"}},
+		{"one of several matchers misses", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"admin"}}, "invoices:read"), nil},
+		{"namespace matches, selector misses", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "payments"), Selector: sel("app", "other")}, "invoices:read"), nil},
+		{"no matcher matches nothing", grant(authv1alpha1.ClientMatcher{}, "invoices:read"), nil},
+		{"invalid selector matches nothing", grant(authv1alpha1.ClientMatcher{Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Bogus"}}}}, "invoices:read"), nil},
+		{"wildcard expands within its prefix", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:*"), []string{"invoices:read", "invoices:write"}},
+		{"wildcard of another prefix", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "refunds:*"), []string{"refunds:issue"}},
+		{"wildcard prefix must end at a colon", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices*"), nil},
+		{"undeclared scope is never granted", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "admin:all"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			holders := Holders([]authv1alpha1.ScopePolicy{billingPolicy(tt.grant)})
+			res := Client(worker, nsLabels, holders)
+			if !reflect.DeepEqual(res.Granted, tt.granted) {
+				t.Fatalf("granted = %v, want %v", res.Granted, tt.granted)
+			}
+			if len(res.Granted)+len(res.Denied) != 3 {
+				t.Fatalf("granted %v + denied %v do not partition the request", res.Granted, res.Denied)
+			}
+		})
+	}
+}
+
+func TestRequestedIntersectGranted(t *testing.T) {
+	c := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "worker"},
+		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "reports:read")},
+	}
+	p := billingPolicy(grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}}, "invoices:*", "refunds:issue"))
+	res := Client(c, nil, Holders([]authv1alpha1.ScopePolicy{p}))
+	if want := []string{"invoices:read"}; !reflect.DeepEqual(res.Granted, want) {
+		t.Fatalf("granted %v, want %v (a grant never adds unrequested scopes)", res.Granted, want)
+	}
+	if want := []string{"reports:read"}; !reflect.DeepEqual(res.Denied, want) {
+		t.Fatalf("denied %v, want %v", res.Denied, want)
+	}
+}
+
+func TestAudiencesRestrictAndMaxTTL(t *testing.T) {
+	all := authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}}
+	billing := billingPolicy(grant(all, "invoices:read"))
+	billing.Spec.MaxTokenTTL = &metav1.Duration{Duration: time.Hour}
+	reports := authv1alpha1.ScopePolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "reports", Name: "reports", CreationTimestamp: metav1.NewTime(time.Unix(100, 0))},
+		Spec: authv1alpha1.ScopePolicySpec{
+			Scopes: declared("invoices:read", "reports:read"),
+			Grants: []authv1alpha1.Grant{grant(all, "invoices:read", "reports:read")},
+		},
+	}
+	holders := Holders([]authv1alpha1.ScopePolicy{billing, reports})
+	c := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "worker"},
+		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "reports:read")},
+	}
+
+	res := Client(c, nil, holders)
+	if want := []string{"billing", "reports.reports"}; !reflect.DeepEqual(res.Audiences, want) {
+		t.Fatalf("audiences %v, want %v (default audience is <name>.<namespace>)", res.Audiences, want)
+	}
+	if res.Grants[0].MaxTokenTTL != time.Hour || res.Grants[0].PolicyNamespace != "billing" {
+		t.Fatalf("billing grant = %+v, want max TTL 1h from namespace billing", res.Grants[0])
+	}
+
+	c.Spec.Audiences = []authv1alpha1.Audience{"billing"}
+	res = Client(c, nil, holders)
+	if want := []string{"billing"}; !reflect.DeepEqual(res.Audiences, want) {
+		t.Fatalf("with spec.audiences: audiences %v, want %v", res.Audiences, want)
+	}
+	if want := []string{"reports:read"}; !reflect.DeepEqual(res.Denied, want) {
+		t.Fatalf("with spec.audiences: denied %v, want %v", res.Denied, want)
+	}
+}
+
+func TestHoldersOldestThenName(t *testing.T) {
+	mk := func(ns, name string, created int64) authv1alpha1.ScopePolicy {
+		return authv1alpha1.ScopePolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(time.Unix(created, 0))},
+			Spec:       authv1alpha1.ScopePolicySpec{Audience: "shared"},
+		}
+	}
+	tests := []struct {
+		name     string
+		policies []authv1alpha1.ScopePolicy
+		want     string
+	}{
+		{"oldest wins", []authv1alpha1.ScopePolicy{mk("b", "x", 200), mk("z", "y", 100)}, "z/y"},
+		{"same age: namespace order", []authv1alpha1.ScopePolicy{mk("b", "x", 100), mk("a", "y", 100)}, "a/y"},
+		{"same age and namespace: name order", []authv1alpha1.ScopePolicy{mk("a", "y", 100), mk("a", "x", 100)}, "a/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := Holders(tt.policies)["shared"]
+			if got := h.Namespace + "/" + h.Name; got != tt.want {
+				t.Fatalf("holder %s, want %s", got, tt.want)
+			}
+		})
+	}
+	deleting := mk("a", "old", 1)
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	if h := Holders([]authv1alpha1.ScopePolicy{deleting, mk("b", "new", 2)})["shared"]; h.Name != "new" {
+		t.Fatalf("a policy being deleted must not hold its audience, got %s", h.Name)
+	}
+}
