@@ -16,18 +16,62 @@ limitations under the License.
 
 package cli
 
-// Placeholder until the signing-key controller lands; replaced by its wiring.
-
 import (
 	"flag"
+	"fmt"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	skctrl "github.com/m2m-dev/m2m-operator/controllers/signingkey"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
-type signingKeyFlags struct{}
+// signingKeyFlags configure the signing-key reconciler of `m2m controller`.
+type signingKeyFlags struct {
+	secretName   string
+	algorithm    string
+	interval     time.Duration
+	publishAhead time.Duration
+	maxTokenTTL  time.Duration
+	leeway       time.Duration
+	jwksMaxAge   time.Duration
+}
 
-func bindSigningKeyFlags(fs *flag.FlagSet) *signingKeyFlags { return &signingKeyFlags{} }
+func bindSigningKeyFlags(fs *flag.FlagSet) *signingKeyFlags {
+	f := &signingKeyFlags{}
+	fs.StringVar(&f.secretName, "signing-key-secret", signingkey.DefaultSecretName, "name of the signing-key Secret in the system namespace")
+	fs.StringVar(&f.algorithm, "signing-key-algorithm", signingkey.ES256, "algorithm of new signing keys: ES256, RS256 or EdDSA (a change rotates early)")
+	fs.DurationVar(&f.interval, "signing-key-rotation-interval", 720*time.Hour, "how long a signing key stays active")
+	fs.DurationVar(&f.publishAhead, "signing-key-publish-ahead", time.Hour, "how long a new key is published in the JWKS before it signs (must exceed --signing-key-jwks-max-age)")
+	fs.DurationVar(&f.maxTokenTTL, "signing-key-max-token-ttl", tokenserver.DefaultMaxTokenTTL, "the token servers' --max-token-ttl: a retired key stays published this long plus the leeway")
+	fs.DurationVar(&f.leeway, "signing-key-leeway", 5*time.Minute, "extra time a retired key stays published, for clock skew and late token servers")
+	fs.DurationVar(&f.jwksMaxAge, "signing-key-jwks-max-age", tokenserver.DefaultJWKSMaxAge, "the token servers' --jwks-max-age, to check --signing-key-publish-ahead against")
+	return f
+}
 
+func (f *signingKeyFlags) policy() signingkey.Policy {
+	return signingkey.Policy{
+		Algorithm:         f.algorithm,
+		RotationInterval:  f.interval,
+		PublishAhead:      f.publishAhead,
+		RetainAfterRetire: f.maxTokenTTL + f.leeway,
+	}
+}
+
+// setupSigningKeys registers the signing-key reconciler with the controller's manager.
 func setupSigningKeys(mgr ctrl.Manager, f *signingKeyFlags, systemNamespace string) error {
+	p := f.policy()
+	if err := p.Validate(f.jwksMaxAge); err != nil {
+		return err
+	}
+	if f.secretName == "" || systemNamespace == "" {
+		return fmt.Errorf("the signing-key Secret needs a name and a namespace")
+	}
+	r := &skctrl.Reconciler{Namespace: systemNamespace, Name: f.secretName, Policy: p}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the signing-key controller: %w", err)
+	}
 	return nil
 }

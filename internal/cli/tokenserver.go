@@ -16,13 +16,30 @@ limitations under the License.
 
 package cli
 
-// Placeholder until the token server lands; replaced by the token server's wiring.
-
 import (
 	"context"
-	"errors"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
+// runTokenServer runs `m2m tokenserver`: the OAuth endpoints, fed by informers on the system
+// namespace, until the process is told to stop.
 func runTokenServer(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("tokenserver", "Serves the OAuth 2.0 token endpoint (client credentials), the JWKS and the metadata from the\ncredential records and signing keys in the system namespace. Never writes to the API server.")
+	opts := tokenserver.DefaultOptions()
+	opts.BindFlags(fs)
+	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster config or $KUBECONFIG")
+	zopts := logFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zopts)))
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	return tokenserver.Run(ctx, cfg, opts)
 }

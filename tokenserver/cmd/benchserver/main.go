@@ -1,0 +1,155 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command benchserver serves one of the two sides of hack/bench.sh on a loopback address:
+//
+//	-mode=tokenserver  the real token server handler (tokenserver.New + Serve), fed from a
+//	                   static in-memory index of -clients clients instead of informers;
+//	-mode=baseline     the minimal handler of tokenserver/internal/baseline.
+//
+// It prints "CLIENT_ID=… CLIENT_SECRET=…" (credentials for the load generator; benchmark-only)
+// and serves until interrupted.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/tokenserver"
+	"github.com/m2m-dev/m2m-operator/tokenserver/internal/baseline"
+)
+
+func main() {
+	mode := flag.String("mode", "tokenserver", "tokenserver or baseline")
+	addr := flag.String("addr", "127.0.0.1:18080", "listen address")
+	clients := flag.Int("clients", 10000, "clients in the token server's index")
+	alg := flag.String("alg", signingkey.ES256, "signing algorithm")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *mode, *addr, *clients, *alg); err != nil {
+		fmt.Fprintln(os.Stderr, "benchserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, mode, addr string, clients int, alg string) error {
+	set, err := keys(alg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	switch mode {
+	case "tokenserver":
+		return serveTokenServer(ctx, ln, set, clients)
+	case "baseline":
+		return serveBaseline(ctx, ln, set)
+	}
+	return fmt.Errorf("unknown mode %q", mode)
+}
+
+func keys(alg string) (*signingkey.Set, error) {
+	res, err := signingkey.Advance(nil, time.Now(), signingkey.Policy{Algorithm: alg, RotationInterval: 720 * time.Hour,
+		PublishAhead: time.Hour, RetainAfterRetire: 25 * time.Hour}, signingkey.Generate)
+	if err != nil {
+		return nil, err
+	}
+	return res.Set, nil
+}
+
+// serveTokenServer runs the real server with its audit log as JSON on stderr, and limits high
+// enough that one client can be driven at full speed.
+func serveTokenServer(ctx context.Context, ln net.Listener, set *signingkey.Set, clients int) error {
+	s, err := tokenserver.New(tokenserver.Options{
+		Issuer: "http://" + ln.Addr().String(), Addr: ln.Addr().String(),
+		RateLimit: 1e9, RateBurst: 1e9, Logger: zap.New(zap.WriteTo(os.Stderr)),
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.SetKeys(set); err != nil {
+		return err
+	}
+	var id, secret string
+	for i := 0; i < clients; i++ {
+		rec, sec, err := record(i)
+		if err != nil {
+			return err
+		}
+		if err := s.Index().Put(rec.UID, rec); err != nil {
+			return err
+		}
+		id, secret = rec.ClientID, sec
+	}
+	s.MarkSynced()
+	fmt.Printf("CLIENT_ID=%s CLIENT_SECRET=%s\n", id, secret)
+	return s.Serve(ctx, ln)
+}
+
+func record(i int) (*credential.Record, string, error) {
+	secret, err := credential.NewSecret()
+	if err != nil {
+		return nil, "", err
+	}
+	uid := hex.EncodeToString([]byte(fmt.Sprintf("bench-client-%08d", i)))
+	return &credential.Record{
+		Version: credential.RecordVersion, ClientID: credential.ClientIDFor(uid), Namespace: "bench", Name: fmt.Sprintf("client-%d", i),
+		UID: uid, Method: "ClientSecret", Secrets: []credential.SecretHash{{SHA256: credential.HashSecret(secret).String()}},
+		Grants: []credential.AudienceGrant{{Audience: "bench.bench", Scopes: []string{"bench:read", "bench:write"}}},
+	}, secret, nil
+}
+
+func serveBaseline(ctx context.Context, ln net.Listener, set *signingkey.Set) error {
+	priv, err := set.Keys[0].PrivateKey()
+	if err != nil {
+		return err
+	}
+	ec, ok := priv.(*ecdsa.PrivateKey)
+	if !ok {
+		return fmt.Errorf("the baseline signs ES256 only")
+	}
+	secret, err := credential.NewSecret()
+	if err != nil {
+		return err
+	}
+	const id = "m2mc_baseline"
+	mux := http.NewServeMux()
+	mux.Handle(tokenserver.TokenPath, baseline.New(id, secret, ec, set.Keys[0].KID))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Printf("CLIENT_ID=%s CLIENT_SECRET=%s\n", id, secret)
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,397 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package tokenserver
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/credential"
+)
+
+// reservedClaims are claim names a record's extra claims can never set: the registered claims
+// of RFC 7519, those of RFC 9068, and the ones this server owns.
+var reservedClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	"client_id": true, "scope": true, "namespace": true, "cnf": true, "auth_time": true,
+	"acr": true, "amr": true, "act": true, "may_act": true,
+}
+
+// Client is a client compiled from its credential record for the hot path. It is immutable once
+// published in the index (its rate limiters are safe for concurrent use).
+type Client struct {
+	id        string
+	namespace string
+	name      string
+	method    string
+	disabled  bool
+	secrets   []acceptedSecret
+	tokenTTL  time.Duration
+	audiences []*audience
+	// prefix opens every token payload: {"iss":…,"sub":…,"client_id":…,"namespace":… and the
+	// record's extra claims.
+	prefix []byte
+	// issue limits token issuance; failures limits failed authentications.
+	issue    *rate.Limiter
+	failures *rate.Limiter
+}
+
+type acceptedSecret struct {
+	hash credential.Hash
+	// notAfter is when the secret stops being accepted; zero means never.
+	notAfter time.Time
+}
+
+// audience is what one audience grants a client.
+type audience struct {
+	name      string
+	scopes    map[string]struct{}
+	allScopes string
+	maxTTL    time.Duration
+	// claim is `,"aud":"<name>"`.
+	claim  []byte
+	issued prometheus.Counter
+}
+
+// ID returns the client id.
+func (c *Client) ID() string { return c.id }
+
+// grant returns the audience of that name, or nil.
+func (c *Client) grant(name []byte) *audience {
+	for _, a := range c.audiences {
+		if a.name == string(name) {
+			return a
+		}
+	}
+	return nil
+}
+
+// indexConfig is what compiling a record needs besides the record.
+type indexConfig struct {
+	issuer         string
+	issueRate      rate.Limit
+	issueBurst     int
+	failureRate    rate.Limit
+	failureBurst   int
+	log            logr.Logger
+	issuedCounter  func(audience string) prometheus.Counter
+	onCountsChange func(loaded, broken int)
+	onBroken       func()
+}
+
+const shardCount = 64
+
+// snapshot is one immutable version of the index: client id → client, in shards so that a
+// change copies one small map rather than all of them.
+type snapshot struct {
+	shards [shardCount]map[string]*Client
+}
+
+// Index maps client ids to clients. Lookups are lock-free reads of an immutable snapshot;
+// changes are serialised, build a new snapshot and swap it in atomically. A broken record, or a
+// client id claimed by more than one record, makes the client unknown: it fails closed.
+type Index struct {
+	cfg  indexConfig
+	root atomic.Pointer[snapshot]
+
+	mu      sync.Mutex
+	sources map[string]*sourceEntry
+	owners  map[string]map[string]struct{}
+	loaded  int
+	broken  int
+}
+
+// sourceEntry is what one record Secret contributes: a client, or an error.
+type sourceEntry struct {
+	clientID string
+	client   *Client
+	err      error
+}
+
+func newIndex(cfg indexConfig) *Index {
+	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string]map[string]struct{}{}}
+	s := &snapshot{}
+	for i := range s.shards {
+		s.shards[i] = map[string]*Client{}
+	}
+	ix.root.Store(s)
+	return ix
+}
+
+func shardOf(id []byte) int {
+	h := uint32(2166136261)
+	for _, c := range id {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return int(h % shardCount)
+}
+
+// lookup returns the client with that id, or nil. It neither locks nor allocates.
+func (ix *Index) lookup(id []byte) *Client {
+	return ix.root.Load().shards[shardOf(id)][string(id)]
+}
+
+// Lookup returns whether a client with that id is loaded.
+func (ix *Index) Lookup(id string) bool { return ix.lookup([]byte(id)) != nil }
+
+// Len returns the number of clients loaded.
+func (ix *Index) Len() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.loaded
+}
+
+// Put loads (or replaces) the record that source (e.g. "namespace/name" of its Secret)
+// provides. An invalid record is kept as broken: its client becomes unknown, and the error is
+// returned.
+func (ix *Index) Put(source string, rec *credential.Record) error {
+	c, err := ix.compile(rec)
+	if err != nil {
+		ix.PutBroken(source, rec.ClientID, err)
+		return err
+	}
+	ix.set(source, &sourceEntry{clientID: rec.ClientID, client: c})
+	return nil
+}
+
+// PutBroken records that source holds a record that cannot be used, for client id clientID
+// (from its label; may be empty). That client becomes unknown until the record is fixed.
+func (ix *Index) PutBroken(source, clientID string, err error) {
+	if err == nil {
+		err = errors.New("broken record")
+	}
+	ix.set(source, &sourceEntry{clientID: clientID, err: err})
+	if ix.cfg.onBroken != nil {
+		ix.cfg.onBroken()
+	}
+}
+
+// Remove forgets what source provided.
+func (ix *Index) Remove(source string) { ix.set(source, nil) }
+
+func (ix *Index) set(source string, e *sourceEntry) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old := ix.sources[source]
+	if old != nil {
+		ix.unown(source, old)
+	}
+	if e != nil {
+		ix.sources[source] = e
+		ix.own(source, e)
+	} else {
+		delete(ix.sources, source)
+	}
+	if old != nil && (e == nil || old.clientID != e.clientID) {
+		ix.republish(old.clientID)
+	}
+	if e != nil {
+		ix.republish(e.clientID)
+	}
+	if ix.cfg.onCountsChange != nil {
+		ix.cfg.onCountsChange(ix.loaded, ix.broken)
+	}
+}
+
+func (ix *Index) own(source string, e *sourceEntry) {
+	if e.err != nil {
+		ix.broken++
+	}
+	if e.clientID == "" {
+		return
+	}
+	set := ix.owners[e.clientID]
+	if set == nil {
+		set = map[string]struct{}{}
+		ix.owners[e.clientID] = set
+	}
+	set[source] = struct{}{}
+}
+
+func (ix *Index) unown(source string, e *sourceEntry) {
+	if e.err != nil {
+		ix.broken--
+	}
+	if set := ix.owners[e.clientID]; set != nil {
+		delete(set, source)
+		if len(set) == 0 {
+			delete(ix.owners, e.clientID)
+		}
+	}
+}
+
+// republish publishes the client for id when exactly one source provides it and that record
+// is good; otherwise the id becomes unknown.
+func (ix *Index) republish(id string) {
+	if id == "" {
+		return
+	}
+	var c *Client
+	owners := ix.owners[id]
+	for src := range owners {
+		c = ix.sources[src].client
+	}
+	if len(owners) > 1 {
+		ix.cfg.log.Error(nil, "several credential records claim one client id; refusing the client until only one does", "clientID", id, "records", len(owners))
+		c = nil
+	}
+	ix.store(id, c)
+}
+
+// store swaps in a snapshot where id maps to c (or is absent when c is nil). Rate limiters
+// carry over from the client it replaces.
+func (ix *Index) store(id string, c *Client) {
+	cur := ix.root.Load()
+	i := shardOf([]byte(id))
+	prev := cur.shards[i][id]
+	if prev == nil && c == nil {
+		return
+	}
+	if c != nil && c.issue == nil {
+		c.issue, c.failures = ix.limitersFor(prev)
+	}
+	shard := make(map[string]*Client, len(cur.shards[i])+1)
+	for k, v := range cur.shards[i] {
+		shard[k] = v
+	}
+	if c == nil {
+		delete(shard, id)
+		ix.loaded--
+	} else {
+		if prev == nil {
+			ix.loaded++
+		}
+		shard[id] = c
+	}
+	next := *cur
+	next.shards[i] = shard
+	ix.root.Store(&next)
+}
+
+func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter) {
+	if prev != nil {
+		return prev.issue, prev.failures
+	}
+	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), rate.NewLimiter(ix.cfg.failureRate, ix.cfg.failureBurst)
+}
+
+// compile validates a record and prepares everything the hot path needs from it.
+func (ix *Index) compile(rec *credential.Record) (*Client, error) {
+	if err := rec.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		id:        rec.ClientID,
+		namespace: rec.Namespace,
+		name:      rec.Name,
+		method:    rec.Method,
+		disabled:  rec.Disabled,
+		tokenTTL:  time.Duration(rec.TokenTTLSeconds) * time.Second,
+	}
+	if c.method == "" {
+		c.method = string(authv1alpha1.AuthClientSecret)
+	}
+	for i, s := range rec.Secrets {
+		h, err := credential.ParseHash(s.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("secrets[%d]: %w", i, err)
+		}
+		a := acceptedSecret{hash: h}
+		if s.NotAfter != nil {
+			a.notAfter = *s.NotAfter
+		}
+		c.secrets = append(c.secrets, a)
+	}
+	for i := range rec.Grants {
+		a, err := ix.compileAudience(&rec.Grants[i])
+		if err != nil {
+			return nil, fmt.Errorf("grants[%d]: %w", i, err)
+		}
+		c.audiences = append(c.audiences, a)
+	}
+	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
+	return c, nil
+}
+
+func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {
+	a := &audience{
+		name:   g.Audience,
+		scopes: make(map[string]struct{}, len(g.Scopes)),
+		maxTTL: time.Duration(g.MaxTokenTTLSeconds) * time.Second,
+	}
+	var all []string
+	for _, s := range g.Scopes {
+		if !validScopeToken([]byte(s)) {
+			return nil, fmt.Errorf("audience %q grants a malformed scope", g.Audience)
+		}
+		if _, dup := a.scopes[s]; !dup {
+			a.scopes[s] = struct{}{}
+			all = append(all, s)
+		}
+	}
+	a.allScopes = strings.Join(all, " ")
+	a.claim = appendJSONString([]byte(`,"aud":`), g.Audience)
+	if ix.cfg.issuedCounter != nil {
+		a.issued = ix.cfg.issuedCounter(g.Audience)
+	}
+	return a, nil
+}
+
+// claimsPrefix builds `{"iss":…,"sub":…,"client_id":…,"namespace":…` followed by the record's
+// extra claims in name order, without any reserved name.
+func claimsPrefix(issuer string, rec *credential.Record) []byte {
+	b := appendJSONString([]byte(`{"iss":`), issuer)
+	b = appendJSONString(append(b, `,"sub":`...), rec.ClientID)
+	b = appendJSONString(append(b, `,"client_id":`...), rec.ClientID)
+	b = appendJSONString(append(b, `,"namespace":`...), rec.Namespace)
+	names := make([]string, 0, len(rec.Claims))
+	for k := range rec.Claims {
+		if k != "" && !reservedClaims[k] {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		b = appendJSONString(append(b, ','), k)
+		b = appendJSONString(append(b, ':'), rec.Claims[k])
+	}
+	return b
+}
+
+// validScopeToken reports whether s is an RFC 6749 §3.3 scope-token: one or more of
+// %x21 / %x23-5B / %x5D-7E.
+func validScopeToken(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,193 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package tokenserver
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+)
+
+// signFunc appends the raw JWS signature of input to dst.
+type signFunc func(dst, input []byte) ([]byte, error)
+
+// signer signs tokens with one key. Its JOSE header is encoded once.
+type signer struct {
+	kid string
+	alg string
+	// header is base64url({"alg":…,"kid":…,"typ":"at+jwt"}) followed by '.'.
+	header []byte
+	sign   signFunc
+}
+
+// keyInfo describes one loaded key for metrics.
+type keyInfo struct {
+	kid       string
+	state     signingkey.State
+	createdAt time.Time
+}
+
+// keySet is one immutable version of the loaded keys: the active signer, and the JWKS bytes and
+// ETag computed once per change rather than per request.
+type keySet struct {
+	active *signer
+	jwks   []byte
+	etag   string
+	keys   []keyInfo
+}
+
+// emptyKeySet publishes no key and cannot sign.
+func emptyKeySet() *keySet {
+	ks, _ := buildKeySet(&signingkey.Set{Version: signingkey.FormatVersion})
+	return ks
+}
+
+// buildKeySet parses every key of a signing-key document: the active one signs; next, active and
+// retired ones are published.
+func buildKeySet(set *signingkey.Set) (*keySet, error) {
+	ks := &keySet{}
+	jwks := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(set.Keys))}
+	for i := range set.Keys {
+		k := &set.Keys[i]
+		priv, err := k.PrivateKey()
+		if err != nil {
+			return nil, err
+		}
+		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: priv.Public(), KeyID: k.KID, Algorithm: k.Algorithm, Use: "sig"})
+		ks.keys = append(ks.keys, keyInfo{kid: k.KID, state: k.State, createdAt: k.CreatedAt})
+		if k.State != signingkey.StateActive {
+			continue
+		}
+		if ks.active, err = newSigner(k.KID, k.Algorithm, priv); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.Marshal(jwks)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the JWKS: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	ks.jwks = b
+	ks.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+	return ks, nil
+}
+
+// newSigner prepares the header and the signature function of a key.
+func newSigner(kid, alg string, priv crypto.Signer) (*signer, error) {
+	hdr, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{alg, kid, "at+jwt"})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the JOSE header: %w", err)
+	}
+	s := &signer{kid: kid, alg: alg}
+	s.header = append(base64.RawURLEncoding.AppendEncode(nil, hdr), '.')
+	switch k := priv.(type) {
+	case *ecdsa.PrivateKey:
+		s.sign = signES256(k)
+	case *rsa.PrivateKey:
+		s.sign = signRS256(k)
+	case ed25519.PrivateKey:
+		s.sign = signEdDSA(k)
+	default:
+		return nil, fmt.Errorf("signing key %s: unsupported key type %T", kid, priv)
+	}
+	return s, nil
+}
+
+func signES256(k *ecdsa.PrivateKey) signFunc {
+	return func(dst, input []byte) ([]byte, error) {
+		digest := sha256.Sum256(input)
+		der, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
+		if err != nil {
+			return nil, fmt.Errorf("ES256 signature: %w", err)
+		}
+		return appendRawECDSA(dst, der, 32)
+	}
+}
+
+func signRS256(k *rsa.PrivateKey) signFunc {
+	return func(dst, input []byte) ([]byte, error) {
+		digest := sha256.Sum256(input)
+		sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, digest[:])
+		if err != nil {
+			return nil, fmt.Errorf("RS256 signature: %w", err)
+		}
+		return append(dst, sig...), nil
+	}
+}
+
+func signEdDSA(k ed25519.PrivateKey) signFunc {
+	return func(dst, input []byte) ([]byte, error) {
+		return append(dst, ed25519.Sign(k, input)...), nil
+	}
+}
+
+var errBadECDSASignature = errors.New("ECDSA signature is not DER SEQUENCE{INTEGER, INTEGER}")
+
+// appendRawECDSA converts an ASN.1 DER ECDSA signature into the JWS form (RFC 7518 §3.4):
+// R and S, each left-padded to size bytes.
+func appendRawECDSA(dst, der []byte, size int) ([]byte, error) {
+	if len(der) < 2 || der[0] != 0x30 || der[1]&0x80 != 0 || int(der[1]) != len(der)-2 {
+		return nil, errBadECDSASignature
+	}
+	r, rest, ok := derInteger(der[2:])
+	if !ok {
+		return nil, errBadECDSASignature
+	}
+	s, rest, ok := derInteger(rest)
+	if !ok || len(rest) != 0 || len(r) > size || len(s) > size {
+		return nil, errBadECDSASignature
+	}
+	for _, v := range [][]byte{r, s} {
+		for i := len(v); i < size; i++ {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, v...)
+	}
+	return dst, nil
+}
+
+// derInteger reads one short-form DER INTEGER and returns its magnitude without leading zeros.
+func derInteger(b []byte) (v, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != 0x02 || b[1]&0x80 != 0 {
+		return nil, nil, false
+	}
+	n := int(b[1])
+	if n == 0 || len(b) < 2+n {
+		return nil, nil, false
+	}
+	v = b[2 : 2+n]
+	for len(v) > 0 && v[0] == 0 {
+		v = v[1:]
+	}
+	return v, b[2+n:], true
+}

@@ -1,0 +1,106 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package tokenserver
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const metricsNamespace = "m2m_tokenserver"
+
+// metrics are the token server's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	registry      *prometheus.Registry
+	issued        *prometheus.CounterVec
+	refused       map[string]prometheus.Counter
+	duration      prometheus.Histogram
+	clientsLoaded prometheus.Gauge
+	brokenRecords prometheus.Gauge
+	brokenTotal   prometheus.Counter
+	keyLoadErrors prometheus.Counter
+}
+
+// refusalCodes are the values of the refused counter's reason label.
+var refusalCodes = []string{
+	errInvalidRequest, errInvalidClient, errUnauthorizedClient, errUnsupportedGrantType,
+	errInvalidScope, errInvalidTarget, errSlowDown, errTemporarilyUnavailable,
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{registry: prometheus.NewRegistry()}
+	m.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "tokens_issued_total", Help: "Access tokens issued, by audience.",
+	}, []string{"audience"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "token_requests_refused_total", Help: "Token requests refused, by OAuth error code.",
+	}, []string{"reason"})
+	m.refused = make(map[string]prometheus.Counter, len(refusalCodes))
+	for _, code := range refusalCodes {
+		m.refused[code] = refused.WithLabelValues(code)
+	}
+	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: metricsNamespace, Name: "token_request_duration_seconds",
+		Help:    "Time to answer a token request, issued or refused.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 15),
+	})
+	m.clientsLoaded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "clients_loaded", Help: "Clients in the in-memory index.",
+	})
+	m.brokenRecords = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "broken_records", Help: "Credential records currently skipped because they are invalid.",
+	})
+	m.brokenTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "broken_records_seen_total", Help: "Invalid credential record versions seen.",
+	})
+	m.keyLoadErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "signing_key_load_errors_total", Help: "Signing-key Secret versions that could not be loaded.",
+	})
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "token_requests_in_flight", Help: "Token requests being served.",
+	}, func() float64 { return float64(s.inFlight.Load()) })
+	m.registry.MustRegister(m.issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
+		m.keyLoadErrors, inFlight, &keyAgeCollector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) refuse(code string) {
+	if c, ok := m.refused[code]; ok {
+		c.Inc()
+	}
+}
+
+// keyAgeCollector reports the age of every loaded signing key at scrape time.
+type keyAgeCollector struct{ s *Server }
+
+var keyAgeDesc = prometheus.NewDesc(metricsNamespace+"_signing_key_age_seconds",
+	"Age of each loaded signing key since it was created, by kid and state.", []string{"kid", "state"}, nil)
+
+// Describe implements prometheus.Collector.
+func (c *keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyAgeDesc }
+
+// Collect implements prometheus.Collector.
+func (c *keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.s.opts.Clock()
+	for _, k := range c.s.keys.Load().keys {
+		age := now.Sub(k.createdAt) / time.Second
+		ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, float64(age), k.kid, string(k.state))
+	}
+}

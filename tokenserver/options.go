@@ -1,0 +1,193 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package tokenserver
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+)
+
+// Defaults of the token server's options.
+const (
+	DefaultIssuer          = "http://127.0.0.1:8080"
+	DefaultAddr            = ":8080"
+	DefaultNamespace       = "m2m-system"
+	DefaultTokenTTL        = 15 * time.Minute
+	DefaultMaxTokenTTL     = 24 * time.Hour
+	DefaultJWKSMaxAge      = 5 * time.Minute
+	DefaultRateLimit       = 20.0
+	DefaultRateBurst       = 100
+	DefaultAuthFailureRate = 1.0
+	DefaultAuthFailBurst   = 10
+	DefaultMaxInFlight     = 1024
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Options configure the token server.
+type Options struct {
+	// Issuer is the "iss" of every token and the base of every endpoint URL in the metadata.
+	Issuer string
+	// Addr is the listen address.
+	Addr string
+	// Namespace is the system namespace holding the credential records and signing keys.
+	Namespace string
+	// SigningKeySecret names the signing-key Secret in Namespace.
+	SigningKeySecret string
+	// DefaultTokenTTL applies to clients without a token TTL of their own.
+	DefaultTokenTTL time.Duration
+	// MaxTokenTTL caps every token's lifetime.
+	MaxTokenTTL time.Duration
+	// JWKSMaxAge is the Cache-Control max-age of the JWKS (and the metadata).
+	JWKSMaxAge time.Duration
+	// RateLimit is each client's sustained token issuance rate (tokens per second, per replica).
+	RateLimit float64
+	// RateBurst is each client's issuance burst.
+	RateBurst int
+	// AuthFailureRate is the sustained rate of failed authentications tolerated per client id
+	// before further failures are answered 429.
+	AuthFailureRate float64
+	// AuthFailureBurst is the burst of failed authentications per client id.
+	AuthFailureBurst int
+	// MaxInFlight caps concurrent token requests; beyond it the answer is 503.
+	MaxInFlight int
+	// MaxBodyBytes caps a token request body; beyond it the answer is 413.
+	MaxBodyBytes int64
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+	// Clock returns the current time for token times and secret expiry; default time.Now.
+	Clock func() time.Time
+	// Logger logs; default: the controller-runtime logger.
+	Logger logr.Logger
+	// AuditLog receives one JSON line per issued token; default os.Stderr (beside the logs).
+	// io.Discard turns the audit trail off.
+	AuditLog io.Writer
+}
+
+// DefaultOptions returns the options with every default filled in.
+func DefaultOptions() Options {
+	return Options{
+		Issuer:           DefaultIssuer,
+		Addr:             DefaultAddr,
+		Namespace:        DefaultNamespace,
+		SigningKeySecret: signingkey.DefaultSecretName,
+		DefaultTokenTTL:  DefaultTokenTTL,
+		MaxTokenTTL:      DefaultMaxTokenTTL,
+		JWKSMaxAge:       DefaultJWKSMaxAge,
+		RateLimit:        DefaultRateLimit,
+		RateBurst:        DefaultRateBurst,
+		AuthFailureRate:  DefaultAuthFailureRate,
+		AuthFailureBurst: DefaultAuthFailBurst,
+		MaxInFlight:      DefaultMaxInFlight,
+		MaxBodyBytes:     DefaultMaxBodyBytes,
+		ShutdownTimeout:  DefaultShutdownTimeout,
+	}
+}
+
+// BindFlags binds every option to a flag, with the defaults of DefaultOptions.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	d := DefaultOptions()
+	fs.StringVar(&o.Issuer, "issuer", d.Issuer, "issuer URL: the iss of every token and the base of the endpoint URLs")
+	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address")
+	fs.StringVar(&o.Namespace, "namespace", d.Namespace, "system namespace holding credential records and signing keys")
+	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the system namespace")
+	fs.DurationVar(&o.DefaultTokenTTL, "default-token-ttl", d.DefaultTokenTTL, "token lifetime for clients that set none")
+	fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", d.MaxTokenTTL, "maximum token lifetime (the controller's --signing-key-max-token-ttl must not be lower)")
+	fs.DurationVar(&o.JWKSMaxAge, "jwks-max-age", d.JWKSMaxAge, "Cache-Control max-age of the JWKS and metadata (must be shorter than the signing keys' publish-ahead)")
+	fs.Float64Var(&o.RateLimit, "rate-limit", d.RateLimit, "tokens per second each client may get from this replica (sustained)")
+	fs.IntVar(&o.RateBurst, "rate-burst", d.RateBurst, "tokens each client may get from this replica in a burst")
+	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per client id before answering 429")
+	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per client id")
+	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
+	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
+}
+
+// complete fills zero values with defaults and validates.
+func (o *Options) complete() error {
+	d := DefaultOptions()
+	fill(&o.Issuer, d.Issuer)
+	fill(&o.Addr, d.Addr)
+	fill(&o.Namespace, d.Namespace)
+	fill(&o.SigningKeySecret, d.SigningKeySecret)
+	fill(&o.DefaultTokenTTL, d.DefaultTokenTTL)
+	fill(&o.MaxTokenTTL, d.MaxTokenTTL)
+	fill(&o.JWKSMaxAge, d.JWKSMaxAge)
+	fill(&o.RateLimit, d.RateLimit)
+	fill(&o.RateBurst, d.RateBurst)
+	fill(&o.AuthFailureRate, d.AuthFailureRate)
+	fill(&o.AuthFailureBurst, d.AuthFailureBurst)
+	fill(&o.MaxInFlight, d.MaxInFlight)
+	fill(&o.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&o.ShutdownTimeout, d.ShutdownTimeout)
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.AuditLog == nil {
+		o.AuditLog = os.Stderr
+	}
+	o.Issuer = strings.TrimSuffix(o.Issuer, "/")
+	return o.validate()
+}
+
+func fill[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (o *Options) validate() error {
+	u, err := url.Parse(o.Issuer)
+	if err != nil {
+		return fmt.Errorf("--issuer: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return errors.New("--issuer must be an absolute http(s) URL without user info, query or fragment")
+	}
+	if strings.ContainsAny(o.Issuer, `"\`) {
+		return errors.New("--issuer must not contain quotes or backslashes")
+	}
+	switch {
+	case o.DefaultTokenTTL < time.Second || o.MaxTokenTTL < time.Second:
+		return errors.New("--default-token-ttl and --max-token-ttl must be at least 1s")
+	case o.RateLimit < 0 || o.RateBurst < 0 || o.AuthFailureRate < 0 || o.AuthFailureBurst < 0:
+		return errors.New("rate limits must not be negative")
+	case o.MaxInFlight < 0 || o.MaxBodyBytes < 0:
+		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
+	}
+	return nil
+}
+
+// issuerPath is the path of the issuer URL without its trailing slash ("" for a bare host).
+func (o *Options) issuerPath() string {
+	u, err := url.Parse(o.Issuer)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(u.Path, "/")
+}

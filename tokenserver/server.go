@@ -1,0 +1,250 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package tokenserver is the OAuth 2.0 token server: the client credentials grant (RFC 6749
+// §4.4) issuing RFC 9068 JWT access tokens, the JWKS (RFC 7517) and the authorization server
+// metadata (RFC 8414), served from an in-memory index of credential records and the signing-key
+// Secret, both watched with informers restricted to the system namespace.
+//
+// The hot path never calls the API server and never takes a lock: a token request is a map
+// lookup in an immutable snapshot, a constant-time hash compare, one signature and one write.
+//
+// Choices where the RFCs leave room:
+//   - The client is authenticated before anything about it is revealed. A wrong secret, an
+//     unknown id, a broken record and a record whose method is not ClientSecret all answer the
+//     same 401 invalid_client. A disabled client that authenticates correctly gets 400
+//     unauthorized_client ("not authorized to use this grant", RFC 6749 §5.2): it has proved who
+//     it is, so telling it why is safe and saves its operators a guess.
+//   - Every 401 carries WWW-Authenticate: Basic (RFC 9110 §11.6.1 requires it on a 401; RFC 6749
+//     §5.2 requires it when Basic was used).
+//   - resource (RFC 8707) and audience name the same thing: the audience string exactly (it need
+//     not be an absolute URI). Both may be sent if equal. A second resource is invalid_target
+//     (one audience per token); any other repeated parameter is invalid_request.
+//   - Parameters sent without a value are treated as absent (RFC 6749 §3.1). Unknown parameters
+//     and the query string are ignored: credentials are read from the body or Basic only.
+//   - Rate limits answer 429 with error "slow_down" and Retry-After; overload and "no signing key
+//     yet" answer 503 "temporarily_unavailable" with Retry-After.
+//   - Repeated authentication failures for one client id are answered 429 once its failure
+//     budget is spent — but only after the secret check: a caller holding the right secret is
+//     never locked out by someone else's failures (the secrets carry 256 random bits, so the
+//     check is no guessing oracle). Unknown ids share one budget, so they cost no memory.
+//   - A broken credential record makes its client unknown (fail closed); a signing-key Secret
+//     that cannot be loaded keeps the keys loaded before (they are still the installation's).
+package tokenserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+)
+
+// unknownFailureFactor scales the one failure budget that all unknown client ids share.
+const unknownFailureFactor = 10
+
+// Server is the token server. Build it with New; feed it from the API server with
+// StartInformers, or directly with Index().Put and SetKeys (tests, benchmarks).
+type Server struct {
+	opts            Options
+	log             logr.Logger
+	audit           auditLog
+	index           *Index
+	keys            atomic.Pointer[keySet]
+	metrics         *metrics
+	inFlight        atomic.Int64
+	unknownFailures *rate.Limiter
+	clientsSynced   atomic.Bool
+	keysSynced      atomic.Bool
+	metadata        []byte
+	publicCache     []string
+	wwwAuthenticate []string
+	pool            sync.Pool
+	handler         http.Handler
+}
+
+// New builds a server from options (zero values take the defaults).
+func New(opts Options) (*Server, error) {
+	if err := opts.complete(); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	if s.log.GetSink() == nil {
+		s.log = ctrllog.Log.WithName("tokenserver")
+	}
+	s.audit = auditLog{w: opts.AuditLog}
+	s.keys.Store(emptyKeySet())
+	s.metrics = newMetrics(s)
+	s.unknownFailures = rate.NewLimiter(rate.Limit(opts.AuthFailureRate*unknownFailureFactor), opts.AuthFailureBurst*unknownFailureFactor)
+	s.index = newIndex(indexConfig{
+		issuer:        opts.Issuer,
+		issueRate:     rate.Limit(opts.RateLimit),
+		issueBurst:    opts.RateBurst,
+		failureRate:   rate.Limit(opts.AuthFailureRate),
+		failureBurst:  opts.AuthFailureBurst,
+		log:           s.log.WithName("index"),
+		issuedCounter: func(aud string) prometheus.Counter { return s.metrics.issued.WithLabelValues(aud) },
+		onCountsChange: func(loaded, broken int) {
+			s.metrics.clientsLoaded.Set(float64(loaded))
+			s.metrics.brokenRecords.Set(float64(broken))
+		},
+		onBroken: s.metrics.brokenTotal.Inc,
+	})
+	md, err := buildMetadata(opts.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	s.metadata = md
+	s.publicCache = []string{"public, max-age=" + strconv.Itoa(int(opts.JWKSMaxAge/time.Second))}
+	s.wwwAuthenticate = []string{`Basic realm="` + opts.Issuer + `", charset="UTF-8"`}
+	s.pool.New = func() any {
+		return &reqState{body: make([]byte, 0, 1024), out: make([]byte, 0, 1024), payload: make([]byte, 0, 512)}
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	p := s.opts.issuerPath()
+	mux := http.NewServeMux()
+	mux.HandleFunc(p+TokenPath, s.handleToken)
+	mux.HandleFunc(p+JWKSPath, s.handleJWKS)
+	mux.HandleFunc(ASMetadataPath+p, s.handleMetadata)
+	mux.HandleFunc(p+OIDCMetadataPath, s.handleMetadata)
+	if p != "" {
+		mux.HandleFunc(OIDCMetadataPath+p, s.handleMetadata)
+	}
+	mux.HandleFunc("/healthz", handleHealthz)
+	mux.HandleFunc("/readyz", s.handleReadyz)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Handler returns the HTTP handler of every endpoint.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Index returns the client index, for feeding it directly.
+func (s *Server) Index() *Index { return s.index }
+
+// Options returns the completed options.
+func (s *Server) Options() Options { return s.opts }
+
+// SetKeys loads a signing-key document: its active key signs, and all its keys are published.
+// On error the loaded keys are left unchanged.
+func (s *Server) SetKeys(set *signingkey.Set) error {
+	if err := set.Validate(); err != nil {
+		return err
+	}
+	ks, err := buildKeySet(set)
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	return nil
+}
+
+// clearKeys unloads every key: the server neither signs nor publishes.
+func (s *Server) clearKeys() { s.keys.Store(emptyKeySet()) }
+
+// MarkSynced declares the client index and keys complete, for a server fed directly rather than
+// by StartInformers.
+func (s *Server) MarkSynced() {
+	s.clientsSynced.Store(true)
+	s.keysSynced.Store(true)
+}
+
+// Ready reports whether the server can issue tokens.
+func (s *Server) Ready() bool { return s.notReady() == "" }
+
+func (s *Server) notReady() string {
+	switch {
+	case !s.clientsSynced.Load():
+		return "credential records not synced"
+	case !s.keysSynced.Load():
+		return "signing keys not synced"
+	case s.keys.Load().active == nil:
+		return "no active signing key"
+	}
+	return ""
+}
+
+// Serve serves on ln until ctx is done, then shuts down gracefully within ShutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving the token server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("shutting down the token server: %w", err)
+	}
+	s.log.Info("token server stopped")
+	return nil
+}
+
+// Run serves the token server from the API server in cfg until ctx is done.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	s, err := New(opts)
+	if err != nil {
+		return err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "m2m-tokenserver"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.opts.Addr, err)
+	}
+	if err := s.StartInformers(ctx, cs); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	s.log.Info("token server listening", "addr", ln.Addr().String(), "issuer", s.opts.Issuer, "namespace", s.opts.Namespace)
+	return s.Serve(ctx, ln)
+}

@@ -1,0 +1,138 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package tokenserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Endpoint paths, below the issuer's path.
+const (
+	TokenPath         = "/oauth2/token"
+	IntrospectionPath = "/oauth2/introspect"
+	JWKSPath          = "/.well-known/jwks.json"
+	ASMetadataPath    = "/.well-known/oauth-authorization-server"
+	OIDCMetadataPath  = "/.well-known/openid-configuration"
+)
+
+// authorizationServerMetadata is the RFC 8414 document. response_types_supported is REQUIRED by
+// RFC 8414 §2; this server has no authorization endpoint, so it supports none and says so.
+type authorizationServerMetadata struct {
+	Issuer                                    string   `json:"issuer"`
+	TokenEndpoint                             string   `json:"token_endpoint"`
+	JWKSURI                                   string   `json:"jwks_uri"`
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
+	GrantTypesSupported                       []string `json:"grant_types_supported"`
+	ResponseTypesSupported                    []string `json:"response_types_supported"`
+	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+}
+
+func buildMetadata(issuer string) ([]byte, error) {
+	methods := []string{"client_secret_basic", "client_secret_post"}
+	b, err := json.Marshal(authorizationServerMetadata{
+		Issuer:                            issuer,
+		TokenEndpoint:                     issuer + TokenPath,
+		JWKSURI:                           issuer + JWKSPath,
+		IntrospectionEndpoint:             issuer + IntrospectionPath,
+		GrantTypesSupported:               []string{grantClientCredentials},
+		ResponseTypesSupported:            []string{},
+		TokenEndpointAuthMethodsSupported: methods,
+		IntrospectionEndpointAuthMethodsSupported: methods,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the metadata: %w", err)
+	}
+	return b, nil
+}
+
+// allowGet refuses methods other than GET and HEAD with 405 and Allow.
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header()["Allow"] = hdrAllowGet
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+// handleJWKS serves the precomputed JWKS with a strong ETag; If-None-Match answers 304.
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	ks := s.keys.Load()
+	h := w.Header()
+	h["Etag"] = []string{ks.etag}
+	h["Cache-Control"] = s.publicCache
+	if etagMatches(r.Header["If-None-Match"], ks.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(ks.jwks))}
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(ks.jwks)
+}
+
+// etagMatches applies If-None-Match (RFC 9110 §13.1.2: "*" or a list, compared weakly).
+func etagMatches(values []string, etag string) bool {
+	for _, v := range values {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// handleMetadata serves the RFC 8414 authorization server metadata.
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = s.publicCache
+	h["Content-Length"] = []string{strconv.Itoa(len(s.metadata))}
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(s.metadata)
+}
+
+// handleHealthz is always ok while the server serves.
+func handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	_, _ = w.Write([]byte("ok"))
+}
+
+// handleReadyz is ok once both informers have synced and an active signing key is loaded.
+func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	if reason := s.notReady(); reason != "" {
+		http.Error(w, reason, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok"))
+}
