@@ -52,6 +52,7 @@ const (
 	KeyIssuer       = "issuer"
 	KeyScope        = "scope"
 	KeyAudience     = "audience"
+	KeyCACert       = "ca.crt"
 )
 
 // secretPlan is the outcome of deciding what the client secret is after this reconcile.
@@ -414,6 +415,9 @@ func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, plan secre
 		KeyIssuer:   []byte(r.Issuer),
 		KeyScope:    []byte(strings.Join(s.resolution.Granted, " ")),
 		KeyAudience: []byte(defaultAudience(c, s.resolution.Audiences)),
+	}
+	if len(s.caBundle) > 0 {
+		data[KeyCACert] = s.caBundle
 	}
 	annotations := map[string]string{}
 	if plan.secret != "" {

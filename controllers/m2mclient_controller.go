@@ -32,12 +32,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/resolve"
 )
@@ -59,6 +61,8 @@ type clientScope struct {
 	client     *authv1alpha1.M2MClient
 	now        time.Time
 	resolution resolve.Result
+	// caBundle is the token server's CA bundle, when Options.CABundle is on.
+	caBundle []byte
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
@@ -76,8 +80,8 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 	})
 }
 
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
@@ -112,6 +116,7 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	phases := []func(context.Context, *clientScope) error{
 		r.reconcileIdentity,
 		r.reconcileScopes,
+		r.reconcileCABundle,
 		r.reconcileCredentials,
 	}
 	for _, phase := range phases {
@@ -184,6 +189,25 @@ func setScopesCondition(s *clientScope, anyPolicy bool) {
 	}
 }
 
+// reconcileCABundle loads the token server's CA, copied into the credential Secret so pods can
+// verify the token server. Until the TLS controller has issued it, credentials wait.
+func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientScope) error {
+	if !r.CABundle {
+		return nil
+	}
+	bundle, err := tlscontroller.CABundle(ctx, r.Client, r.SystemNamespace)
+	if apierrors.IsNotFound(err) {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "WaitingForCA",
+			"the token server's CA has not been issued yet; the credential Secret is written once it has")
+		return errWaitingForCA
+	}
+	if err != nil {
+		return fmt.Errorf("reading the token server CA: %w", err)
+	}
+	s.caBundle = bundle
+	return nil
+}
+
 // reconcileReady summarises: Ready means the client can get a token now.
 func (r *M2MClientReconciler) reconcileReady(s *clientScope) {
 	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
@@ -248,9 +272,12 @@ func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.recordToClient),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isRecord))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.allClients),
+			builder.WithPredicates(predicate.NewPredicateFuncs(r.isCABundle))).
 		Watches(&authv1alpha1.ScopePolicy{}, r.policyHandler()).
 		Watches(&corev1.Namespace{}, r.namespaceHandler(),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Named("m2mclient").
 		Complete(r)
 }
@@ -273,4 +300,7 @@ func joinOrNone(items []string) string {
 	return out
 }
 
-var errConflict = errors.New("credential Secret name is taken")
+var (
+	errConflict     = errors.New("credential Secret name is taken")
+	errWaitingForCA = errors.New("waiting for the token server CA")
+)

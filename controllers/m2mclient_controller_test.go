@@ -61,6 +61,7 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(string(cred.Data["issuer"])).To(Equal("https://m2m.test"))
 		Expect(cred.Data).To(HaveKey("scope"))
 		Expect(cred.Data).To(HaveKey("audience"))
+		Expect(cred.Data["ca.crt"]).To(Equal(caBundle))
 
 		id := string(cred.Data["client_id"])
 		Expect(id).To(HavePrefix("m2mc_"))
@@ -410,6 +411,7 @@ func directReconciler() *controllers.M2MClientReconciler {
 			SystemNamespace: systemNamespace,
 			Issuer:          "https://m2m.test",
 			TokenURL:        "https://m2m.test/oauth2/token",
+			CABundle:        true,
 			Clock:           clock,
 		},
 	}

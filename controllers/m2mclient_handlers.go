@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/resolve"
 )
 
@@ -36,6 +37,25 @@ import (
 func (r *M2MClientReconciler) isRecord(o client.Object) bool {
 	_, ok := o.GetLabels()[authv1alpha1.LabelClientID]
 	return ok && o.GetNamespace() == r.SystemNamespace
+}
+
+// isCABundle selects the token server's CA Secret, whose bundle every credential Secret carries.
+func (r *M2MClientReconciler) isCABundle(o client.Object) bool {
+	return r.CABundle && o.GetNamespace() == r.SystemNamespace && o.GetName() == tlscontroller.CASecretName
+}
+
+// allClients enqueues every client (the CA bundle changed).
+func (r *M2MClientReconciler) allClients(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list authv1alpha1.M2MClientList
+	if err := r.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "listing M2MClients")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
 }
 
 // recordToClient maps a record back to its M2MClient through its labels.

@@ -35,6 +35,11 @@ type Options struct {
 	Issuer string
 	// TokenURL is the token endpoint, copied into credential Secrets. Default: <issuer>/oauth2/token.
 	TokenURL string
+	// CABundle copies the token server's CA (ca.crt) into every credential Secret; on when the
+	// token server serves TLS with the controller-issued certificate.
+	CABundle bool
+	// MaxConcurrentReconciles per controller. Default 4.
+	MaxConcurrentReconciles int
 	// Clock is injectable so tests can move time (rotation, grace periods).
 	Clock clock.PassiveClock
 }
@@ -55,6 +60,9 @@ func (o *Options) complete() error {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
 	}
 	return nil
 }

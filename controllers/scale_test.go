@@ -70,7 +70,7 @@ var _ = Describe("Scale", Label("scale"), func() {
 			}
 			Expect(k8sClient.Create(ctx, c)).To(Succeed())
 		}
-		Eventually(func() int { return countRecords(clientNS, "api0.", "api0:read", 1) }).
+		Eventually(func() int { return countRecords(clientNS, "api-0.", "api0:read", 1) }).
 			WithTimeout(10 * time.Minute).WithPolling(500 * time.Millisecond).Should(Equal(nClients))
 		ready := time.Since(start)
 
@@ -84,7 +84,7 @@ var _ = Describe("Scale", Label("scale"), func() {
 			return k8sClient.Update(ctx, cur)
 		}).Should(Succeed())
 		edit := time.Now()
-		Eventually(func() int { return countRecords(clientNS, "api0.", "api0:write", 2) }).
+		Eventually(func() int { return countRecords(clientNS, "api-0.", "api0:write", 2) }).
 			WithTimeout(5 * time.Minute).WithPolling(100 * time.Millisecond).Should(Equal(nClients))
 		propagated := time.Since(edit)
 

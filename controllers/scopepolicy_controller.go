@@ -47,7 +47,7 @@ type ScopePolicyReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies/status,verbs=patch
 
 // Reconcile updates one policy's status.
 func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

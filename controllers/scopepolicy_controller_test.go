@@ -167,7 +167,9 @@ var _ = Describe("ScopePolicy resolution", func() {
 			return string(cred.Data["scope"]) + "|" + string(cred.Data["audience"])
 		}).Should(Equal("invoices:read invoices:write|" + aud))
 
-		updatePolicy(p, func(p *authv1alpha1.ScopePolicy) { p.Spec.Grants[0].Scopes = []authv1alpha1.GrantScope{"invoices:read"} })
+		updatePolicy(p, func(p *authv1alpha1.ScopePolicy) {
+			p.Spec.Grants[0].Scopes = []authv1alpha1.GrantScope{"invoices:read"}
+		})
 		Eventually(func(g Gomega) map[string][]string { return grants(g, c) }).WithTimeout(2 * time.Second).
 			Should(Equal(map[string][]string{aud: {"invoices:read"}}))
 		Eventually(func(g Gomega) {

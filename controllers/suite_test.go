@@ -29,9 +29,9 @@ import (
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
-	ctrlcfg "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlcfg "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -39,6 +39,8 @@ import (
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/controllers"
+	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
+	"github.com/m2m-dev/m2m-operator/internal/certs"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
@@ -50,6 +52,7 @@ var (
 	cfg       *rest.Config
 	k8sClient client.Client
 	clock     *clocktesting.FakeClock
+	caBundle  []byte
 	stopMgr   context.CancelFunc
 	ctx       = context.Background()
 )
@@ -70,6 +73,14 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}})).To(Succeed())
 	clock = clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	ca, err := certs.NewCA("test CA", time.Now(), time.Hour)
+	Expect(err).NotTo(HaveOccurred())
+	caBundle = certs.EncodeCertificates(ca.Cert)
+	Expect(k8sClient.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: systemNamespace, Name: tlscontroller.CASecretName,
+			Labels: map[string]string{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue}},
+		Data: map[string][]byte{tlscontroller.CACertKey: caBundle},
+	})).To(Succeed())
 	stopMgr = startManager()
 })
 
@@ -86,7 +97,9 @@ var _ = AfterSuite(func() {
 // which waits until the manager has stopped.
 func startManager() context.CancelFunc {
 	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mcfg := rest.CopyConfig(cfg)
+	mcfg.QPS, mcfg.Burst = 200, 400
+	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -98,6 +111,7 @@ func startManager() context.CancelFunc {
 	Expect(controllers.SetupWithManager(mgr, controllers.Options{
 		SystemNamespace: systemNamespace,
 		Issuer:          "https://m2m.test",
+		CABundle:        true,
 		Clock:           clock,
 	})).To(Succeed())
 	mctx, cancel := context.WithCancel(ctx)

@@ -72,6 +72,9 @@ type audience struct {
 	scopes    map[string]struct{}
 	allScopes string
 	maxTTL    time.Duration
+	// policyNamespace is where the ScopePolicy owning the audience lives: clients there may
+	// introspect tokens for it.
+	policyNamespace string
 	// claim is `,"aud":"<name>"`.
 	claim  []byte
 	issued prometheus.Counter
@@ -339,9 +342,10 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 
 func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {
 	a := &audience{
-		name:   g.Audience,
-		scopes: make(map[string]struct{}, len(g.Scopes)),
-		maxTTL: time.Duration(g.MaxTokenTTLSeconds) * time.Second,
+		name:            g.Audience,
+		scopes:          make(map[string]struct{}, len(g.Scopes)),
+		maxTTL:          time.Duration(g.MaxTokenTTLSeconds) * time.Second,
+		policyNamespace: g.PolicyNamespace,
 	}
 	var all []string
 	for _, s := range g.Scopes {

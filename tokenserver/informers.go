@@ -32,9 +32,9 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
-// StartInformers starts the two informers that feed the server: credential records (Secrets of
-// the record type with the client-id label) and the signing-key Secret (by name), both in the
-// system namespace only. Nothing else is listed, watched or cached. It returns at once;
+// StartInformers starts the informers that feed the server: credential records (Secrets of
+// the record type with the client-id label), the signing-key Secret (by name) and, with
+// Options.TLSSecret, the serving certificate Secret (by name), all in the system namespace only. Nothing else is listed, watched or cached. It returns at once;
 // readiness follows their sync.
 func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) error {
 	records := informers.NewSharedInformerFactoryWithOptions(cs, 0,
@@ -55,6 +55,9 @@ func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) er
 	keyReg, err := s.watch(keys.Core().V1().Secrets().Informer(), s.onKeys, s.onKeysDeleted)
 	if err != nil {
 		return fmt.Errorf("watching signing keys: %w", err)
+	}
+	if err := s.watchTLS(ctx, cs); err != nil {
+		return fmt.Errorf("watching the TLS Secret: %w", err)
 	}
 	records.Start(ctx.Done())
 	keys.Start(ctx.Done())
@@ -149,4 +152,39 @@ func (s *Server) onKeys(sec *corev1.Secret) {
 func (s *Server) onKeysDeleted(sec *corev1.Secret) {
 	s.clearKeys()
 	s.log.Error(nil, "the signing-key Secret was deleted; no token is issued until it is back", "secret", sourceKey(sec))
+}
+
+// watchTLS starts an informer on the TLS Secret alone, when one is configured. Readiness
+// waits for a certificate to be loaded (see notReady), not for this informer's sync.
+func (s *Server) watchTLS(ctx context.Context, cs kubernetes.Interface) error {
+	if s.opts.TLSSecret == "" {
+		return nil
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0,
+		informers.WithNamespace(s.opts.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.TLSSecret).String()
+		}))
+	if _, err := s.watch(f.Core().V1().Secrets().Informer(), s.onTLS, s.onTLSDeleted); err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	return nil
+}
+
+// onTLS loads the serving certificate. One that cannot be loaded is logged (never its content)
+// and the certificate loaded before stays in use.
+func (s *Server) onTLS(sec *corev1.Secret) {
+	if err := s.tls.Update(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey]); err != nil {
+		s.log.Error(err, "cannot load the TLS Secret; keeping the certificate loaded before", "secret", sourceKey(sec))
+		return
+	}
+	leaf := s.tls.Leaf()
+	s.log.Info("TLS certificate loaded", "secret", sourceKey(sec), "serial", leaf.SerialNumber.String(), "notAfter", leaf.NotAfter)
+}
+
+// onTLSDeleted keeps serving the loaded certificate: it stays valid until it expires, and a
+// deleted Secret is most likely about to be recreated.
+func (s *Server) onTLSDeleted(sec *corev1.Secret) {
+	s.log.Error(nil, "the TLS Secret was deleted; serving the certificate loaded before", "secret", sourceKey(sec))
 }

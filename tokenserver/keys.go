@@ -60,6 +60,28 @@ type keySet struct {
 	jwks   []byte
 	etag   string
 	keys   []keyInfo
+	// public holds every published key by kid, for introspection's verifier.
+	public map[string]*jose.JSONWebKey
+}
+
+// Key implements verify.KeySource over one key set version.
+func (ks *keySet) Key(kid string) (*jose.JSONWebKey, bool) {
+	k, ok := ks.public[kid]
+	return k, ok
+}
+
+// reusePublic keeps prev's *jose.JSONWebKey for every kid both sets publish (a kid is the key's
+// thumbprint, so the key is the same), which keeps the verifier's token cache valid across
+// changes of the signing-key Secret.
+func (ks *keySet) reusePublic(prev *keySet) {
+	if prev == nil {
+		return
+	}
+	for kid := range ks.public {
+		if k, ok := prev.public[kid]; ok {
+			ks.public[kid] = k
+		}
+	}
 }
 
 // emptyKeySet publishes no key and cannot sign.
@@ -71,7 +93,7 @@ func emptyKeySet() *keySet {
 // buildKeySet parses every key of a signing-key document: the active one signs; next, active and
 // retired ones are published.
 func buildKeySet(set *signingkey.Set) (*keySet, error) {
-	ks := &keySet{}
+	ks := &keySet{public: make(map[string]*jose.JSONWebKey, len(set.Keys))}
 	jwks := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(set.Keys))}
 	for i := range set.Keys {
 		k := &set.Keys[i]
@@ -79,7 +101,9 @@ func buildKeySet(set *signingkey.Set) (*keySet, error) {
 		if err != nil {
 			return nil, err
 		}
-		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: priv.Public(), KeyID: k.KID, Algorithm: k.Algorithm, Use: "sig"})
+		pub := jose.JSONWebKey{Key: priv.Public(), KeyID: k.KID, Algorithm: k.Algorithm, Use: "sig"}
+		jwks.Keys = append(jwks.Keys, pub)
+		ks.public[k.KID] = &pub
 		ks.keys = append(ks.keys, keyInfo{kid: k.KID, state: k.State, createdAt: k.CreatedAt})
 		if k.State != signingkey.StateActive {
 			continue

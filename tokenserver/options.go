@@ -58,6 +58,9 @@ type Options struct {
 	Namespace string
 	// SigningKeySecret names the signing-key Secret in Namespace.
 	SigningKeySecret string
+	// TLSSecret names a kubernetes.io/tls Secret in Namespace to serve HTTPS with (tls.crt,
+	// tls.key), reloaded when it changes; empty serves plain HTTP.
+	TLSSecret string
 	// DefaultTokenTTL applies to clients without a token TTL of their own.
 	DefaultTokenTTL time.Duration
 	// MaxTokenTTL caps every token's lifetime.
@@ -115,6 +118,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address")
 	fs.StringVar(&o.Namespace, "namespace", d.Namespace, "system namespace holding credential records and signing keys")
 	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the system namespace")
+	fs.StringVar(&o.TLSSecret, "tls-secret", d.TLSSecret, "name of a TLS Secret (tls.crt, tls.key) in the system namespace to serve HTTPS with, reloaded on change; empty serves plain HTTP")
 	fs.DurationVar(&o.DefaultTokenTTL, "default-token-ttl", d.DefaultTokenTTL, "token lifetime for clients that set none")
 	fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", d.MaxTokenTTL, "maximum token lifetime (the controller's --signing-key-max-token-ttl must not be lower)")
 	fs.DurationVar(&o.JWKSMaxAge, "jwks-max-age", d.JWKSMaxAge, "Cache-Control max-age of the JWKS and metadata (must be shorter than the signing keys' publish-ahead)")

@@ -32,6 +32,8 @@ const (
 	pClientSecret
 	pResource
 	pAudience
+	pToken
+	pTokenTypeHint
 )
 
 const (
@@ -55,6 +57,13 @@ type tokenRequest struct {
 	clientSecret []byte
 	resource     []byte
 	audience     []byte
+	// token and tokenTypeHint are the introspection parameters (RFC 7662 §2.1).
+	token         []byte
+	tokenTypeHint []byte
+
+	// introspect selects the parameters of the introspection endpoint instead of the token
+	// endpoint's.
+	introspect bool
 
 	// basic reports that the client used HTTP Basic (client_secret_basic).
 	basic bool
@@ -197,6 +206,9 @@ func (req *tokenRequest) setParam(seg []byte) *oauthError {
 }
 
 func (req *tokenRequest) field(name []byte) (uint8, *[]byte) {
+	if req.introspect {
+		return req.introspectionField(name)
+	}
 	switch string(name) {
 	case "grant_type":
 		return pGrantType, &req.grantType
@@ -210,6 +222,22 @@ func (req *tokenRequest) field(name []byte) (uint8, *[]byte) {
 		return pResource, &req.resource
 	case "audience":
 		return pAudience, &req.audience
+	}
+	return 0, nil
+}
+
+// introspectionField maps the parameters of the introspection endpoint: the token, its hint
+// and client_secret_post credentials.
+func (req *tokenRequest) introspectionField(name []byte) (uint8, *[]byte) {
+	switch string(name) {
+	case "token":
+		return pToken, &req.token
+	case "token_type_hint":
+		return pTokenTypeHint, &req.tokenTypeHint
+	case "client_id":
+		return pClientID, &req.clientID
+	case "client_secret":
+		return pClientSecret, &req.clientSecret
 	}
 	return 0, nil
 }

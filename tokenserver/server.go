@@ -15,9 +15,11 @@ limitations under the License.
 */
 
 // Package tokenserver is the OAuth 2.0 token server: the client credentials grant (RFC 6749
-// §4.4) issuing RFC 9068 JWT access tokens, the JWKS (RFC 7517) and the authorization server
-// metadata (RFC 8414), served from an in-memory index of credential records and the signing-key
-// Secret, both watched with informers restricted to the system namespace.
+// §4.4) issuing RFC 9068 JWT access tokens, token introspection (RFC 7662, see introspect.go),
+// the JWKS (RFC 7517) and the authorization server metadata (RFC 8414), served from an
+// in-memory index of credential records and the signing-key Secret, both watched with informers
+// restricted to the system namespace. With Options.TLSSecret it serves HTTPS with the
+// certificate of that Secret, watched too and reloaded on change without a restart.
 //
 // The hot path never calls the API server and never takes a lock: a token request is a map
 // lookup in an immutable snapshot, a constant-time hash compare, one signature and one write.
@@ -64,7 +66,9 @@ import (
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/m2m-dev/m2m-operator/internal/certs"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/verify"
 )
 
 // unknownFailureFactor scales the one failure budget that all unknown client ids share.
@@ -88,6 +92,8 @@ type Server struct {
 	wwwAuthenticate []string
 	pool            sync.Pool
 	handler         http.Handler
+	verifier        *verify.Verifier
+	tls             certs.Reloader
 }
 
 // New builds a server from options (zero values take the defaults).
@@ -122,6 +128,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.metadata = md
+	if s.verifier, err = s.newIntrospectionVerifier(); err != nil {
+		return nil, fmt.Errorf("building the introspection verifier: %w", err)
+	}
 	s.publicCache = []string{"public, max-age=" + strconv.Itoa(int(opts.JWKSMaxAge/time.Second))}
 	s.wwwAuthenticate = []string{`Basic realm="` + opts.Issuer + `", charset="UTF-8"`}
 	s.pool.New = func() any {
@@ -135,6 +144,7 @@ func (s *Server) routes() http.Handler {
 	p := s.opts.issuerPath()
 	mux := http.NewServeMux()
 	mux.HandleFunc(p+TokenPath, s.handleToken)
+	mux.HandleFunc(p+IntrospectionPath, s.handleIntrospect)
 	mux.HandleFunc(p+JWKSPath, s.handleJWKS)
 	mux.HandleFunc(ASMetadataPath+p, s.handleMetadata)
 	mux.HandleFunc(p+OIDCMetadataPath, s.handleMetadata)
@@ -166,6 +176,7 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 	if err != nil {
 		return err
 	}
+	ks.reusePublic(s.keys.Load())
 	s.keys.Store(ks)
 	return nil
 }
@@ -191,6 +202,8 @@ func (s *Server) notReady() string {
 		return "signing keys not synced"
 	case s.keys.Load().active == nil:
 		return "no active signing key"
+	case s.opts.TLSSecret != "" && !s.tls.Loaded():
+		return "no TLS certificate loaded"
 	}
 	return ""
 }
@@ -206,7 +219,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    32 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- s.serveOn(srv, ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving the token server: %w", err)
@@ -223,6 +236,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("token server stopped")
 	return nil
+}
+
+// serveOn serves plain HTTP, or HTTPS with the certificate of the TLS Secret (read on every
+// handshake, so a renewal applies to new connections without a restart).
+func (s *Server) serveOn(srv *http.Server, ln net.Listener) error {
+	if s.opts.TLSSecret == "" {
+		return srv.Serve(ln)
+	}
+	srv.TLSConfig = s.tls.TLSConfig()
+	return srv.ServeTLS(ln, "", "")
 }
 
 // Run serves the token server from the API server in cfg until ctx is done.
@@ -245,6 +268,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		_ = ln.Close()
 		return err
 	}
-	s.log.Info("token server listening", "addr", ln.Addr().String(), "issuer", s.opts.Issuer, "namespace", s.opts.Namespace)
+	s.log.Info("token server listening", "addr", ln.Addr().String(), "issuer", s.opts.Issuer, "namespace", s.opts.Namespace, "tlsSecret", s.opts.TLSSecret)
 	return s.Serve(ctx, ln)
 }

@@ -339,8 +339,8 @@ func readObjects(fsys fs.FS, root string) ([]*unstructured.Unstructured, error) 
 			if err := yaml.Unmarshal(doc, &u.Object); err != nil {
 				return fmt.Errorf("parsing %s: %w", path, err)
 			}
-			if len(u.Object) == 0 {
-				continue
+			if len(u.Object) == 0 || u.GetKind() == "" || u.GetKind() == "Kustomization" {
+				continue // empty documents and kustomization.yaml are not objects
 			}
 			out = append(out, u)
 		}

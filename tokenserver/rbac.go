@@ -14,5 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package controllers holds the reconcilers: M2MClient, ScopePolicy, signing keys and TLS.
-package controllers
+package tokenserver
+
+// The token server reads Secrets in the system namespace only: credential records, the
+// signing-key Secret and the TLS Secret. It writes nothing.
+
+// +kubebuilder:rbac:groups="",namespace=m2m-system,resources=secrets,verbs=get;list;watch
