@@ -47,7 +47,7 @@ const (
 )
 
 // Authentication selects how the client authenticates to the token server.
-// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && self.serviceAccountName != ”)",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
+// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && size(self.serviceAccountName) > 0)",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
 type Authentication struct {
 	// Method is ClientSecret (default), PrivateKeyJWT or ServiceAccount.
 	// +kubebuilder:default=ClientSecret
