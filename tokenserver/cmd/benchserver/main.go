@@ -18,7 +18,9 @@ limitations under the License.
 //
 //	-mode=tokenserver  the real token server handler (tokenserver.New + Serve), fed from a
 //	                   static in-memory index of -clients clients instead of informers;
-//	-mode=baseline     the minimal handler of tokenserver/internal/baseline.
+//	-mode=baseline     the minimal handler of tokenserver/internal/baseline;
+//	-mode=noop         a handler that reads the body and answers a constant: the floor of the
+//	                   harness (what hey and loopback HTTP alone cost on this machine).
 //
 // It prints "CLIENT_ID=… CLIENT_SECRET=…" (credentials for the load generator; benchmark-only)
 // and serves until interrupted.
@@ -30,6 +32,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,7 +49,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "tokenserver", "tokenserver or baseline")
+	mode := flag.String("mode", "tokenserver", "tokenserver, baseline or noop")
 	addr := flag.String("addr", "127.0.0.1:18080", "listen address")
 	clients := flag.Int("clients", 10000, "clients in the token server's index")
 	alg := flag.String("alg", signingkey.ES256, "signing algorithm")
@@ -73,6 +76,8 @@ func run(ctx context.Context, mode, addr string, clients int, alg string) error 
 		return serveTokenServer(ctx, ln, set, clients)
 	case "baseline":
 		return serveBaseline(ctx, ln, set)
+	case "noop":
+		return serveNoop(ctx, ln)
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }
@@ -126,6 +131,26 @@ func record(i int) (*credential.Record, string, error) {
 		UID: uid, Method: "ClientSecret", Secrets: []credential.SecretHash{{SHA256: credential.HashSecret(secret).String()}},
 		Grants: []credential.AudienceGrant{{Audience: "bench.bench", Scopes: []string{"bench:read", "bench:write"}}},
 	}, secret, nil
+}
+
+// serveNoop answers every request with a constant after draining the body: no parsing, no
+// hashing, no signing. Its latency is the measurement floor of hey over loopback on this machine.
+func serveNoop(ctx context.Context, ln net.Listener) error {
+	body := []byte(`{"access_token":"noop","token_type":"Bearer","expires_in":300}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc(tokenserver.TokenPath, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Println("CLIENT_ID=noop CLIENT_SECRET=noop")
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
 }
 
 func serveBaseline(ctx context.Context, ln net.Listener, set *signingkey.Set) error {
