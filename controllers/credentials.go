@@ -96,25 +96,42 @@ type credentialChange struct {
 	writeRec, writeCred bool
 }
 
-// reconcileCredentials decides from the cache and, when anything must be written, decides again
-// from live reads: a decision taken on a stale cache could revoke a secret just delivered. The
-// record is written first and the credential Secret second: whichever write a crash interrupts,
-// the next reconcile finds a state from which it can finish without losing an accepted secret.
+// reconcileCredentials decides from the cache and, when a write would change secret material
+// (a secret issued, rotated, revoked or repaired), decides again from live reads: a decision
+// taken on a stale cache could revoke a secret just delivered. Writes that carry the cached secret
+// material over unchanged (grants, scopes, claims, CA bundle) skip the live reads: each update is
+// guarded by the cached resourceVersion, so a stale cache makes it fail with a conflict instead
+// of overwriting newer secrets, and a policy edit costs one write per object, not two reads more.
+// The record is written first and the credential Secret second: whichever write a crash
+// interrupts, the next reconcile finds a state from which it can finish without losing an
+// accepted secret.
 func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clientScope) error {
 	ch, st, err := r.decideCredentials(ctx, s, r.Client)
 	if err != nil || ch == nil {
 		return err
 	}
-	if ch.writeRec || ch.writeCred {
+	keeps := keepsSecretMaterial(st, ch)
+	if (ch.writeRec || ch.writeCred) && !keeps {
 		if ch, st, err = r.decideCredentials(ctx, s, r.APIReader); err != nil || ch == nil {
 			return err
 		}
+	}
+	if keeps && ch.writeRec && ch.writeCred && st.rec.Disabled == s.client.Spec.Disabled {
+		// A grants-only change (a policy edit reaches every client it names): the record is
+		// what the token server enforces, so every affected record is written in a first pass
+		// and the credential Secret's informational keys and the status follow in a second.
+		// A revocation then reaches the token server after one write per client, not three.
+		ch.writeCred = false
+		s.recordOnly = true
 	}
 	if err := r.writeCredentials(ctx, s, st, ch); err != nil {
 		if err == errConflict {
 			return nil
 		}
 		return err
+	}
+	if s.recordOnly {
+		return nil
 	}
 	r.recordEvents(s.client, st.rec, ch.plan)
 	r.setCredentialStatus(s, ch.plan)
@@ -153,6 +170,39 @@ func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientSc
 	ch.writeRec = st.recObj == nil || !secretMatches(st.recObj, ch.record)
 	ch.writeCred = st.cred == nil || !secretMatches(st.cred, ch.credSecret)
 	return ch, st, nil
+}
+
+// keepsSecretMaterial reports whether the change rewrites both objects in place with exactly the
+// secret material they already hold: the same accepted hashes (with the same expiries) in the
+// record, the same client secret and rotation bookkeeping in the credential Secret, and no
+// object created or replaced.
+func keepsSecretMaterial(st credentialState, ch *credentialChange) bool {
+	if st.cred == nil || st.recObj == nil || st.rec == nil || ch.plan.reason != "" {
+		return false
+	}
+	if st.cred.Type != ch.credSecret.Type || st.recObj.Type != ch.record.Type {
+		return false
+	}
+	desired, err := credential.DecodeRecord(ch.record.Data[credential.RecordKey])
+	if err != nil || !sameHashes(desired.Secrets, st.rec.Secrets) {
+		return false
+	}
+	return bytes.Equal(st.cred.Data[KeyClientSecret], ch.credSecret.Data[KeyClientSecret]) &&
+		mapsEqual(st.cred.Annotations, ch.credSecret.Annotations)
+}
+
+// sameHashes reports whether a and b list the same hashes with the same expiries, in order.
+func sameHashes(a, b []credential.SecretHash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].SHA256 != b[i].SHA256 || (a[i].NotAfter == nil) != (b[i].NotAfter == nil) ||
+			(a[i].NotAfter != nil && !a[i].NotAfter.Equal(*b[i].NotAfter)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientScope, st credentialState, ch *credentialChange) error {

@@ -66,6 +66,9 @@ type clientScope struct {
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
+	// recordOnly is set when this pass wrote only the record of a grants-only change and left
+	// the credential Secret and the status to the next pass (see reconcileCredentials).
+	recordOnly bool
 }
 
 func (s *clientScope) requeueAt(t time.Time) {
@@ -107,6 +110,9 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	base := c.DeepCopy()
 	s := &clientScope{client: c, now: r.Clock.Now()}
 	defer func() {
+		if s.recordOnly {
+			return
+		}
 		c.Status.ObservedGeneration = c.Generation
 		if err := r.patchStatus(ctx, base, c); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
@@ -126,8 +132,16 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 	r.reconcileReady(s)
+	if s.recordOnly {
+		return ctrl.Result{RequeueAfter: followUpDelay}, nil
+	}
 	return ctrl.Result{RequeueAfter: requeueAfter(s.now, s.requeue)}, nil
 }
+
+// followUpDelay is how long a record-only pass waits before the pass that writes the credential
+// Secret and the status: long enough for the cache to see the record just written, so the
+// follow-up does not trip over its own resourceVersion.
+const followUpDelay = 200 * time.Millisecond
 
 // patchStatus writes the status only when it changed, so unchanged clients cause no writes.
 func (r *M2MClientReconciler) patchStatus(ctx context.Context, base, c *authv1alpha1.M2MClient) error {

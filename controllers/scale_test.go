@@ -21,20 +21,23 @@ package controllers_test
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
-// Run with: go test -tags scale ./controllers -run TestControllers -ginkgo.focus Scale -timeout 30m
+// Run with: make scale (go test -tags scale ./controllers -run TestControllers -ginkgo.focus Scale -timeout 30m)
 // SCALE_CLIENTS and SCALE_POLICIES override the sizes (default 1000 and 50).
 var _ = Describe("Scale", Label("scale"), func() {
 	It("reflects a policy edit in every affected record in under 5 s", func() {
@@ -84,12 +87,18 @@ var _ = Describe("Scale", Label("scale"), func() {
 			return k8sClient.Update(ctx, cur)
 		}).Should(Succeed())
 		edit := time.Now()
+		before := apiRequests()
 		Eventually(func() int { return countRecords(clientNS, "api-0.", "api0:write", 2) }).
 			WithTimeout(5 * time.Minute).WithPolling(100 * time.Millisecond).Should(Equal(nClients))
 		propagated := time.Since(edit)
+		// Every status has followed too once each record has: count the calls the edit cost.
+		Eventually(func() int { return countStatuses(clientNS, "api0:write") }).
+			WithTimeout(5 * time.Minute).WithPolling(100 * time.Millisecond).Should(Equal(nClients))
+		after := apiRequests()
 
 		fmt.Fprintf(os.Stdout, "SCALE clients=%d policies=%d all_records_granted=%.2fs policy_edit_propagated=%.2fs\n",
 			nClients, nPolicies, ready.Seconds(), propagated.Seconds())
+		fmt.Fprintf(os.Stdout, "SCALE api calls per affected client for the edit (secrets+m2mclients): %s\n", perClient(before, after, nClients))
 		AddReportEntry("policy edit propagation", propagated)
 		Expect(propagated).To(BeNumerically("<", 5*time.Second))
 	})
@@ -114,6 +123,71 @@ func countRecords(ns, audPrefix, scope string, n int) int {
 		}
 	}
 	return count
+}
+
+// countStatuses counts the clients in ns whose status lists scope as granted.
+func countStatuses(ns, scope string) int {
+	var list authv1alpha1.M2MClientList
+	ExpectWithOffset(1, k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+	count := 0
+	for _, c := range list.Items {
+		if contains(c.Status.GrantedScopes, scope) {
+			count++
+		}
+	}
+	return count
+}
+
+// apiRequests reads the API server's apiserver_request_total for Secrets and M2MClients, summed
+// by verb (LIST and WATCH left out: the test's own polling lists).
+func apiRequests() map[string]float64 {
+	cs, err := kubernetes.NewForConfig(cfg)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	raw, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") ||
+			!(strings.Contains(line, `resource="secrets"`) || strings.Contains(line, `resource="m2mclients"`)) {
+			continue
+		}
+		verb := label(line, "verb")
+		if verb == "LIST" || verb == "WATCH" {
+			continue
+		}
+		if sub := label(line, "subresource"); sub != "" {
+			verb += "/" + sub
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			out[verb] += v
+		}
+	}
+	return out
+}
+
+func label(line, name string) string {
+	i := strings.Index(line, name+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+len(name)+2:]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+func perClient(before, after map[string]float64, n int) string {
+	verbs := make([]string, 0, len(after))
+	for v := range after {
+		if after[v] > before[v] {
+			verbs = append(verbs, v)
+		}
+	}
+	sort.Strings(verbs)
+	parts := make([]string, 0, len(verbs))
+	for _, v := range verbs {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", v, (after[v]-before[v])/float64(n)))
+	}
+	return strings.Join(parts, " ")
 }
 
 func contains(list []string, s string) bool {

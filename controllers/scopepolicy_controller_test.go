@@ -177,6 +177,13 @@ var _ = Describe("ScopePolicy resolution", func() {
 			g.Expect(cond.Reason).To(Equal("PartiallyGranted"))
 			g.Expect(cond.Message).To(ContainSubstring("invoices:write"))
 		}).Should(Succeed())
+		// The record goes first; the credential Secret and the status follow in a second pass.
+		Eventually(func(g Gomega) string {
+			cred := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, credSecretKey(c), cred)).To(Succeed())
+			return string(cred.Data["scope"])
+		}).Should(Equal("invoices:read"))
+		Eventually(func() []string { return get(c).Status.GrantedScopes }).Should(ConsistOf("invoices:read"))
 
 		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
 		Eventually(func(g Gomega) map[string][]string { return grants(g, c) }).WithTimeout(2 * time.Second).

@@ -98,7 +98,7 @@ var _ = AfterSuite(func() {
 func startManager() context.CancelFunc {
 	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
 	mcfg := rest.CopyConfig(cfg)
-	mcfg.QPS, mcfg.Burst = 200, 400
+	mcfg.QPS, mcfg.Burst = controllers.DefaultAPIQPS, controllers.DefaultAPIBurst
 	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},

@@ -45,6 +45,8 @@ type controllerFlags struct {
 	probeAddr     string
 	leaderElect   bool
 	leaderElectNS string
+	apiQPS        float64
+	apiBurst      int
 	clients       controllers.Options
 	signingKeys   *signingKeyFlags
 	tls           tlscontroller.Options
@@ -56,6 +58,8 @@ func bindControllerFlags(fs *flag.FlagSet) *controllerFlags {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles")
+	fs.Float64Var(&f.apiQPS, "kube-api-qps", controllers.DefaultAPIQPS, "queries per second to the API server")
+	fs.IntVar(&f.apiBurst, "kube-api-burst", controllers.DefaultAPIBurst, "burst of queries to the API server")
 	f.clients.BindFlags(fs)
 	f.signingKeys = bindSigningKeyFlags(fs)
 	f.tls.BindFlags(fs)
@@ -85,9 +89,8 @@ func runController(ctx context.Context, args []string) error {
 // Secrets this controller wrote (by label), so memory does not grow with the cluster's Secrets.
 func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, error) {
 	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
-	// The client-go default (20 QPS) would make a thousand clients take minutes to reconcile.
 	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 200, 400
+	cfg.QPS, cfg.Burst = float32(f.apiQPS), f.apiBurst
 	f.clients.CABundle = f.tls.Enabled
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
