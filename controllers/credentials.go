@@ -96,12 +96,13 @@ type credentialChange struct {
 	writeRec, writeCred bool
 }
 
-// reconcileCredentials decides from the cache and, when a write would change secret material
-// (a secret issued, rotated, revoked or repaired), decides again from live reads: a decision
-// taken on a stale cache could revoke a secret just delivered. Writes that carry the cached secret
-// material over unchanged (grants, scopes, claims, CA bundle) skip the live reads: each update is
-// guarded by the cached resourceVersion, so a stale cache makes it fail with a conflict instead
-// of overwriting newer secrets, and a policy edit costs one write per object, not two reads more.
+// reconcileCredentials decides from the cache and, when a write would change existing secret
+// material (a secret rotated, revoked or repaired), decides again from live reads: a decision
+// taken on a stale cache could revoke a secret just delivered. Two kinds of change skip the live
+// reads: writes that carry the cached secret material over unchanged (grants, scopes, claims,
+// CA bundle), each guarded by the cached resourceVersion so that a stale cache fails with a
+// conflict instead of overwriting newer secrets; and the first issuance, which only creates.
+// A policy edit then costs one write per object, and a new client no extra reads.
 // The record is written first and the credential Secret second: whichever write a crash
 // interrupts, the next reconcile finds a state from which it can finish without losing an
 // accepted secret.
@@ -111,7 +112,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		return err
 	}
 	keeps := keepsSecretMaterial(st, ch)
-	if (ch.writeRec || ch.writeCred) && !keeps {
+	if (ch.writeRec || ch.writeCred) && !keeps && !createsBoth(st) {
 		if ch, st, err = r.decideCredentials(ctx, s, r.APIReader); err != nil || ch == nil {
 			return err
 		}
@@ -172,6 +173,13 @@ func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientSc
 	return ch, st, nil
 }
 
+// createsBoth reports whether the cache holds neither Secret, so the change only creates: a
+// create cannot overwrite anything (a stale cache, or a foreign Secret holding the name, meets
+// AlreadyExists).
+func createsBoth(st credentialState) bool {
+	return st.cred == nil && st.recObj == nil
+}
+
 // keepsSecretMaterial reports whether the change rewrites both objects in place with exactly the
 // secret material they already hold: the same accepted hashes (with the same expiries) in the
 // record, the same client secret and rotation bookkeeping in the credential Secret, and no
@@ -206,6 +214,9 @@ func sameHashes(a, b []credential.SecretHash) bool {
 }
 
 func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientScope, st credentialState, ch *credentialChange) error {
+	if createsBoth(st) {
+		return r.createCredentials(ctx, s, ch)
+	}
 	if ch.writeRec {
 		if err := r.apply(ctx, st.recObj, ch.record); err != nil {
 			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
@@ -226,6 +237,27 @@ func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientSco
 	return nil
 }
 
+// createCredentials issues a new client's first secret. The credential Secret is created first:
+// its create is the check that no foreign Secret holds the name (nothing is written when one
+// does), and a crash before the record is written leaves a state the next reconcile repairs by
+// rebuilding the record from the credential Secret, without losing the secret.
+func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientScope, ch *credentialChange) error {
+	err := r.apply(ctx, nil, ch.credSecret)
+	if err == errConflict {
+		setNameConflict(s)
+		return errConflict
+	}
+	if err != nil {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretWriteFailed", "could not write the credential Secret; retrying")
+		return err
+	}
+	if err := r.apply(ctx, nil, ch.record); err != nil {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
+		return err
+	}
+	return nil
+}
+
 func setNameConflict(s *clientScope) {
 	c := s.client
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretNameConflict",
@@ -239,12 +271,10 @@ func (r *M2MClientReconciler) credentialSecret(ctx context.Context, reader clien
 	var sec corev1.Secret
 	err := reader.Get(ctx, key, &sec)
 	if apierrors.IsNotFound(err) {
-		// The cache holds only Secrets this controller labelled: ask the API server whether
-		// a foreign Secret holds the name before anything is written.
-		err = r.APIReader.Get(ctx, key, &sec)
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+		// The cache holds only Secrets this controller labelled, so a foreign Secret holding
+		// the name is invisible here: the live decision sees it, and a create meets it as
+		// AlreadyExists (resolveAlreadyExists).
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading credential Secret: %w", err)
