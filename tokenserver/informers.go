@@ -19,6 +19,7 @@ package tokenserver
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,26 +33,17 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
-// StartInformers starts the informers that feed the server: credential records (Secrets of
-// the record type with the client-id label), the signing-key Secret (by name) and, with
-// Options.TLSSecret, the serving certificate Secret (by name), all in the system namespace only. Nothing else is listed, watched or cached. It returns at once;
-// readiness follows their sync.
+// StartInformers starts what feeds the server: a reflector on credential records (Secrets of
+// the record type with the client-id label) that loads them straight into the index, and
+// informers on the signing-key Secret (by name) and, with Options.TLSSecret, the serving
+// certificate Secret (by name), all in the system namespace only. Nothing else is listed,
+// watched or cached. It returns at once; readiness follows their sync.
 func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) error {
-	records := informers.NewSharedInformerFactoryWithOptions(cs, 0,
-		informers.WithNamespace(s.opts.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = authv1alpha1.LabelClientID
-			o.FieldSelector = fields.OneTermEqualSelector("type", authv1alpha1.SecretTypeCredentialRecord).String()
-		}))
 	keys := informers.NewSharedInformerFactoryWithOptions(cs, 0,
 		informers.WithNamespace(s.opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.opts.SigningKeySecret).String()
 		}))
-	recReg, err := s.watch(records.Core().V1().Secrets().Informer(), s.onRecord, s.onRecordDeleted)
-	if err != nil {
-		return fmt.Errorf("watching credential records: %w", err)
-	}
 	keyReg, err := s.watch(keys.Core().V1().Secrets().Informer(), s.onKeys, s.onKeysDeleted)
 	if err != nil {
 		return fmt.Errorf("watching signing keys: %w", err)
@@ -59,17 +51,22 @@ func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) er
 	if err := s.watchTLS(ctx, cs); err != nil {
 		return fmt.Errorf("watching the TLS Secret: %w", err)
 	}
-	records.Start(ctx.Done())
+	records := s.startRecordReflector(ctx, cs)
 	keys.Start(ctx.Done())
-	go s.markWhenSynced(ctx, recReg, &s.clientsSynced, "credential records")
-	go s.markWhenSynced(ctx, keyReg, &s.keysSynced, "signing keys")
+	go func() {
+		s.markWhenSynced(ctx, records.synced.Load, &s.clientsSynced, "credential records")
+		// The first list of every record is the largest allocation the server ever makes and
+		// is garbage once loaded: hand it back to the OS now rather than over minutes.
+		debug.FreeOSMemory()
+	}()
+	go s.markWhenSynced(ctx, keyReg.HasSynced, &s.keysSynced, "signing keys")
 	return nil
 }
 
 type syncFlag interface{ Store(bool) }
 
-func (s *Server) markWhenSynced(ctx context.Context, reg cache.ResourceEventHandlerRegistration, flag syncFlag, what string) {
-	if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+func (s *Server) markWhenSynced(ctx context.Context, synced cache.InformerSynced, flag syncFlag, what string) {
+	if cache.WaitForCacheSync(ctx.Done(), synced) {
 		flag.Store(true)
 		s.log.Info("informer synced", "watching", what)
 	}
