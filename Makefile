@@ -33,8 +33,9 @@ manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers
 	$(CONTROLLER_GEN) rbac:roleName=tokenserver paths="./tokenserver/..." output:rbac:artifacts:config=config/rbac/tokenserver
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods.
+generate: controller-gen ## Generate DeepCopy methods and the flag reference (docs/flags.md).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(GO) run ./hack/flagdoc > docs/flags.md
 
 .PHONY: fmt
 fmt: ## Run go fmt.

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -57,7 +58,8 @@ type devFlags struct {
 	namespace  string
 }
 
-func runDev(ctx context.Context, args []string) error {
+// devFlagSet is the flag set of `m2m dev`.
+func devFlagSet() (*flag.FlagSet, *devFlags, *zap.Options) {
 	fs := newFlagSet("dev", "Runs the whole system locally: an embedded control plane (etcd + kube-apiserver), the CRDs,\nthe controller and the token server in this process, and the samples. Ctrl-C stops everything.")
 	f := &devFlags{}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address of the token server (issuer http://<addr>)")
@@ -65,7 +67,11 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.samples, "samples", true, "apply the samples")
 	fs.StringVar(&f.samplesDir, "samples-dir", "", "apply YAML from this directory instead of the built-in samples")
 	fs.StringVar(&f.namespace, "namespace", "m2m-system", "system namespace")
-	zopts := logFlags(fs)
+	return fs, f, logFlags(fs)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs, f, zopts := devFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
