@@ -92,7 +92,7 @@ uninstall: manifests ## Remove the CRDs.
 	kubectl delete --ignore-not-found -k config/crd
 
 .PHONY: render
-render: manifests ## Print the complete install as YAML, with IMG as the image of both components.
+render: ## Print the complete install as YAML, with IMG as the image of both components.
 	@$(GO) run ./hack/render --image $(IMG) config/default
 
 .PHONY: deploy
