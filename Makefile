@@ -33,8 +33,9 @@ manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers
 	$(CONTROLLER_GEN) rbac:roleName=tokenserver paths="./tokenserver/..." output:rbac:artifacts:config=config/rbac/tokenserver
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods.
+generate: controller-gen ## Generate DeepCopy methods and the flag reference (docs/flags.md).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(GO) run ./hack/flagdoc > docs/flags.md
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -97,14 +98,17 @@ install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
 uninstall: manifests ## Remove the CRDs.
 	kubectl delete --ignore-not-found -k config/crd
 
+.PHONY: render
+render: ## Print the complete install as YAML, with IMG as the image of both components.
+	@$(GO) run ./hack/render --image $(IMG) config/default
+
 .PHONY: deploy
-deploy: manifests ## Deploy everything into the cluster in ~/.kube/config.
-	cd config/manager && kubectl kustomize . >/dev/null
-	kubectl apply --server-side -k config/default
+deploy: manifests ## Deploy everything into the cluster in ~/.kube/config, running IMG.
+	$(GO) run ./hack/render --image $(IMG) config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: ## Remove the deployment.
-	kubectl delete --ignore-not-found -k config/default
+undeploy: ## Remove the deployment (and the CRDs, so every M2MClient and ScopePolicy).
+	$(GO) run ./hack/render config/default | kubectl delete --ignore-not-found -f -
 
 ##@ Dependencies
 

@@ -35,9 +35,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/m2m-dev/m2m-operator/internal/install"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
@@ -101,7 +100,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if rendered, err = render(filepath.Join(testenv.RepoRoot(), "config", "default")); err != nil {
+	if rendered, err = render(filepath.Join(testenv.RepoRoot(), "config", "default"), ""); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -121,12 +120,12 @@ func testScheme() *runtime.Scheme {
 	return s
 }
 
-// render builds a kustomization exactly as `kubectl kustomize` does and returns its objects in
-// order.
-func render(dir string) ([]*unstructured.Unstructured, error) {
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+// render builds a kustomization exactly as `kubectl kustomize` does (and as `make deploy` does,
+// through the same function) and returns its objects in order.
+func render(dir, image string) ([]*unstructured.Unstructured, error) {
+	resMap, err := install.Render(dir, image)
 	if err != nil {
-		return nil, fmt.Errorf("rendering %s: %w", dir, err)
+		return nil, err
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range resMap.Resources() {

@@ -250,19 +250,31 @@ func (s *Server) serveOn(srv *http.Server, ln net.Listener) error {
 
 // Run serves the token server from the API server in cfg until ctx is done.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	probe := opts
+	if err := probe.complete(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", probe.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", probe.Addr, err)
+	}
+	return RunOn(ctx, cfg, opts, ln)
+}
+
+// RunOn is Run on a listener the caller opened (opts.Addr is ignored), for callers that need
+// the address before the server starts, such as `m2m dev` on port 0. It closes ln.
+func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln net.Listener) error {
 	s, err := New(opts)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "m2m-tokenserver"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
-	}
-	ln, err := net.Listen("tcp", s.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", s.opts.Addr, err)
 	}
 	if err := s.StartInformers(ctx, cs); err != nil {
 		_ = ln.Close()

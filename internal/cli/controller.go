@@ -66,10 +66,15 @@ func bindControllerFlags(fs *flag.FlagSet) *controllerFlags {
 	return f
 }
 
-func runController(ctx context.Context, args []string) error {
+// controllerFlagSet is the flag set of `m2m controller`.
+func controllerFlagSet() (*flag.FlagSet, *controllerFlags, *zap.Options) {
 	fs := newFlagSet("controller", "Reconciles M2MClients and ScopePolicies, writes credential Secrets and records, and manages signing keys.")
 	f := bindControllerFlags(fs)
-	zopts := logFlags(fs)
+	return fs, f, logFlags(fs)
+}
+
+func runController(ctx context.Context, args []string) error {
+	fs, f, zopts := controllerFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

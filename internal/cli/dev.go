@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -47,7 +48,6 @@ import (
 	"github.com/m2m-dev/m2m-operator/config"
 	"github.com/m2m-dev/m2m-operator/controllers"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
-	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
 type devFlags struct {
@@ -58,7 +58,8 @@ type devFlags struct {
 	namespace  string
 }
 
-func runDev(ctx context.Context, args []string) error {
+// devFlagSet is the flag set of `m2m dev`.
+func devFlagSet() (*flag.FlagSet, *devFlags, *zap.Options) {
 	fs := newFlagSet("dev", "Runs the whole system locally: an embedded control plane (etcd + kube-apiserver), the CRDs,\nthe controller and the token server in this process, and the samples. Ctrl-C stops everything.")
 	f := &devFlags{}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address of the token server (issuer http://<addr>)")
@@ -66,7 +67,11 @@ func runDev(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.samples, "samples", true, "apply the samples")
 	fs.StringVar(&f.samplesDir, "samples-dir", "", "apply YAML from this directory instead of the built-in samples")
 	fs.StringVar(&f.namespace, "namespace", "m2m-system", "system namespace")
-	zopts := logFlags(fs)
+	return fs, f, logFlags(fs)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs, f, zopts := devFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,58 +83,27 @@ func runDev(ctx context.Context, args []string) error {
 // returns, including when ctx ends during start-up.
 func Dev(ctx context.Context, f *devFlags, out io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "m2m dev: "+format+"\n", a...) }
-	env, cfg, err := startControlPlane(ctx, say)
+	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, Dir: f.dir, Namespace: f.namespace, Say: say})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		say("stopping the control plane")
-		if err := env.Stop(); err != nil {
-			say("stopping the control plane: %v", err)
-		}
-	}()
-	kubeconfig, err := writeKubeconfig(env, f.dir)
-	if err != nil {
-		return err
-	}
-	say("control plane up; kubeconfig: %s", kubeconfig)
-
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
-	}
-	if err := ensureNamespace(ctx, c, f.namespace); err != nil {
-		return err
-	}
-	issuer := "http://" + f.addr
-	errs := make(chan error, 2)
+	defer sys.Stop()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := startController(runCtx, cfg, f, issuer, errs); err != nil {
-		return err
-	}
-	go func() {
-		errs <- wrapErr("token server", tokenserver.Run(runCtx, cfg, devTokenServerOptions(f, issuer)))
-	}()
-	say("token server: %s (metadata %s/.well-known/oauth-authorization-server)", issuer, issuer)
-
 	if f.samples {
-		if err := applySamples(ctx, c, f.samplesDir, say); err != nil {
+		if err := applySamples(ctx, sys.Client, f.samplesDir, say); err != nil {
 			return err
 		}
-		go printCurlLines(runCtx, c, f.addr, out)
+		go printCurlLines(runCtx, sys.Client, sys.Addr, out)
 	}
-	say("ready. Try: kubectl --kubeconfig %s get m2mclients,scopepolicies -A", kubeconfig)
+	say("ready. Try: kubectl --kubeconfig %s get m2mclients,scopepolicies -A", sys.Kubeconfig)
 	say("press Ctrl-C to stop")
 
 	select {
 	case <-ctx.Done():
 		say("shutting down")
-		cancel()
-		drain(errs, 2)
 		return nil
-	case err := <-errs:
-		cancel()
+	case err := <-sys.Err():
 		return err
 	}
 }
@@ -152,19 +126,11 @@ func drain(errs <-chan error, n int) {
 	}
 }
 
-func devTokenServerOptions(f *devFlags, issuer string) tokenserver.Options {
-	fs := newFlagSet("tokenserver", "")
-	var o tokenserver.Options
-	o.BindFlags(fs) // the defaults
-	o.Issuer, o.Addr, o.Namespace = issuer, f.addr, f.namespace
-	return o
-}
-
-func startController(ctx context.Context, cfg *rest.Config, f *devFlags, issuer string, errs chan<- error) error {
+func startController(ctx context.Context, cfg *rest.Config, namespace, issuer string, errs chan<- error) error {
 	fs := newFlagSet("controller", "")
 	cf := bindControllerFlags(fs)
 	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--namespace=" + f.namespace, "--issuer=" + issuer}); err != nil {
+		"--namespace=" + namespace, "--issuer=" + issuer}); err != nil {
 		return err
 	}
 	mgr, err := newControllerManager(cfg, cf)

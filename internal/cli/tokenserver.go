@@ -18,6 +18,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -28,11 +29,7 @@ import (
 // runTokenServer runs `m2m tokenserver`: the OAuth endpoints, fed by informers on the system
 // namespace, until the process is told to stop.
 func runTokenServer(ctx context.Context, args []string) error {
-	fs := newFlagSet("tokenserver", "Serves the OAuth 2.0 token endpoint (client credentials), the JWKS and the metadata from the\ncredential records and signing keys in the system namespace. Never writes to the API server.")
-	opts := tokenserver.DefaultOptions()
-	opts.BindFlags(fs)
-	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster config or $KUBECONFIG")
-	zopts := logFlags(fs)
+	fs, opts, kubeconfig, zopts := tokenServerFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,5 +38,14 @@ func runTokenServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return tokenserver.Run(ctx, cfg, opts)
+	return tokenserver.Run(ctx, cfg, *opts)
+}
+
+// tokenServerFlagSet is the flag set of `m2m tokenserver`.
+func tokenServerFlagSet() (fs *flag.FlagSet, opts *tokenserver.Options, kubeconfig *string, zopts *zap.Options) {
+	fs = newFlagSet("tokenserver", "Serves the OAuth 2.0 token endpoint (client credentials), the JWKS and the metadata from the\ncredential records and signing keys in the system namespace. Never writes to the API server.")
+	o := tokenserver.DefaultOptions()
+	o.BindFlags(fs)
+	kubeconfig = fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster config or $KUBECONFIG")
+	return fs, &o, kubeconfig, logFlags(fs)
 }

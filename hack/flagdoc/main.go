@@ -1,0 +1,35 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command flagdoc writes docs/flags.md, the flag reference of every m2m subcommand, from the
+// flag definitions (see cli.FlagReference).
+//
+//	go run ./hack/flagdoc > docs/flags.md
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/m2m-dev/m2m-operator/internal/cli"
+)
+
+func main() {
+	if _, err := os.Stdout.Write(cli.FlagReference()); err != nil {
+		fmt.Fprintln(os.Stderr, "flagdoc:", err)
+		os.Exit(1)
+	}
+}

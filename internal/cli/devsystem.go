@@ -1,0 +1,149 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/m2m-dev/m2m-operator/internal/scheme"
+	"github.com/m2m-dev/m2m-operator/tokenserver"
+)
+
+// DevConfig configures StartDev: the part of `m2m dev` that starts the system, shared with the
+// end-to-end tests so that they run exactly what a developer runs.
+type DevConfig struct {
+	// Addr is the token server's listen address; port 0 picks a free port (the issuer then
+	// names the port chosen).
+	Addr string
+	// Dir receives the kubeconfig.
+	Dir string
+	// Namespace is the system namespace.
+	Namespace string
+	// AuditLog receives the token server's audit lines; nil means its default (stderr).
+	AuditLog io.Writer
+	// Say reports progress; nil is silent.
+	Say func(format string, a ...any)
+}
+
+// DevSystem is a running local system: control plane, CRDs, controller and token server.
+type DevSystem struct {
+	// Kubeconfig is the path of an admin kubeconfig for the control plane.
+	Kubeconfig string
+	// Config is the admin rest config of the control plane.
+	Config *rest.Config
+	// Client is an admin client with the project's scheme.
+	Client client.Client
+	// Issuer is the token server's issuer URL (http://<addr>).
+	Issuer string
+	// Addr is the address the token server listens on.
+	Addr string
+
+	env     *envtest.Environment
+	cancel  context.CancelFunc
+	errs    chan error
+	running int // goroutines that will send on errs
+	say     func(format string, a ...any)
+}
+
+// StartDev starts the control plane with the CRDs, the system namespace, the controller and the
+// token server, all in this process. The caller must call Stop. If anything fails, whatever was
+// started is stopped before StartDev returns.
+func StartDev(ctx context.Context, c DevConfig) (*DevSystem, error) {
+	say := c.Say
+	if say == nil {
+		say = func(string, ...any) {}
+	}
+	env, cfg, err := startControlPlane(ctx, say)
+	if err != nil {
+		return nil, err
+	}
+	d := &DevSystem{Config: cfg, env: env, errs: make(chan error, 2), say: say, cancel: func() {}}
+	if err := d.start(ctx, c); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// start runs everything after the control plane; on error, Stop cleans up.
+func (d *DevSystem) start(ctx context.Context, c DevConfig) error {
+	var err error
+	if d.Kubeconfig, err = writeKubeconfig(d.env, c.Dir); err != nil {
+		return err
+	}
+	d.say("control plane up; kubeconfig: %s", d.Kubeconfig)
+	if d.Client, err = client.New(d.Config, client.Options{Scheme: scheme.New()}); err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	if err := ensureNamespace(ctx, d.Client, c.Namespace); err != nil {
+		return err
+	}
+	// Listen before anything is started: the issuer must name the port actually bound.
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.Addr, err)
+	}
+	d.Addr = devAddr(c.Addr, ln)
+	d.Issuer = "http://" + d.Addr
+	// The components live until Stop, not until ctx (which may only bound the start-up).
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	if err := startController(runCtx, d.Config, c.Namespace, d.Issuer, d.errs); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	opts := devTokenServerOptions(c, d.Issuer)
+	d.running = 2
+	go func() { d.errs <- wrapErr("token server", tokenserver.RunOn(runCtx, d.Config, opts, ln)) }()
+	d.say("token server: %s (metadata %s/.well-known/oauth-authorization-server)", d.Issuer, d.Issuer)
+	return nil
+}
+
+// devAddr is the address to name in the issuer: the one asked for, unless it asked for any
+// port, in which case the one bound.
+func devAddr(asked string, ln net.Listener) string {
+	if _, port, err := net.SplitHostPort(asked); err == nil && port != "0" {
+		return asked
+	}
+	return ln.Addr().String()
+}
+
+// Err receives the error of a component that stopped on its own.
+func (d *DevSystem) Err() <-chan error { return d.errs }
+
+// Stop stops the controller and the token server, then the control plane.
+func (d *DevSystem) Stop() {
+	d.cancel()
+	drain(d.errs, d.running)
+	d.say("stopping the control plane")
+	if err := d.env.Stop(); err != nil {
+		d.say("stopping the control plane: %v", err)
+	}
+}
+
+func devTokenServerOptions(c DevConfig, issuer string) tokenserver.Options {
+	o := tokenserver.DefaultOptions()
+	o.Issuer, o.Addr, o.Namespace, o.AuditLog = issuer, c.Addr, c.Namespace, c.AuditLog
+	return o
+}
