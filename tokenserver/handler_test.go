@@ -583,8 +583,10 @@ func TestMetadata(t *testing.T) {
 			"jwks_uri":                              testIssuer + "/.well-known/jwks.json",
 			"introspection_endpoint":                testIssuer + "/oauth2/introspect",
 			"grant_types_supported":                 []any{"client_credentials"},
-			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
-			"response_types_supported":              []any{},
+			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "RS256", "PS256"},
+			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "RS256", "PS256"},
+			"response_types_supported":                                 []any{},
 		}
 		for k, v := range want {
 			got, _ := json.Marshal(md[k])
@@ -593,7 +595,7 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("%s: %s = %s, want %s", path, k, got, exp)
 			}
 		}
-		for _, absent := range []string{"scopes_supported", "token_endpoint_auth_signing_alg_values_supported", "authorization_endpoint"} {
+		for _, absent := range []string{"scopes_supported", "authorization_endpoint"} {
 			if _, ok := md[absent]; ok {
 				t.Errorf("%s: %s should be omitted", path, absent)
 			}

@@ -59,6 +59,7 @@ func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) er
 	if err := s.watchTLS(ctx, cs); err != nil {
 		return fmt.Errorf("watching the TLS Secret: %w", err)
 	}
+	s.bindCluster(kubeAPI{cs: cs})
 	records.Start(ctx.Done())
 	keys.Start(ctx.Done())
 	go s.markWhenSynced(ctx, recReg, &s.clientsSynced, "credential records")
