@@ -421,6 +421,9 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 func (c *Client) compileMethod(rec *credential.Record) error {
 	switch c.method {
 	case credential.MethodPrivateKeyJWT:
+		if len(rec.JWKS) == 0 {
+			return nil // no usable key: every assertion is refused
+		}
 		keys, err := credential.ParseClientJWKS(rec.JWKS)
 		if err != nil {
 			return fmt.Errorf("jwks: %w", err)

@@ -175,6 +175,11 @@ func (r *Record) validateMethod() error {
 			return errors.New("credential record of method ServiceAccount lacks a valid serviceAccountName")
 		}
 	case MethodPrivateKeyJWT:
+		// No JWKS means no usable key (the controller found the client's JWKS invalid): every
+		// assertion is refused.
+		if len(r.JWKS) == 0 {
+			break
+		}
 		if _, err := ParseClientJWKS(r.JWKS); err != nil {
 			return fmt.Errorf("credential record jwks: %w", err)
 		}
