@@ -114,7 +114,12 @@ func TestHostileRequests(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.MaxBodyBytes = 1024 })
 	id, secret := ts.addClient(t)
 	otherID, _ := ts.addClient(t)
-	psID, psSecret := ts.addClient(t, func(r *credential.Record) { r.Method = "PrivateKeyJWT" })
+	// A PrivateKeyJWT record that also carries a secret hash is broken: the client is refused.
+	psRec, psSecret := newRecord(t, func(r *credential.Record) { r.Method = "PrivateKeyJWT" })
+	if err := ts.Index().Put("m2m-system/"+psRec.UID, psRec); err == nil {
+		t.Fatal("a PrivateKeyJWT record with a secret hash was accepted")
+	}
+	psID := psRec.ClientID
 	form := func(kv ...string) string {
 		var b []string
 		for i := 0; i < len(kv); i += 2 {
