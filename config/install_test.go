@@ -115,8 +115,8 @@ func TestInstallIsComplete(t *testing.T) {
 		"Namespace":                {systemNamespace},
 		"CustomResourceDefinition": {"m2mclients.auth.m2m.dev", "scopepolicies.auth.m2m.dev"},
 		"ServiceAccount":           {controllerName, tokenServerName},
-		"ClusterRole":              {controllerName},
-		"ClusterRoleBinding":       {controllerName},
+		"ClusterRole":              {controllerName, tokenServerName},
+		"ClusterRoleBinding":       {controllerName, tokenServerName},
 		"Role":                     {"m2m-leader-election", tokenServerName},
 		"RoleBinding":              {"m2m-leader-election", tokenServerName},
 		"Deployment":               {controllerName, tokenServerName},
@@ -390,6 +390,9 @@ func TestNoRoleGrantsWildcards(t *testing.T) {
 // TestTokenServerOnlyReadsSecretsInTheSystemNamespace: the token server's only permission is to
 // read Secrets in m2m-system, through one Role and one RoleBinding; no ClusterRoleBinding and no
 // other binding names its ServiceAccount.
+// TestTokenServerOnlyReadsSecretsInTheSystemNamespace: the token server's Role reads Secrets in
+// the system namespace; its one cluster-wide rule creates TokenReviews (the ServiceAccount
+// method); nothing else is bound to it.
 func TestTokenServerOnlyReadsSecretsInTheSystemNamespace(t *testing.T) {
 	role := typed[rbacv1.Role](t, object(t, "Role", tokenServerName))
 	if role.Namespace != systemNamespace {
@@ -399,16 +402,27 @@ func TestTokenServerOnlyReadsSecretsInTheSystemNamespace(t *testing.T) {
 	if !equalRules(role.Rules, want) {
 		t.Errorf("the token server's Role grants %+v, want %+v", role.Rules, want)
 	}
+	cluster := typed[rbacv1.ClusterRole](t, object(t, "ClusterRole", tokenServerName))
+	wantCluster := []rbacv1.PolicyRule{{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}}
+	if !equalRules(cluster.Rules, wantCluster) {
+		t.Errorf("the token server's ClusterRole grants %+v, want %+v", cluster.Rules, wantCluster)
+	}
+	bound := map[string]bool{}
 	for _, kind := range []string{"RoleBinding", "ClusterRoleBinding"} {
 		for _, u := range objects(kind) {
 			b := typed[rbacv1.RoleBinding](t, u)
 			if !bindsServiceAccount(b.Subjects, tokenServerName) {
 				continue
 			}
-			if kind != "RoleBinding" || b.Name != tokenServerName || b.RoleRef.Kind != "Role" || b.RoleRef.Name != tokenServerName || len(b.Subjects) != 1 {
+			wantRef := map[string]string{"RoleBinding": "Role", "ClusterRoleBinding": "ClusterRole"}[kind]
+			if b.Name != tokenServerName || b.RoleRef.Kind != wantRef || b.RoleRef.Name != tokenServerName || len(b.Subjects) != 1 {
 				t.Errorf("%s %s binds the token server to %s %s", kind, b.Name, b.RoleRef.Kind, b.RoleRef.Name)
 			}
+			bound[kind] = true
 		}
+	}
+	if !bound["RoleBinding"] || !bound["ClusterRoleBinding"] {
+		t.Errorf("the token server is bound by %v, want one RoleBinding and one ClusterRoleBinding", bound)
 	}
 }
 

@@ -144,10 +144,16 @@ var leaderElectionGrants = []grant{
 	{perm: perm{group: "", resource: "events", verb: "patch"}, proof: maybe, why: "the core/v1 event broadcaster patches a repeated Event"},
 }
 
-// tokenServerGrants is exactly what config/rbac/tokenserver/role.yaml grants, in the system
-// namespace only.
+// tokenServerGrants is exactly what the Role of config/rbac/tokenserver/role.yaml grants, in
+// the system namespace only.
 var tokenServerGrants = grants("", "secrets", v("get", "list", "watch"), exercised,
 	"token server: informers on credential records, the signing-key Secret and its TLS Secret")
+
+// tokenServerClusterGrants is exactly what the ClusterRole of config/rbac/tokenserver/role.yaml
+// grants: nothing but TokenReviews. The service-account issuer discovery documents it also
+// reads come from the default system:service-account-issuer-discovery binding.
+var tokenServerClusterGrants = grants("authentication.k8s.io", "tokenreviews", v("create"), exercised,
+	"token server: confirms ServiceAccount tokens of the ServiceAccount method (tokenserver/integration_test.go)")
 
 // expand flattens rules into permissions.
 func expand(rules []rbacv1.PolicyRule) []perm {
@@ -207,18 +213,36 @@ func diffPerms(got, want []perm) (extra, missing []string) {
 	return extra, missing
 }
 
-// readRules reads the rules of the one Role or ClusterRole in a file of config/rbac.
-func readRules(t *testing.T, file string) []rbacv1.PolicyRule {
+// readRules reads the rules of the one Role or ClusterRole (kind) in a file of config/rbac.
+func readRules(t *testing.T, file, kind string) []rbacv1.PolicyRule {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(trimDocStart(data), role); err != nil {
-		t.Fatalf("%s: %v", file, err)
+	var found []rbacv1.PolicyRule
+	n := 0
+	for _, doc := range strings.Split("\n"+string(data), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if meta.Kind != kind {
+			continue
+		}
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.UnmarshalStrict(trimDocStart([]byte(doc)), role); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		found, n = role.Rules, n+1
 	}
-	return role.Rules
+	if n != 1 {
+		t.Fatalf("%s holds %d objects of kind %s, want 1", file, n, kind)
+	}
+	return found
 }
 
 func trimDocStart(data []byte) []byte {
@@ -236,10 +260,11 @@ func TestRolesGrantExactlyWhatTheCodeNeeds(t *testing.T) {
 		{"role.yaml", "ClusterRole", controllerName, controllerGrants},
 		{"leader_election_role.yaml", "Role", "m2m-leader-election", leaderElectionGrants},
 		{"tokenserver/role.yaml", "Role", tokenServerName, tokenServerGrants},
+		{"tokenserver/role.yaml", "ClusterRole", tokenServerName, tokenServerClusterGrants},
 	} {
-		t.Run(tc.file, func(t *testing.T) {
+		t.Run(tc.file+"/"+tc.kind, func(t *testing.T) {
 			for name, rules := range map[string][]rbacv1.PolicyRule{
-				"config/rbac/" + tc.file: readRules(t, tc.file),
+				"config/rbac/" + tc.file: readRules(t, tc.file, tc.kind),
 				"rendered":               typed[rbacv1.ClusterRole](t, object(t, tc.kind, tc.name)).Rules,
 			} {
 				if extra, missing := diffPerms(expand(rules), perms(tc.want)); len(extra)+len(missing) > 0 {
@@ -643,7 +668,9 @@ func TestFinalizersRuleIsNeeded(t *testing.T) {
 }
 
 // TestTokenServerCanOnlyReadSystemSecrets asks the API server's authorizer what the token
-// server's ServiceAccount may do under the rendered RBAC.
+// server's ServiceAccount may do under the rendered RBAC: read Secrets in the system namespace,
+// create TokenReviews, read the service-account issuer discovery documents (through the
+// default binding, not through its own roles), and nothing else.
 func TestTokenServerCanOnlyReadSystemSecrets(t *testing.T) {
 	installRBAC(t)
 	type check struct {
@@ -664,7 +691,12 @@ func TestTokenServerCanOnlyReadSystemSecrets(t *testing.T) {
 		{systemNamespace, "", "pods", "list", false},
 		{systemNamespace, "coordination.k8s.io", "leases", "get", false},
 		{systemNamespace, "auth.m2m.dev", "m2mclients", "list", false},
-		{"", "authentication.k8s.io", "tokenreviews", "create", false},
+		{"", "authentication.k8s.io", "tokenreviews", "create", true},
+		{"", "authentication.k8s.io", "tokenreviews", "get", false},
+		{"", "authorization.k8s.io", "subjectaccessreviews", "create", false},
+		{"payments", "", "serviceaccounts", "get", false},
+		{"payments", "", "serviceaccounts/token", "create", false},
+		{"payments", "", "pods", "get", false},
 	}
 	for _, c := range checks {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -679,6 +711,19 @@ func TestTokenServerCanOnlyReadSystemSecrets(t *testing.T) {
 		}
 		if sar.Status.Allowed != c.allowed {
 			t.Errorf("token server %s %s.%s in %q: allowed=%v, want %v", c.verb, c.resource, c.group, c.ns, sar.Status.Allowed, c.allowed)
+		}
+	}
+	for _, path := range []string{"/.well-known/openid-configuration", "/openid/v1/jwks"} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:                  serviceAccountUser(tokenServerName),
+			Groups:                []string{"system:serviceaccounts", "system:serviceaccounts:" + systemNamespace, "system:authenticated"},
+			NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: path, Verb: "get"},
+		}}
+		if err := admin.Create(context.Background(), sar); err != nil {
+			t.Fatal(err)
+		}
+		if !sar.Status.Allowed {
+			t.Errorf("token server get %s: refused; the ServiceAccount method needs it (default system:service-account-issuer-discovery binding)", path)
 		}
 	}
 }

@@ -443,6 +443,7 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) cre
 	if c.Spec.Authentication != nil {
 		rec.ServiceAccountName = c.Spec.Authentication.ServiceAccountName
 	}
+	rec.JWKS = s.jwks
 	if c.Spec.TokenTTL != nil {
 		rec.TokenTTLSeconds = int64(c.Spec.TokenTTL.Seconds())
 	}
@@ -654,9 +655,17 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 			s.requeueAt(*p.NotAfter)
 		}
 	}
+	if s.jwksErr != nil {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "InvalidJWKS",
+			fmt.Sprintf("spec.authentication.jwks cannot be used: %v; every assertion is refused until it is fixed", s.jwksErr))
+		return
+	}
 	msg := fmt.Sprintf("credential Secret %s holds client_id and client_secret", secretNameOf(c))
-	if methodOf(c) != authv1alpha1.AuthClientSecret {
-		msg = fmt.Sprintf("credential Secret %s holds client_id (method %s needs no client secret)", secretNameOf(c), methodOf(c))
+	switch methodOf(c) {
+	case authv1alpha1.AuthServiceAccount:
+		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client presents a token of ServiceAccount %s with audience %s)", secretNameOf(c), c.Spec.Authentication.ServiceAccountName, r.Issuer)
+	case authv1alpha1.AuthPrivateKeyJWT:
+		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with the private key of spec.authentication.jwks)", secretNameOf(c))
 	}
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "CredentialsIssued", msg)
 }

@@ -63,6 +63,10 @@ type clientScope struct {
 	resolution resolve.Result
 	// caBundle is the token server's CA bundle, when Options.CABundle is on.
 	caBundle []byte
+	// jwks is the checked public JWKS of a PrivateKeyJWT client for the record; jwksErr says
+	// why spec.authentication.jwks cannot be used (the record then holds no key).
+	jwks    []byte
+	jwksErr error
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
@@ -123,6 +127,7 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.reconcileIdentity,
 		r.reconcileScopes,
 		r.reconcileCABundle,
+		r.reconcileClientKeys,
 		r.reconcileCredentials,
 	}
 	for _, phase := range phases {
@@ -219,6 +224,22 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 		return fmt.Errorf("reading the token server CA: %w", err)
 	}
 	s.caBundle = bundle
+	return nil
+}
+
+// reconcileClientKeys checks a PrivateKeyJWT client's JWKS and re-encodes its public keys for
+// the record. An unusable JWKS is not an error to retry: it is reported in CredentialsReady
+// and the record carries no key, so every assertion is refused (fail closed) until it is fixed.
+func (r *M2MClientReconciler) reconcileClientKeys(_ context.Context, s *clientScope) error {
+	c := s.client
+	if methodOf(c) != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
+		return nil
+	}
+	keys, err := credential.ParseClientJWKS([]byte(c.Spec.Authentication.JWKS))
+	if err == nil {
+		s.jwks, err = credential.PublicJWKS(keys)
+	}
+	s.jwksErr = err
 	return nil
 }
 

@@ -18,9 +18,14 @@ package controllers_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -377,6 +382,64 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(rec.Secrets).To(BeEmpty())
 		Expect(rec.Method).To(Equal("ServiceAccount"))
 		Expect(rec.ServiceAccountName).To(Equal("robot"))
+		Expect(keysOf(cred.Data)).To(ConsistOf("client_id", "token_url", "issuer", "scope", "audience", "ca.crt"))
+		Expect(cred.Annotations).To(BeEmpty(), "no secret, so no rotation bookkeeping")
+		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Message }).
+			Should(ContainSubstring("ServiceAccount robot with audience https://m2m.test"))
+	})
+
+	It("copies a PrivateKeyJWT client's public JWKS into the record, and no secret anywhere", func() {
+		pub := publicJWKS(ecKey().Public(), "k1")
+		c := newClient(ns, "signer", func(c *authv1alpha1.M2MClient) {
+			c.Spec.Authentication = &authv1alpha1.Authentication{Method: authv1alpha1.AuthPrivateKeyJWT, JWKS: pub}
+		})
+		cred := credSecret(c)
+		Expect(keysOf(cred.Data)).To(ConsistOf("client_id", "token_url", "issuer", "scope", "audience", "ca.crt"))
+		var rec *credential.Record
+		Eventually(func(g Gomega) {
+			s := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, recordKey(c), s)).To(Succeed())
+			r, err := credential.DecodeRecord(s.Data[credential.RecordKey])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(r.JWKS).NotTo(BeEmpty())
+			rec = r
+		}).Should(Succeed())
+		Expect(rec.Method).To(Equal("PrivateKeyJWT"))
+		Expect(rec.Secrets).To(BeEmpty())
+		keys, err := credential.ParseClientJWKS(rec.JWKS)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(keys).To(HaveLen(1))
+		Expect(keys[0].KID).To(Equal("k1"))
+		Expect(keys[0].Algs).To(Equal([]string{"ES256"}))
+		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Reason }).Should(Equal("CredentialsIssued"))
+	})
+
+	It("refuses a JWKS holding a private key: InvalidJWKS, and the record keeps no key at all", func() {
+		priv := ecKey()
+		leaked := publicJWKS(priv, "leaked") // the private JWK, as a careless paste would have it
+		c := newClient(ns, "leaky", func(c *authv1alpha1.M2MClient) {
+			c.Spec.Authentication = &authv1alpha1.Authentication{Method: authv1alpha1.AuthPrivateKeyJWT, JWKS: leaked}
+		})
+		Eventually(func(g Gomega) {
+			cond := condition(c, authv1alpha1.ConditionCredentialsReady)
+			g.Expect(cond).NotTo(BeNil())
+			g.Expect(cond.Reason).To(Equal("InvalidJWKS"))
+			g.Expect(cond.Message).To(ContainSubstring("private key material"))
+		}).Should(Succeed())
+		Expect(condition(c, authv1alpha1.ConditionReady).Reason).To(Equal("InvalidJWKS"))
+		recObj, rec := record(c)
+		Expect(rec.JWKS).To(BeEmpty())
+		Expect(string(recObj.Data[credential.RecordKey])).NotTo(ContainSubstring(`"d":`))
+
+		By("fixing the JWKS makes the client ready with the public key")
+		update(c, func(c *authv1alpha1.M2MClient) { c.Spec.Authentication.JWKS = publicJWKS(priv.Public(), "fixed") })
+		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Reason }).Should(Equal("CredentialsIssued"))
+		Eventually(func(g Gomega) {
+			_, rec := record(c)
+			keys, err := credential.ParseClientJWKS(rec.JWKS)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(keys[0].KID).To(Equal("fixed"))
+		}).Should(Succeed())
 	})
 
 	It("keeps secrets and client ids across a controller restart", func() {
@@ -418,3 +481,24 @@ func directReconciler() *controllers.M2MClientReconciler {
 }
 
 var _ = context.Background
+
+func keysOf(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func ecKey() *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	return k
+}
+
+// publicJWKS encodes one key (public or, to test refusal, private) as a JWKS document.
+func publicJWKS(key any, kid string) string {
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: kid}}})
+	Expect(err).NotTo(HaveOccurred())
+	return string(b)
+}

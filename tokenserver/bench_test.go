@@ -28,6 +28,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
 
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/tokenserver/internal/baseline"
@@ -175,5 +176,52 @@ func BenchmarkSign(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// benchForm serves the same form request b.N times through handler (auth may be empty).
+func benchForm(b *testing.B, handler http.Handler, form, auth string) {
+	body := &rewindBody{b: []byte(form)}
+	r, _ := http.NewRequest(http.MethodPost, TokenPath, body)
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	r.ContentLength = int64(len(body.b))
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		body.off = 0
+		clear(w.h)
+		w.code = 200
+		handler.ServeHTTP(w, r)
+		if w.code != 200 {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
+
+// BenchmarkServiceAccountToken compares, on one token server fed by a real API server
+// (envtest), a token request authenticated by a projected ServiceAccount token (after the
+// first use: signature checked and TokenReview answered once, then cached) with one
+// authenticated by a client secret. The goal: ServiceAccount ≤ 2× ClientSecret.
+func BenchmarkServiceAccountToken(b *testing.B) {
+	f := newSAFixture(b)
+	f.serviceAccount(b, f.ns, "robot")
+	f.bind(b, f.ns, "robot")
+	rec, secret := newRecord(b)
+	f.putRecord(b, rec)
+	NewWithT(b).Eventually(func() bool { return f.Index().Lookup(rec.ClientID) }).WithTimeout(5 * time.Second).Should(BeTrue())
+	tok := f.token(b, f.ns, "robot", f.url)
+	form := assertionForm(tok).Encode()
+	if code, _ := f.exchange(b, tok); code != 200 {
+		b.Fatalf("first use: %d", code)
+	}
+	b.Run("ClientSecret", func(b *testing.B) {
+		benchForm(b, f.Handler(), "grant_type=client_credentials", basicAuth(rec.ClientID, secret))
+	})
+	b.Run("ServiceAccount", func(b *testing.B) {
+		benchForm(b, f.Handler(), form, "")
 	})
 }

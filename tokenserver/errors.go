@@ -53,33 +53,36 @@ func badRequest(desc string) *oauthError {
 
 // Refusals that carry no variable data are allocated once.
 var (
-	errMethodNotAllowed   = &oauthError{status: http.StatusMethodNotAllowed, code: errInvalidRequest, description: "the token endpoint accepts only POST"}
-	errBodyTooLarge       = &oauthError{status: http.StatusRequestEntityTooLarge, code: errInvalidRequest, description: "the request body is too large"}
-	errContentType        = badRequest("the content type must be application/x-www-form-urlencoded")
-	errReadBody           = badRequest("the request body could not be read")
-	errDuplicateParam     = badRequest("a parameter is repeated")
-	errBadEncoding        = badRequest("the form body is not valid application/x-www-form-urlencoded")
-	errTooManyParams      = badRequest("the form body has too many parameters")
-	errMissingGrantType   = badRequest("grant_type is required")
-	errTwoAuthMethods     = badRequest("more than one client authentication method was used")
-	errClientIDMismatch   = badRequest("client_id does not match the authenticated client")
-	errBadAuthHeader      = badRequest("the Authorization header is not valid HTTP Basic with form-encoded credentials")
-	errManyAuthHeaders    = badRequest("more than one Authorization header")
-	errResourceAudience   = badRequest("resource and audience name different targets")
-	errUnsupportedGrant   = &oauthError{status: http.StatusBadRequest, code: errUnsupportedGrantType, description: "only the client_credentials grant is supported"}
-	errAuthFailed         = &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client authentication failed"}
-	errDisabled           = &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is disabled"}
-	errScopeMalformed     = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "the scope parameter is malformed"}
-	errScopeNotGranted    = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted to the client for this audience"}
-	errScopeEmpty         = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "no scope is granted to the client for this audience"}
-	errTargetUnknown      = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested audience is not one the client may get tokens for"}
-	errTargetAmbiguous    = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client has several audiences: name one with resource or audience"}
-	errTargetNone         = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client is granted no audience"}
-	errManyResources      = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "only one resource per token is supported"}
-	errOverloaded         = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the server is overloaded; retry later", retryAfter: 1}
-	errNoSigningKey       = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "no signing key is loaded yet; retry later", retryAfter: 1}
-	errSigningFailed      = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the token could not be signed; retry later", retryAfter: 1}
-	errAuthFailuresExceed = &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "too many failed authentications for this client; retry later", retryAfter: 1}
+	errMethodNotAllowed    = &oauthError{status: http.StatusMethodNotAllowed, code: errInvalidRequest, description: "the token endpoint accepts only POST"}
+	errBodyTooLarge        = &oauthError{status: http.StatusRequestEntityTooLarge, code: errInvalidRequest, description: "the request body is too large"}
+	errContentType         = badRequest("the content type must be application/x-www-form-urlencoded")
+	errReadBody            = badRequest("the request body could not be read")
+	errDuplicateParam      = badRequest("a parameter is repeated")
+	errBadEncoding         = badRequest("the form body is not valid application/x-www-form-urlencoded")
+	errTooManyParams       = badRequest("the form body has too many parameters")
+	errMissingGrantType    = badRequest("grant_type is required")
+	errTwoAuthMethods      = badRequest("more than one client authentication method was used")
+	errClientIDMismatch    = badRequest("client_id does not match the authenticated client")
+	errBadAuthHeader       = badRequest("the Authorization header is not valid HTTP Basic with form-encoded credentials")
+	errManyAuthHeaders     = badRequest("more than one Authorization header")
+	errResourceAudience    = badRequest("resource and audience name different targets")
+	errAssertionIncomplete = badRequest("client_assertion and client_assertion_type must be sent together")
+	errAssertionType       = &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+	errReplayCacheFull     = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "too many client assertions in flight; retry later", retryAfter: 1}
+	errUnsupportedGrant    = &oauthError{status: http.StatusBadRequest, code: errUnsupportedGrantType, description: "only the client_credentials grant is supported"}
+	errAuthFailed          = &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client authentication failed"}
+	errDisabled            = &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is disabled"}
+	errScopeMalformed      = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "the scope parameter is malformed"}
+	errScopeNotGranted     = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "a requested scope is not granted to the client for this audience"}
+	errScopeEmpty          = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "no scope is granted to the client for this audience"}
+	errTargetUnknown       = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested audience is not one the client may get tokens for"}
+	errTargetAmbiguous     = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client has several audiences: name one with resource or audience"}
+	errTargetNone          = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client is granted no audience"}
+	errManyResources       = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "only one resource per token is supported"}
+	errOverloaded          = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the server is overloaded; retry later", retryAfter: 1}
+	errNoSigningKey        = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "no signing key is loaded yet; retry later", retryAfter: 1}
+	errSigningFailed       = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the token could not be signed; retry later", retryAfter: 1}
+	errAuthFailuresExceed  = &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "too many failed authentications for this client; retry later", retryAfter: 1}
 )
 
 // rateLimited is a 429 for a client over its issuance rate.

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -108,6 +110,75 @@ func FuzzUnescapeForm(f *testing.F) {
 		}
 		if ok && string(got) != want {
 			t.Fatalf("%q: got %q, want %q", s, got, want)
+		}
+	})
+}
+
+var (
+	assertionOnce   sync.Once
+	assertionServer *testServer
+	assertionKey    clientKey
+	assertionID     string
+)
+
+// assertionTarget is one server with a private_key_jwt client, shared by every input.
+func assertionTarget(t testing.TB) *testServer {
+	assertionOnce.Do(func() {
+		assertionServer = newTestServer(t, func(o *Options) { o.AuthFailureBurst = 1 << 30; o.AuthFailureRate = 1e9 })
+		assertionKey = newClientKey(t, jose.ES256, "k1")
+		assertionID = assertionServer.addKeyClient(t, assertionKey)
+	})
+	return assertionServer
+}
+
+// FuzzClientAssertion feeds arbitrary client assertions, seeded with valid, replayed, unsigned
+// and hostile ones, to the parser and to the token endpoint. Whatever the input: no panic; the
+// parser's output respects its bounds; the endpoint answers 200 with a token, or 400/401 with
+// an RFC 6749 error and never a 5xx; a token is only ever issued for the one client with a key,
+// and only when the assertion parses.
+func FuzzClientAssertion(f *testing.F) {
+	ts := assertionTarget(f)
+	now := ts.clock.Now()
+	valid := assertionKey.sign(f, assertionClaimsFor(assertionID, now))
+	f.Add(valid)
+	f.Add(valid) // replay
+	many := assertionClaimsFor(assertionID, now)
+	many["aud"] = []string{"x", testIssuer + TokenPath}
+	f.Add(assertionKey.sign(f, many))
+	f.Add(unsigned(`{"alg":"none"}`, assertionClaimsFor(assertionID, now), func(string) []byte { return nil }))
+	f.Add(unsigned(`{"alg":"HS256","kid":"k1"}`, assertionClaimsFor(assertionID, now), hs256([]byte("k"))))
+	f.Add(unsigned(`{"alg":"ES256","kid":"k1","crit":["exp"]}`, map[string]any{"iss": 1, "exp": "x"}, func(string) []byte { return []byte{1} }))
+	f.Add(unsigned(`{"alg":"RS256","kid":"k"}`, map[string]any{"iss": "system:serviceaccount:a:b", "sub": "system:serviceaccount:a:b", "aud": []any{}, "exp": 1e300}, func(string) []byte { return nil }))
+	for _, s := range []string{"", ".", "..", "a.b.c", "e30.e30.", "e30.e30.AA", "eyJhbGciOiJFUzI1NiJ9.e30.AAAA", strings.Repeat("A", maxAssertionSize+1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		a, err := parseAssertion([]byte(raw))
+		if err == nil {
+			if a.iss == "" || a.sub == "" || len(a.aud) == 0 || len(a.aud) > maxAssertionAudiences || a.exp <= 0 || a.alg == "" {
+				t.Fatalf("parsed an assertion outside its bounds: %+v", a)
+			}
+			if len(a.signingInput) >= len(raw) || !strings.HasPrefix(raw, string(a.signingInput)+".") {
+				t.Fatalf("signing input %q is not the head of %q", a.signingInput, raw)
+			}
+		}
+		w := ts.do(tokenReq(assertionForm(raw), "", ""))
+		switch {
+		case w.Code == 200:
+			if err != nil {
+				t.Fatalf("a token for an assertion that does not parse: %q", raw)
+			}
+			tr := decodeResponse(t, w.Body)
+			_, c, _ := verifyToken(t, tr.AccessToken, ts.jwks(t))
+			if c.ClientID != assertionID {
+				t.Fatalf("token for %q", c.ClientID)
+			}
+		case w.Code == 400 || w.Code == 401:
+			if e := decodeResponse(t, w.Body).Error; e != errInvalidClient && e != errInvalidRequest {
+				t.Fatalf("status %d error %q", w.Code, e)
+			}
+		default:
+			t.Fatalf("status %d for %q: %s", w.Code, raw, w.Body)
 		}
 	})
 }

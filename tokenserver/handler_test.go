@@ -114,7 +114,12 @@ func TestHostileRequests(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.MaxBodyBytes = 1024 })
 	id, secret := ts.addClient(t)
 	otherID, _ := ts.addClient(t)
-	psID, psSecret := ts.addClient(t, func(r *credential.Record) { r.Method = "PrivateKeyJWT" })
+	// A PrivateKeyJWT record that also carries a secret hash is broken: the client is refused.
+	psRec, psSecret := newRecord(t, func(r *credential.Record) { r.Method = "PrivateKeyJWT" })
+	if err := ts.Index().Put("m2m-system/"+psRec.UID, psRec); err == nil {
+		t.Fatal("a PrivateKeyJWT record with a secret hash was accepted")
+	}
+	psID := psRec.ClientID
 	form := func(kv ...string) string {
 		var b []string
 		for i := 0; i < len(kv); i += 2 {
@@ -583,8 +588,10 @@ func TestMetadata(t *testing.T) {
 			"jwks_uri":                              testIssuer + "/.well-known/jwks.json",
 			"introspection_endpoint":                testIssuer + "/oauth2/introspect",
 			"grant_types_supported":                 []any{"client_credentials"},
-			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
-			"response_types_supported":              []any{},
+			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "RS256", "PS256"},
+			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "RS256", "PS256"},
+			"response_types_supported":                                 []any{},
 		}
 		for k, v := range want {
 			got, _ := json.Marshal(md[k])
@@ -593,7 +600,7 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("%s: %s = %s, want %s", path, k, got, exp)
 			}
 		}
-		for _, absent := range []string{"scopes_supported", "token_endpoint_auth_signing_alg_values_supported", "authorization_endpoint"} {
+		for _, absent := range []string{"scopes_supported", "authorization_endpoint"} {
 			if _, ok := md[absent]; ok {
 				t.Errorf("%s: %s should be omitted", path, absent)
 			}

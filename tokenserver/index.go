@@ -50,6 +50,10 @@ type Client struct {
 	method    string
 	disabled  bool
 	secrets   []acceptedSecret
+	// keys are the public keys of a PrivateKeyJWT client.
+	keys []credential.ClientKey
+	// subject is "<namespace>/<name>" of the ServiceAccount of a ServiceAccount client.
+	subject   string
 	tokenTTL  time.Duration
 	audiences []*audience
 	// prefix opens every token payload: {"iss":…,"sub":…,"client_id":…,"namespace":… and the
@@ -108,10 +112,12 @@ type indexConfig struct {
 
 const shardCount = 64
 
-// snapshot is one immutable version of the index: client id → client, in shards so that a
-// change copies one small map rather than all of them.
+// snapshot is one immutable version of the index: client id → client, and ServiceAccount
+// ("<namespace>/<name>") → client, in shards so that a change copies one small map rather than
+// all of them.
 type snapshot struct {
-	shards [shardCount]map[string]*Client
+	shards   [shardCount]map[string]*Client
+	subjects [shardCount]map[string]*Client
 }
 
 // Index maps client ids to clients. Lookups are lock-free reads of an immutable snapshot;
@@ -124,8 +130,10 @@ type Index struct {
 	mu      sync.Mutex
 	sources map[string]*sourceEntry
 	owners  map[string]map[string]struct{}
-	loaded  int
-	broken  int
+	// subjectOwners maps a ServiceAccount to the published clients bound to it.
+	subjectOwners map[string]map[string]*Client
+	loaded        int
+	broken        int
 }
 
 // sourceEntry is what one record Secret contributes: a client, or an error.
@@ -136,10 +144,12 @@ type sourceEntry struct {
 }
 
 func newIndex(cfg indexConfig) *Index {
-	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string]map[string]struct{}{}}
+	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string]map[string]struct{}{},
+		subjectOwners: map[string]map[string]*Client{}}
 	s := &snapshot{}
 	for i := range s.shards {
 		s.shards[i] = map[string]*Client{}
+		s.subjects[i] = map[string]*Client{}
 	}
 	ix.root.Store(s)
 	return ix
@@ -156,6 +166,12 @@ func shardOf(id []byte) int {
 // lookup returns the client with that id, or nil. It neither locks nor allocates.
 func (ix *Index) lookup(id []byte) *Client {
 	return ix.root.Load().shards[shardOf(id)][string(id)]
+}
+
+// lookupSubject returns the client bound to the ServiceAccount "<namespace>/<name>", or nil
+// when none is (or more than one is: ambiguity fails closed).
+func (ix *Index) lookupSubject(key string) *Client {
+	return ix.root.Load().subjects[shardOf([]byte(key))][key]
 }
 
 // Lookup returns whether a client with that id is loaded.
@@ -293,6 +309,64 @@ func (ix *Index) store(id string, c *Client) {
 	next := *cur
 	next.shards[i] = shard
 	ix.root.Store(&next)
+	ix.rebindSubject(id, prev, c)
+}
+
+// rebindSubject moves the client id's ServiceAccount binding from prev to c and republishes
+// the ServiceAccounts concerned.
+func (ix *Index) rebindSubject(id string, prev, c *Client) {
+	if prev != nil && prev.subject != "" {
+		if set := ix.subjectOwners[prev.subject]; set != nil {
+			delete(set, id)
+			if len(set) == 0 {
+				delete(ix.subjectOwners, prev.subject)
+			}
+		}
+	}
+	if c != nil && c.subject != "" {
+		set := ix.subjectOwners[c.subject]
+		if set == nil {
+			set = map[string]*Client{}
+			ix.subjectOwners[c.subject] = set
+		}
+		set[id] = c
+		ix.publishSubject(c.subject)
+	}
+	if prev != nil && prev.subject != "" && (c == nil || c.subject != prev.subject) {
+		ix.publishSubject(prev.subject)
+	}
+}
+
+// publishSubject maps a ServiceAccount to its client when exactly one client is bound to it.
+// Two M2MClients naming the same ServiceAccount would make its token ambiguous: both are then
+// refused for it until only one does.
+func (ix *Index) publishSubject(key string) {
+	var c *Client
+	owners := ix.subjectOwners[key]
+	for _, o := range owners {
+		c = o
+	}
+	if len(owners) > 1 {
+		ix.cfg.log.Error(nil, "several clients are bound to one ServiceAccount; refusing its tokens until only one is", "serviceAccount", key, "clients", len(owners))
+		c = nil
+	}
+	cur := ix.root.Load()
+	i := shardOf([]byte(key))
+	if cur.subjects[i][key] == c {
+		return
+	}
+	shard := make(map[string]*Client, len(cur.subjects[i])+1)
+	for k, v := range cur.subjects[i] {
+		shard[k] = v
+	}
+	if c == nil {
+		delete(shard, key)
+	} else {
+		shard[key] = c
+	}
+	next := *cur
+	next.subjects[i] = shard
+	ix.root.Store(&next)
 }
 
 func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter) {
@@ -329,6 +403,9 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		}
 		c.secrets = append(c.secrets, a)
 	}
+	if err := c.compileMethod(rec); err != nil {
+		return nil, err
+	}
 	for i := range rec.Grants {
 		a, err := ix.compileAudience(&rec.Grants[i])
 		if err != nil {
@@ -338,6 +415,24 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 	}
 	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
 	return c, nil
+}
+
+// compileMethod prepares what the client's authentication method needs.
+func (c *Client) compileMethod(rec *credential.Record) error {
+	switch c.method {
+	case credential.MethodPrivateKeyJWT:
+		if len(rec.JWKS) == 0 {
+			return nil // no usable key: every assertion is refused
+		}
+		keys, err := credential.ParseClientJWKS(rec.JWKS)
+		if err != nil {
+			return fmt.Errorf("jwks: %w", err)
+		}
+		c.keys = keys
+	case credential.MethodServiceAccount:
+		c.subject = rec.Namespace + "/" + rec.ServiceAccountName
+	}
+	return nil
 }
 
 func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {

@@ -51,6 +51,7 @@ func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) er
 	if err := s.watchTLS(ctx, cs); err != nil {
 		return fmt.Errorf("watching the TLS Secret: %w", err)
 	}
+	s.bindCluster(kubeAPI{cs: cs})
 	records := s.startRecordReflector(ctx, cs)
 	keys.Start(ctx.Done())
 	go func() {

@@ -74,7 +74,7 @@ func TestMain(m *testing.M) {
 }
 
 // apiServer starts the shared control plane on first use. This package needs no CRDs.
-func apiServer(t *testing.T) (*rest.Config, client.Client) {
+func apiServer(t testing.TB) (*rest.Config, client.Client) {
 	t.Helper()
 	envOnce.Do(func() {
 		testEnv, envErr = testenv.New()
@@ -106,7 +106,18 @@ type liveServer struct {
 
 func startLiveServer(t *testing.T, mut ...func(*Options)) *liveServer {
 	t.Helper()
+	return startLiveServerWith(t, nil, mut...)
+}
+
+// startLiveServerWith is startLiveServer with the token server's API client built from the
+// config as wrap changes it (to observe its requests).
+func startLiveServerWith(t testing.TB, wrap func(*rest.Config), mut ...func(*Options)) *liveServer {
+	t.Helper()
 	cfg, k8s := apiServer(t)
+	if wrap != nil {
+		cfg = rest.CopyConfig(cfg)
+		wrap(cfg)
+	}
 	ns := fmt.Sprintf("m2m-system-%d", nsSeq.Add(1))
 	ctx := context.Background()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -155,7 +166,7 @@ func startLiveServer(t *testing.T, mut ...func(*Options)) *liveServer {
 	return ls
 }
 
-func (ls *liveServer) reconcileKeys(t *testing.T) {
+func (ls *liveServer) reconcileKeys(t testing.TB) {
 	t.Helper()
 	if _, err := ls.keys.Reconcile(context.Background(), ls.keysReq); err != nil {
 		t.Fatalf("reconciling signing keys: %v", err)
@@ -176,7 +187,7 @@ func (ls *liveServer) keySet(t *testing.T) *signingkey.Set {
 }
 
 // recordSecret is the credential record Secret the controller writes.
-func (ls *liveServer) recordSecret(t *testing.T, rec *credential.Record) *corev1.Secret {
+func (ls *liveServer) recordSecret(t testing.TB, rec *credential.Record) *corev1.Secret {
 	t.Helper()
 	data, err := rec.Encode()
 	if err != nil {
@@ -191,7 +202,7 @@ func (ls *liveServer) recordSecret(t *testing.T, rec *credential.Record) *corev1
 	}
 }
 
-func (ls *liveServer) putRecord(t *testing.T, rec *credential.Record) {
+func (ls *liveServer) putRecord(t testing.TB, rec *credential.Record) {
 	t.Helper()
 	ctx := context.Background()
 	want := ls.recordSecret(t, rec)

@@ -115,7 +115,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request, st *req
 	if req.seen&pToken == 0 {
 		return errMissingToken
 	}
-	caller, err := s.authenticate(req, s.opts.Clock())
+	caller, err := s.authenticate(r.Context(), req, s.opts.Clock())
 	if err != nil {
 		return err
 	}

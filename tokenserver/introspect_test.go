@@ -299,7 +299,7 @@ func TestMetadataAdvertisesIntrospection(t *testing.T) {
 		t.Fatalf("introspection_endpoint %v", md["introspection_endpoint"])
 	}
 	methods, _ := md["introspection_endpoint_auth_methods_supported"].([]any)
-	if len(methods) != 2 || methods[0] != "client_secret_basic" || methods[1] != "client_secret_post" {
+	if len(methods) != 3 || methods[0] != "client_secret_basic" || methods[1] != "client_secret_post" || methods[2] != "private_key_jwt" {
 		t.Fatalf("introspection_endpoint_auth_methods_supported %v", methods)
 	}
 }

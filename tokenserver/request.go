@@ -26,7 +26,7 @@ import (
 
 // Bits of the parameters the token endpoint understands (others are ignored, RFC 6749 §3.2).
 const (
-	pGrantType uint8 = 1 << iota
+	pGrantType uint16 = 1 << iota
 	pScope
 	pClientID
 	pClientSecret
@@ -34,7 +34,12 @@ const (
 	pAudience
 	pToken
 	pTokenTypeHint
+	pClientAssertionType
+	pClientAssertion
 )
+
+// assertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
+const assertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 const (
 	// maxParams bounds the work spent on one form body.
@@ -50,7 +55,7 @@ var strictBase64 = base64.StdEncoding.Strict()
 // and is valid only while the request is served. An empty value means the parameter was absent
 // or sent without a value, which RFC 6749 §3.1 treats alike.
 type tokenRequest struct {
-	seen         uint8
+	seen         uint16
 	grantType    []byte
 	scope        []byte
 	clientID     []byte
@@ -60,6 +65,9 @@ type tokenRequest struct {
 	// token and tokenTypeHint are the introspection parameters (RFC 7662 §2.1).
 	token         []byte
 	tokenTypeHint []byte
+	// clientAssertionType and clientAssertion are RFC 7523 §2.2 client authentication.
+	clientAssertionType []byte
+	clientAssertion     []byte
 
 	// introspect selects the parameters of the introspection endpoint instead of the token
 	// endpoint's.
@@ -67,8 +75,10 @@ type tokenRequest struct {
 
 	// basic reports that the client used HTTP Basic (client_secret_basic).
 	basic bool
-	// id and secret are the credentials of whichever method the client used.
+	// id and secret are the credentials of whichever method the client used; with a client
+	// assertion, id is the optional client_id and assertion the JWT.
 	id, secret []byte
+	assertion  []byte
 }
 
 // reqState holds the buffers one request reuses from a pool.
@@ -205,7 +215,7 @@ func (req *tokenRequest) setParam(seg []byte) *oauthError {
 	return nil
 }
 
-func (req *tokenRequest) field(name []byte) (uint8, *[]byte) {
+func (req *tokenRequest) field(name []byte) (uint16, *[]byte) {
 	if req.introspect {
 		return req.introspectionField(name)
 	}
@@ -223,12 +233,24 @@ func (req *tokenRequest) field(name []byte) (uint8, *[]byte) {
 	case "audience":
 		return pAudience, &req.audience
 	}
+	return req.assertionField(name)
+}
+
+// assertionField maps the RFC 7523 client authentication parameters, which both endpoints
+// accept.
+func (req *tokenRequest) assertionField(name []byte) (uint16, *[]byte) {
+	switch string(name) {
+	case "client_assertion_type":
+		return pClientAssertionType, &req.clientAssertionType
+	case "client_assertion":
+		return pClientAssertion, &req.clientAssertion
+	}
 	return 0, nil
 }
 
 // introspectionField maps the parameters of the introspection endpoint: the token, its hint
 // and client_secret_post credentials.
-func (req *tokenRequest) introspectionField(name []byte) (uint8, *[]byte) {
+func (req *tokenRequest) introspectionField(name []byte) (uint16, *[]byte) {
 	switch string(name) {
 	case "token":
 		return pToken, &req.token
@@ -239,7 +261,7 @@ func (req *tokenRequest) introspectionField(name []byte) (uint8, *[]byte) {
 	case "client_secret":
 		return pClientSecret, &req.clientSecret
 	}
-	return 0, nil
+	return req.assertionField(name)
 }
 
 // unescapeForm decodes application/x-www-form-urlencoded in place: '+' is a space and %XX a
@@ -284,12 +306,16 @@ func unhex(c byte) (byte, bool) {
 }
 
 // parseClientAuth finds the client credentials: HTTP Basic (client_secret_basic, RFC 6749
-// §2.3.1) or client_id and client_secret in the body (client_secret_post), never both.
+// §2.3.1), client_id and client_secret in the body (client_secret_post), or a client assertion
+// (RFC 7523 §2.2: private_key_jwt or a ServiceAccount token); never two of them.
 func parseClientAuth(r *http.Request, st *reqState) *oauthError {
 	req := &st.req
 	values := r.Header["Authorization"]
 	if len(values) > 1 {
 		return errManyAuthHeaders
+	}
+	if req.seen&(pClientAssertionType|pClientAssertion) != 0 {
+		return parseAssertionAuth(req, len(values) > 0)
 	}
 	if len(values) == 0 {
 		req.id, req.secret = req.clientID, req.clientSecret
@@ -340,5 +366,21 @@ func parseBasic(h string, st *reqState) *oauthError {
 		return errBadAuthHeader
 	}
 	st.req.id, st.req.secret = id, secret
+	return nil
+}
+
+// parseAssertionAuth checks the RFC 7523 §2.2 parameters: both present, the jwt-bearer type,
+// and no other credentials beside them (client_id alone may accompany them).
+func parseAssertionAuth(req *tokenRequest, basic bool) *oauthError {
+	if basic || req.seen&pClientSecret != 0 {
+		return errTwoAuthMethods
+	}
+	if len(req.clientAssertionType) == 0 || len(req.clientAssertion) == 0 {
+		return errAssertionIncomplete
+	}
+	if string(req.clientAssertionType) != assertionTypeJWTBearer {
+		return errAssertionType
+	}
+	req.id, req.assertion = req.clientID, req.clientAssertion
 	return nil
 }

@@ -94,6 +94,10 @@ type Server struct {
 	handler         http.Handler
 	verifier        *verify.Verifier
 	tls             certs.Reloader
+	// serviceAccounts verifies ServiceAccount tokens; nil until bound to an API server.
+	serviceAccounts atomic.Pointer[serviceAccounts]
+	// replay remembers private_key_jwt assertions until they expire.
+	replay replayCache
 }
 
 // New builds a server from options (zero values take the defaults).

@@ -18,6 +18,7 @@ package tokenserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -98,7 +99,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, st *reqState
 		return errUnsupportedGrant
 	}
 	now := s.opts.Clock()
-	c, err := s.authenticate(req, now)
+	c, err := s.authenticate(r.Context(), req, now)
 	if err != nil {
 		return err
 	}
@@ -115,9 +116,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, st *reqState
 	return s.writeToken(w, st, ks.active, c, aud, scope, now)
 }
 
-// authenticate checks client_secret_basic or client_secret_post credentials: the SHA-256 of the
-// presented secret is compared in constant time with every accepted, unexpired hash.
-func (s *Server) authenticate(req *tokenRequest, now time.Time) (*Client, *oauthError) {
+// authenticate checks the client's credentials: a client assertion (see authenticateAssertion),
+// or client_secret_basic or client_secret_post credentials: the SHA-256 of the presented secret
+// is compared in constant time with every accepted, unexpired hash.
+func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	if len(req.assertion) > 0 {
+		return s.authenticateAssertion(ctx, req, now)
+	}
 	if len(req.id) == 0 {
 		return nil, errAuthFailed
 	}
@@ -139,6 +144,25 @@ func (s *Server) authenticate(req *tokenRequest, now time.Time) (*Client, *oauth
 		return nil, s.authFailed(c)
 	}
 	return c, nil
+}
+
+// authenticateAssertion authenticates an RFC 7523 client assertion: a ServiceAccount token
+// confirmed within the last minute is answered from the cache by its hash; any other assertion
+// is parsed and goes to the ServiceAccount method when its sub is a ServiceAccount, else to
+// private_key_jwt. Every failure is the same 401 invalid_client.
+func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	h := hashAssertion(req.assertion)
+	if c := s.cachedServiceAccount(req, &h, now); c != nil {
+		return c, nil
+	}
+	a, err := parseAssertion(req.assertion)
+	if err != nil {
+		return nil, s.authFailed(nil)
+	}
+	if isServiceAccountSubject(a.sub) {
+		return s.authenticateServiceAccount(ctx, req, &h, a, now)
+	}
+	return s.authenticatePrivateKeyJWT(req, a, now)
 }
 
 // authFailed answers a failed authentication: 401, or 429 once the client id's failure budget

@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
 // Endpoint paths, below the issuer's path.
@@ -43,20 +45,27 @@ type authorizationServerMetadata struct {
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
 	ResponseTypesSupported                    []string `json:"response_types_supported"`
 	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgsSupported     []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
 }
 
 func buildMetadata(issuer string) ([]byte, error) {
-	methods := []string{"client_secret_basic", "client_secret_post"}
+	// private_key_jwt covers both assertion methods: a client's own key, and a projected
+	// ServiceAccount token (a JWT signed by the cluster, sent the same way).
+	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	algs := credential.ClientAssertionAlgorithms
 	b, err := json.Marshal(authorizationServerMetadata{
-		Issuer:                            issuer,
-		TokenEndpoint:                     issuer + TokenPath,
-		JWKSURI:                           issuer + JWKSPath,
-		IntrospectionEndpoint:             issuer + IntrospectionPath,
-		GrantTypesSupported:               []string{grantClientCredentials},
-		ResponseTypesSupported:            []string{},
-		TokenEndpointAuthMethodsSupported: methods,
+		Issuer:                                    issuer,
+		TokenEndpoint:                             issuer + TokenPath,
+		JWKSURI:                                   issuer + JWKSPath,
+		IntrospectionEndpoint:                     issuer + IntrospectionPath,
+		GrantTypesSupported:                       []string{grantClientCredentials},
+		ResponseTypesSupported:                    []string{},
+		TokenEndpointAuthMethodsSupported:         methods,
+		TokenEndpointAuthSigningAlgsSupported:     algs,
 		IntrospectionEndpointAuthMethodsSupported: methods,
+		IntrospectionEndpointAuthSigningAlgs:      algs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the metadata: %w", err)

@@ -48,6 +48,7 @@ const (
 
 // Authentication selects how the client authenticates to the token server.
 // +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && size(self.serviceAccountName) > 0)",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
+// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'PrivateKeyJWT') == (has(self.jwks) && size(self.jwks) > 0)",message="spec.authentication.jwks (the client's public keys as a JWKS document) is required when method is PrivateKeyJWT, and must be omitted for any other method"
 type Authentication struct {
 	// Method is ClientSecret (default), PrivateKeyJWT or ServiceAccount.
 	// +kubebuilder:default=ClientSecret
@@ -59,6 +60,15 @@ type Authentication struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// JWKS holds the client's public keys, as a JSON Web Key Set document (RFC 7517), for the
+	// PrivateKeyJWT method: the client signs its RFC 7523 assertions with the matching private
+	// key, which never leaves it. Keys must be public EC P-256 (ES256), Ed25519 (EdDSA) or RSA of
+	// at least 2048 bits (RS256, PS256). Required exactly when method is PrivateKeyJWT.
+	// +kubebuilder:validation:MaxLength=32768
+	// +kubebuilder:validation:XValidation:rule="self.trim().startsWith('{') && self.trim().endsWith('}')",message="spec.authentication.jwks must be a JWKS document: a JSON object with a keys array of public JWKs"
+	// +optional
+	JWKS string `json:"jwks,omitempty"`
 }
 
 // SecretRotation schedules automatic client-secret rotation.

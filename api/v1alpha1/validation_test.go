@@ -142,6 +142,9 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("unknown auth method", client_("c17", "authentication: {method: Password}"), "spec.authentication.method", "Unsupported value"),
 		Entry("ServiceAccount without serviceAccountName", client_("c18", "authentication: {method: ServiceAccount}"), "spec.authentication", "serviceAccountName is required when method is ServiceAccount"),
 		Entry("serviceAccountName with ClientSecret", client_("c19", "authentication: {method: ClientSecret, serviceAccountName: robot}"), "spec.authentication", "must be omitted for any other method"),
+		Entry("PrivateKeyJWT without jwks", client_("c22", "authentication: {method: PrivateKeyJWT}"), "spec.authentication", "jwks (the client's public keys as a JWKS document) is required when method is PrivateKeyJWT"),
+		Entry("jwks with ClientSecret", client_("c23", `authentication: {method: ClientSecret, jwks: '{"keys":[]}'}`), "spec.authentication", "must be omitted for any other method"),
+		Entry("jwks that is not a JSON object", client_("c24", `authentication: {method: PrivateKeyJWT, jwks: '[{"kty":"EC"}]'}`), "spec.authentication.jwks", "must be a JWKS document"),
 		Entry("displayName too long", client_("c20", "displayName: '"+strings.Repeat("d", 129)+"'"), "spec.displayName", "128"),
 		Entry("client audience with a space", client_("c21", "audiences: ['billing api']"), "spec.audiences[0]", "without spaces"),
 		Entry("policy audience with a space", policy("p1", "audience: 'billing api'"), "spec.audience", "without spaces"),
@@ -152,6 +155,10 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("duplicate declared scope", policy("p6", "scopes: [{name: a}, {name: a}]"), "spec.scopes[1]", "Duplicate value"),
 		Entry("maxTokenTTL above 24h", policy("p7", "maxTokenTTL: 48h"), "spec.maxTokenTTL", "between 1m and 24h"),
 	)
+
+	It("accepts a PrivateKeyJWT client with an inline JWKS", func() {
+		Expect(k8sClient.Create(ctx, client_("pkjwt", `authentication: {method: PrivateKeyJWT, jwks: ' {"keys":[]} '}`), client.DryRunAll)).To(Succeed())
+	})
 
 	It("refuses changing secretName", func() {
 		o := client_("immutable", "secretName: first")

@@ -48,6 +48,7 @@ import (
 	"github.com/m2m-dev/m2m-operator/config"
 	"github.com/m2m-dev/m2m-operator/controllers"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
+	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
 type devFlags struct {
@@ -94,7 +95,7 @@ func Dev(ctx context.Context, f *devFlags, out io.Writer) error {
 		if err := applySamples(ctx, sys.Client, f.samplesDir, say); err != nil {
 			return err
 		}
-		go printCurlLines(runCtx, sys.Client, sys.Addr, out)
+		go printCurlLines(runCtx, sys.Client, sys.Addr, sys.Kubeconfig, out)
 	}
 	say("ready. Try: kubectl --kubeconfig %s get m2mclients,scopepolicies -A", sys.Kubeconfig)
 	say("press Ctrl-C to stop")
@@ -317,8 +318,9 @@ func readObjects(fsys fs.FS, root string) ([]*unstructured.Unstructured, error) 
 	return out, nil
 }
 
-// printCurlLines prints, for each client with a secret, a command that fetches a token.
-func printCurlLines(ctx context.Context, c client.Client, addr string, out io.Writer) {
+// printCurlLines prints, for each sample client, the commands that fetch a token its way:
+// client secret, ServiceAccount token, or private_key_jwt assertion.
+func printCurlLines(ctx context.Context, c client.Client, addr, kubeconfig string, out io.Writer) {
 	printed := map[string]bool{}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -333,7 +335,7 @@ func printCurlLines(ctx context.Context, c client.Client, addr string, out io.Wr
 				if printed[k] {
 					continue
 				}
-				line, ok := curlLine(ctx, c, m, addr)
+				line, ok := tryLine(ctx, c, m, addr, kubeconfig)
 				if !ok {
 					pending++
 					continue
@@ -355,7 +357,8 @@ func printCurlLines(ctx context.Context, c client.Client, addr string, out io.Wr
 	}
 }
 
-func curlLine(ctx context.Context, c client.Client, m *authv1alpha1.M2MClient, addr string) (string, bool) {
+// tryLine is the command to try a client, once its credential Secret holds its client id.
+func tryLine(ctx context.Context, c client.Client, m *authv1alpha1.M2MClient, addr, kubeconfig string) (string, bool) {
 	if m.Status.SecretName == "" {
 		return "", false
 	}
@@ -364,8 +367,20 @@ func curlLine(ctx context.Context, c client.Client, m *authv1alpha1.M2MClient, a
 		return "", false
 	}
 	id, secret := string(sec.Data[controllers.KeyClientID]), string(sec.Data[controllers.KeyClientSecret])
-	if id == "" || secret == "" {
+	if id == "" {
 		return "", false
 	}
-	return fmt.Sprintf("curl -s -u '%s:%s' -d grant_type=client_credentials http://%s/oauth2/token", id, secret, addr), true
+	tokenURL := "http://" + addr + tokenserver.TokenPath
+	assertion := "curl -s -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer --data-urlencode client_assertion=\"$ASSERTION\" " + tokenURL
+	switch {
+	case m.Spec.Authentication != nil && m.Spec.Authentication.Method == authv1alpha1.AuthServiceAccount:
+		return fmt.Sprintf("ASSERTION=$(kubectl --kubeconfig %s -n %s create token %s --audience http://%s --duration 10m)\n%s",
+			kubeconfig, m.Namespace, m.Spec.Authentication.ServiceAccountName, addr, assertion), true
+	case m.Spec.Authentication != nil && m.Spec.Authentication.Method == authv1alpha1.AuthPrivateKeyJWT:
+		return fmt.Sprintf("# sign an ES256 JWT with the private key of spec.authentication.jwks: iss=sub=%s, aud=http://%s, exp<=5m ahead, a fresh jti\nASSERTION=<that JWT>\n%s",
+			id, addr, assertion), true
+	case secret == "":
+		return "", false
+	}
+	return fmt.Sprintf("curl -s -u '%s:%s' -d grant_type=client_credentials %s", id, secret, tokenURL), true
 }

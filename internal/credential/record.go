@@ -47,6 +47,9 @@ type Record struct {
 	Method string `json:"method"`
 	// ServiceAccountName authenticates the client for the ServiceAccount method.
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// JWKS is the client's public keys (a JWKS document) for the PrivateKeyJWT method, checked
+	// and re-encoded by the controller (ParseClientJWKS, PublicJWKS).
+	JWKS json.RawMessage `json:"jwks,omitempty"`
 
 	// Secrets are the accepted client-secret hashes: the current one without NotAfter, and during
 	// a rotation's grace period the previous one with NotAfter.
@@ -130,6 +133,9 @@ func (r *Record) Validate() error {
 	if r.TokenTTLSeconds < 0 {
 		return errors.New("credential record has a negative token TTL")
 	}
+	if err := r.validateMethod(); err != nil {
+		return err
+	}
 	for i, s := range r.Secrets {
 		if _, err := ParseHash(s.SHA256); err != nil {
 			return fmt.Errorf("credential record secrets[%d]: %w", i, err)
@@ -147,6 +153,41 @@ func (r *Record) Validate() error {
 		if g.MaxTokenTTLSeconds < 0 {
 			return fmt.Errorf("credential record grants[%d] has a negative max token TTL", i)
 		}
+	}
+	return nil
+}
+
+// Authentication methods as the record spells them (the API's AuthenticationMethod values).
+const (
+	MethodClientSecret   = "ClientSecret"
+	MethodPrivateKeyJWT  = "PrivateKeyJWT"
+	MethodServiceAccount = "ServiceAccount"
+)
+
+// validateMethod checks that the record carries what its method needs, and only that: no
+// secret hashes for the secretless methods.
+func (r *Record) validateMethod() error {
+	switch r.Method {
+	case "", MethodClientSecret:
+		return nil
+	case MethodServiceAccount:
+		if r.ServiceAccountName == "" || strings.ContainsAny(r.ServiceAccountName, ":/") {
+			return errors.New("credential record of method ServiceAccount lacks a valid serviceAccountName")
+		}
+	case MethodPrivateKeyJWT:
+		// No JWKS means no usable key (the controller found the client's JWKS invalid): every
+		// assertion is refused.
+		if len(r.JWKS) == 0 {
+			break
+		}
+		if _, err := ParseClientJWKS(r.JWKS); err != nil {
+			return fmt.Errorf("credential record jwks: %w", err)
+		}
+	default:
+		return fmt.Errorf("credential record has an unknown method %q", r.Method)
+	}
+	if len(r.Secrets) > 0 {
+		return fmt.Errorf("credential record of method %s must hold no secret hash", r.Method)
 	}
 	return nil
 }
