@@ -122,6 +122,14 @@ func condition(c *authv1alpha1.M2MClient, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(get(c).Status.Conditions, typ)
 }
 
+// reason is the reason of a condition, "" while the condition is absent (so it can be polled).
+func reason(c *authv1alpha1.M2MClient, typ string) string {
+	if cond := condition(c, typ); cond != nil {
+		return cond.Reason
+	}
+	return ""
+}
+
 // eventReasons lists the reasons of the Events about an object.
 func eventReasons(g Gomega, o client.Object) []string {
 	var list eventsv1.EventList

@@ -351,7 +351,7 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(cur.Data).To(Equal(foreign.Data))
 		Expect(cur.OwnerReferences).To(BeEmpty())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, recordKey(c), &corev1.Secret{}))).To(BeTrue())
-		Expect(condition(c, authv1alpha1.ConditionReady).Reason).To(Equal("SecretNameConflict"))
+		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal("SecretNameConflict"))
 	})
 
 	It("reflects spec.disabled in the record and keeps the credential Secret", func() {
@@ -367,7 +367,7 @@ var _ = Describe("M2MClient controller", func() {
 			return rec.Disabled
 		}).WithTimeout(2 * time.Second).Should(BeTrue())
 		Expect(hashOf(credSecret(c))).To(Equal(hashOf(cred)))
-		Eventually(func() string { return condition(c, authv1alpha1.ConditionReady).Reason }).Should(Equal("Disabled"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Disabled"))
 		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("Disabled"))
 	})
 
@@ -411,7 +411,7 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(keys).To(HaveLen(1))
 		Expect(keys[0].KID).To(Equal("k1"))
 		Expect(keys[0].Algs).To(Equal([]string{"ES256"}))
-		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Reason }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
 	})
 
 	It("refuses a JWKS holding a private key: InvalidJWKS, and the record keeps no key at all", func() {
@@ -426,14 +426,14 @@ var _ = Describe("M2MClient controller", func() {
 			g.Expect(cond.Reason).To(Equal("InvalidJWKS"))
 			g.Expect(cond.Message).To(ContainSubstring("private key material"))
 		}).Should(Succeed())
-		Expect(condition(c, authv1alpha1.ConditionReady).Reason).To(Equal("InvalidJWKS"))
+		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal("InvalidJWKS"))
 		recObj, rec := record(c)
 		Expect(rec.JWKS).To(BeEmpty())
 		Expect(string(recObj.Data[credential.RecordKey])).NotTo(ContainSubstring(`"d":`))
 
 		By("fixing the JWKS makes the client ready with the public key")
 		update(c, func(c *authv1alpha1.M2MClient) { c.Spec.Authentication.JWKS = publicJWKS(priv.Public(), "fixed") })
-		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Reason }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
 		Eventually(func(g Gomega) {
 			_, rec := record(c)
 			keys, err := credential.ParseClientJWKS(rec.JWKS)

@@ -155,7 +155,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 		Expect(rec.Grants[0].MaxTokenTTLSeconds).To(Equal(int64(300)))
 		Expect(rec.Grants[0].PolicyNamespace).To(Equal(apiNS))
 		Eventually(func() []string { return get(c).Status.GrantedScopes }).Should(ConsistOf("invoices:read", "invoices:write"))
-		Eventually(func() string { return condition(c, authv1alpha1.ConditionReady).Reason }).Should(Equal("Ready"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Ready"))
 		Eventually(func(g Gomega) int32 {
 			cur := &authv1alpha1.ScopePolicy{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
