@@ -18,6 +18,10 @@ package config_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/gomega"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -116,7 +121,8 @@ func v(verbs ...string) []string { return verbs }
 var controllerGrants = slices.Concat(
 	grants("", "namespaces", v("list", "watch"), exercised, "M2MClient controller: caches Namespaces to resolve grants by namespaceSelector and re-resolve on label changes"),
 	grants("", "namespaces", v("get"), cachedRead, "M2MClient controller: r.Get(Namespace), served by the cache"),
-	grants("", "secrets", v("list", "watch"), exercised, "manager cache: managed Secrets in every namespace (credential Secrets, records, signing keys, TLS)"),
+	grants("", "configmaps", v("list", "watch"), exercised, "M2MClient controller: the JWKS cache watches ConfigMaps labelled auth.m2m.dev/jwks=true (spec.authentication.jwksFrom); it never reads one past the cache"),
+	grants("", "secrets", v("list", "watch"), exercised, "manager cache: managed Secrets in every namespace (credential Secrets, records, signing keys, TLS); the JWKS cache: Secrets labelled auth.m2m.dev/jwks=true"),
 	grants("", "secrets", v("get"), exercised, "reads past the label-filtered cache (APIReader): credential Secrets, signing keys, TLS Secrets"),
 	grants("", "secrets", v("create"), exercised, "credential Secret, credential record, signing keys, CA and serving Secrets"),
 	grants("", "secrets", v("update"), exercised, "rotation rewrites the credential Secret and record; TLS renewals and label restores"),
@@ -541,6 +547,35 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 		g.Expect(admin.Get(ctx, credKey, cred)).To(Succeed())
 		g.Expect(cred.Data[controllers.KeyClientSecret]).NotTo(Equal(firstSecret))
 	}).Should(Succeed())
+
+	t.Log("a PrivateKeyJWT client reads its JWKS from a labelled ConfigMap")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	g.Expect(err).NotTo(HaveOccurred())
+	doc, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1"}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	keysCM := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "signer-keys", Labels: map[string]string{authv1alpha1.LabelJWKS: "true"}},
+		Data:       map[string]string{"jwks.json": string(doc)},
+	}
+	g.Expect(admin.Create(ctx, keysCM)).To(Succeed())
+	t.Cleanup(func() { _ = admin.Delete(ctx, keysCM) })
+	signer := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "signer"},
+		Spec: authv1alpha1.M2MClientSpec{Scopes: []authv1alpha1.ScopeToken{"invoices:read"}, Authentication: &authv1alpha1.Authentication{
+			Method:   authv1alpha1.AuthPrivateKeyJWT,
+			JWKSFrom: &authv1alpha1.JWKSSource{ConfigMapKeyRef: &authv1alpha1.KeyReference{Name: keysCM.Name, Key: "jwks.json"}},
+		}},
+	}
+	g.Expect(admin.Create(ctx, signer)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := &authv1alpha1.M2MClient{}
+		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(signer), c)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, authv1alpha1.ConditionReady)).To(BeTrue(), "%+v", c.Status.Conditions)
+	}).Should(Succeed())
+	g.Expect(admin.Delete(ctx, signer)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(signer), &authv1alpha1.M2MClient{}))
+	}).Should(BeTrue())
 
 	t.Log("a removed managed-by label is put back on the signing-key Secret")
 	keysKey := types.NamespacedName{Namespace: systemNamespace, Name: signingkey.DefaultSecretName}

@@ -19,6 +19,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -655,9 +656,15 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 			s.requeueAt(*p.NotAfter)
 		}
 	}
-	if s.jwksErr != nil {
+	var notFound *jwksNotFoundError
+	switch {
+	case errors.As(s.jwksErr, &notFound):
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "JWKSNotFound",
+			fmt.Sprintf("%v; every assertion is refused until it is there", s.jwksErr))
+		return
+	case s.jwksErr != nil:
 		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "InvalidJWKS",
-			fmt.Sprintf("spec.authentication.jwks cannot be used: %v; every assertion is refused until it is fixed", s.jwksErr))
+			fmt.Sprintf("the JWKS of %s cannot be used: %v; every assertion is refused until it is fixed", s.jwksSource, s.jwksErr))
 		return
 	}
 	msg := fmt.Sprintf("credential Secret %s holds client_id and client_secret", secretNameOf(c))
@@ -665,7 +672,7 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 	case authv1alpha1.AuthServiceAccount:
 		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client presents a token of ServiceAccount %s with audience %s)", secretNameOf(c), c.Spec.Authentication.ServiceAccountName, r.Issuer)
 	case authv1alpha1.AuthPrivateKeyJWT:
-		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with the private key of spec.authentication.jwks)", secretNameOf(c))
+		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with a private key of the JWKS in %s)", secretNameOf(c), s.jwksSource)
 	}
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "CredentialsIssued", msg)
 }

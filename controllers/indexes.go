@@ -55,6 +55,14 @@ func setupIndexes(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing M2MClients by audience: %w", err)
 	}
+	if err := idx.IndexField(ctx, &authv1alpha1.M2MClient{}, indexJWKSFrom, func(o client.Object) []string {
+		if ref, ok := jwksRefOf(o.(*authv1alpha1.M2MClient)); ok {
+			return []string{ref.indexKey()}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing M2MClients by jwksFrom: %w", err)
+	}
 	if err := idx.IndexField(ctx, &authv1alpha1.ScopePolicy{}, indexPolicyAudience, func(o client.Object) []string {
 		return []string{resolve.Audience(o.(*authv1alpha1.ScopePolicy))}
 	}); err != nil {

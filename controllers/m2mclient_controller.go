@@ -31,12 +31,14 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
@@ -52,6 +54,9 @@ type M2MClientReconciler struct {
 	// APIReader reads objects the label-filtered cache cannot see (a foreign Secret squatting
 	// on the credential Secret's name).
 	APIReader client.Reader
+	// JWKSCache holds only the Secrets and ConfigMaps labelled auth.m2m.dev/jwks=true, which
+	// spec.authentication.jwksFrom may reference (see jwks_source.go).
+	JWKSCache cache.Cache
 	Recorder  events.EventRecorder
 	Options
 }
@@ -64,9 +69,12 @@ type clientScope struct {
 	// caBundle is the token server's CA bundle, when Options.CABundle is on.
 	caBundle []byte
 	// jwks is the checked public JWKS of a PrivateKeyJWT client for the record; jwksErr says
-	// why spec.authentication.jwks cannot be used (the record then holds no key).
-	jwks    []byte
-	jwksErr error
+	// why the client's JWKS cannot be used (the record then holds no key): a
+	// *jwksNotFoundError when jwksFrom names a missing object or key, else the JWKS is invalid.
+	// jwksSource names where the JWKS came from, for messages.
+	jwks       []byte
+	jwksErr    error
+	jwksSource string
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
@@ -93,6 +101,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one M2MClient's Secrets and status in line with its spec.
@@ -227,15 +236,32 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 	return nil
 }
 
-// reconcileClientKeys checks a PrivateKeyJWT client's JWKS and re-encodes its public keys for
-// the record. An unusable JWKS is not an error to retry: it is reported in CredentialsReady
-// and the record carries no key, so every assertion is refused (fail closed) until it is fixed.
-func (r *M2MClientReconciler) reconcileClientKeys(_ context.Context, s *clientScope) error {
+// reconcileClientKeys reads a PrivateKeyJWT client's JWKS (inline, or from the Secret or
+// ConfigMap key that jwksFrom names), checks it and re-encodes its public keys for the record.
+// A missing or unusable JWKS is not an error to retry: it is reported in CredentialsReady and
+// the record carries no key, so every assertion is refused (fail closed) until it is fixed; a
+// watch on the referenced object brings the fix.
+func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *clientScope) error {
 	c := s.client
 	if methodOf(c) != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
 		return nil
 	}
-	keys, err := credential.ParseClientJWKS([]byte(c.Spec.Authentication.JWKS))
+	doc := []byte(c.Spec.Authentication.JWKS)
+	s.jwksSource = "spec.authentication.jwks"
+	if ref, ok := jwksRefOf(c); ok {
+		s.jwksSource = fmt.Sprintf("%s %s/%s key %q (spec.authentication.jwksFrom)", ref.kind, c.Namespace, ref.name, ref.key)
+		var err error
+		doc, err = r.readJWKSFrom(ctx, c, ref)
+		var notFound *jwksNotFoundError
+		if errors.As(err, &notFound) {
+			s.jwksErr = err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	keys, err := credential.ParseClientJWKS(doc)
 	if err == nil {
 		s.jwks, err = credential.PublicJWKS(keys)
 	}
@@ -294,8 +320,9 @@ func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alph
 }
 
 // SetupWithManager wires the watches: the client itself (spec, labels, annotations — not
-// status, so status writes don't loop), its credential Secret, its record, every ScopePolicy
-// and Namespace change that can alter its grants.
+// status, so status writes don't loop), its credential Secret, its record, the labelled Secret
+// or ConfigMap its jwksFrom references, every ScopePolicy and Namespace change that can alter
+// its grants.
 func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&authv1alpha1.M2MClient{}, builder.WithPredicates(predicate.Or(
@@ -309,6 +336,8 @@ func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isRecord))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.allClients),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isCABundle))).
+		WatchesRawSource(source.Kind(r.JWKSCache, client.Object(&corev1.Secret{}), r.jwksSourceHandler("Secret"))).
+		WatchesRawSource(source.Kind(r.JWKSCache, client.Object(&corev1.ConfigMap{}), r.jwksSourceHandler("ConfigMap"))).
 		Watches(&authv1alpha1.ScopePolicy{}, r.policyHandler()).
 		Watches(&corev1.Namespace{}, r.namespaceHandler(),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).

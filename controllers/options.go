@@ -88,9 +88,14 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if err := setupIndexes(mgr); err != nil {
 		return err
 	}
+	jwks, err := newJWKSCache(mgr)
+	if err != nil {
+		return err
+	}
 	cr := &M2MClientReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		JWKSCache: jwks,
 		Recorder:  mgr.GetEventRecorder("m2m-controller"),
 		Options:   o,
 	}

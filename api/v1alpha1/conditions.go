@@ -38,6 +38,9 @@ const (
 	LabelClientNamespace = "auth.m2m.dev/client-namespace"
 	// LabelClientName labels credential records and credential Secrets with the client's name.
 	LabelClientName = "auth.m2m.dev/client-name"
+	// LabelJWKS must be set to "true" on a Secret or ConfigMap that spec.authentication.jwksFrom
+	// references: the controller watches only objects so labelled.
+	LabelJWKS = "auth.m2m.dev/jwks"
 	// LabelManagedBy marks every Secret the controller writes.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy.

@@ -48,7 +48,8 @@ const (
 
 // Authentication selects how the client authenticates to the token server.
 // +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && size(self.serviceAccountName) > 0)",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
-// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'PrivateKeyJWT') == (has(self.jwks) && size(self.jwks) > 0)",message="spec.authentication.jwks (the client's public keys as a JWKS document) is required when method is PrivateKeyJWT, and must be omitted for any other method"
+// +kubebuilder:validation:XValidation:rule="!(has(self.method) && self.method == 'PrivateKeyJWT') || ((has(self.jwks) && size(self.jwks) > 0) != has(self.jwksFrom))",message="method PrivateKeyJWT needs the client's public keys in exactly one of spec.authentication.jwks (an inline JWKS document) or spec.authentication.jwksFrom (a Secret or ConfigMap key holding it)"
+// +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'PrivateKeyJWT') || (!(has(self.jwks) && size(self.jwks) > 0) && !has(self.jwksFrom))",message="spec.authentication.jwks and spec.authentication.jwksFrom are only for method PrivateKeyJWT: remove them, or set method: PrivateKeyJWT"
 type Authentication struct {
 	// Method is ClientSecret (default), PrivateKeyJWT or ServiceAccount.
 	// +kubebuilder:default=ClientSecret
@@ -64,11 +65,50 @@ type Authentication struct {
 	// JWKS holds the client's public keys, as a JSON Web Key Set document (RFC 7517), for the
 	// PrivateKeyJWT method: the client signs its RFC 7523 assertions with the matching private
 	// key, which never leaves it. Keys must be public EC P-256 (ES256), Ed25519 (EdDSA) or RSA of
-	// at least 2048 bits (RS256, PS256). Required exactly when method is PrivateKeyJWT.
+	// at least 2048 bits (RS256, PS256). For method PrivateKeyJWT, set exactly one of jwks and
+	// jwksFrom.
 	// +kubebuilder:validation:MaxLength=32768
 	// +kubebuilder:validation:XValidation:rule="self.trim().startsWith('{') && self.trim().endsWith('}')",message="spec.authentication.jwks must be a JWKS document: a JSON object with a keys array of public JWKs"
 	// +optional
 	JWKS string `json:"jwks,omitempty"`
+
+	// JWKSFrom reads the client's public keys (the same JWKS document as jwks) from a key of a
+	// Secret or ConfigMap in the client's namespace, so that the keys can be managed apart from
+	// the M2MClient. The referenced object must carry the label auth.m2m.dev/jwks=true: the
+	// controller watches only objects so labelled, and picks up a change at once. For method
+	// PrivateKeyJWT, set exactly one of jwks and jwksFrom.
+	// +optional
+	JWKSFrom *JWKSSource `json:"jwksFrom,omitempty"`
+}
+
+// JWKSSource names the Secret or ConfigMap key (in the client's namespace) that holds the
+// client's JWKS document. Exactly one of secretKeyRef and configMapKeyRef is set.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="spec.authentication.jwksFrom must set exactly one of secretKeyRef or configMapKeyRef"
+type JWKSSource struct {
+	// SecretKeyRef selects a key of a Secret in the client's namespace.
+	// +optional
+	SecretKeyRef *KeyReference `json:"secretKeyRef,omitempty"`
+
+	// ConfigMapKeyRef selects a key of a ConfigMap in the client's namespace.
+	// +optional
+	ConfigMapKeyRef *KeyReference `json:"configMapKeyRef,omitempty"`
+}
+
+// KeyReference selects one key of a Secret or ConfigMap in the client's namespace. (Not
+// corev1.SecretKeySelector: its name may be empty and its optional flag makes no sense for
+// the keys that authenticate a client.)
+type KeyReference struct {
+	// Name of the Secret or ConfigMap, in the client's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="jwksFrom name must be a DNS-1123 subdomain (the name of a Secret or ConfigMap): lowercase letters, digits, '-' and '.'"
+	Name string `json:"name"`
+
+	// Key within the object's data that holds the JWKS document, e.g. jwks.json.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$')",message="jwksFrom key must be a valid Secret or ConfigMap key: letters, digits, '-', '_' and '.' (e.g. jwks.json)"
+	Key string `json:"key"`
 }
 
 // SecretRotation schedules automatic client-secret rotation.

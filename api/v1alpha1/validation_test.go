@@ -142,8 +142,16 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("unknown auth method", client_("c17", "authentication: {method: Password}"), "spec.authentication.method", "Unsupported value"),
 		Entry("ServiceAccount without serviceAccountName", client_("c18", "authentication: {method: ServiceAccount}"), "spec.authentication", "serviceAccountName is required when method is ServiceAccount"),
 		Entry("serviceAccountName with ClientSecret", client_("c19", "authentication: {method: ClientSecret, serviceAccountName: robot}"), "spec.authentication", "must be omitted for any other method"),
-		Entry("PrivateKeyJWT without jwks", client_("c22", "authentication: {method: PrivateKeyJWT}"), "spec.authentication", "jwks (the client's public keys as a JWKS document) is required when method is PrivateKeyJWT"),
-		Entry("jwks with ClientSecret", client_("c23", `authentication: {method: ClientSecret, jwks: '{"keys":[]}'}`), "spec.authentication", "must be omitted for any other method"),
+		Entry("PrivateKeyJWT without jwks", client_("c22", "authentication: {method: PrivateKeyJWT}"), "spec.authentication", "method PrivateKeyJWT needs the client's public keys in exactly one of spec.authentication.jwks"),
+		Entry("jwks with ClientSecret", client_("c23", `authentication: {method: ClientSecret, jwks: '{"keys":[]}'}`), "spec.authentication", "only for method PrivateKeyJWT: remove them, or set method: PrivateKeyJWT"),
+		Entry("both jwks and jwksFrom", client_("c25", `authentication: {method: PrivateKeyJWT, jwks: '{"keys":[]}', jwksFrom: {configMapKeyRef: {name: keys, key: jwks.json}}}`), "spec.authentication", "exactly one of spec.authentication.jwks (an inline JWKS document) or spec.authentication.jwksFrom"),
+		Entry("jwksFrom with ClientSecret", client_("c26", "authentication: {jwksFrom: {secretKeyRef: {name: keys, key: jwks}}}"), "spec.authentication", "only for method PrivateKeyJWT"),
+		Entry("jwksFrom with ServiceAccount", client_("c27", "authentication: {method: ServiceAccount, serviceAccountName: robot, jwksFrom: {secretKeyRef: {name: keys, key: jwks}}}"), "spec.authentication", "only for method PrivateKeyJWT"),
+		Entry("jwksFrom with neither ref", client_("c28", "authentication: {method: PrivateKeyJWT, jwksFrom: {}}"), "spec.authentication.jwksFrom", "must set exactly one of secretKeyRef or configMapKeyRef"),
+		Entry("jwksFrom with both refs", client_("c29", "authentication: {method: PrivateKeyJWT, jwksFrom: {secretKeyRef: {name: a, key: k}, configMapKeyRef: {name: a, key: k}}}"), "spec.authentication.jwksFrom", "must set exactly one of secretKeyRef or configMapKeyRef"),
+		Entry("jwksFrom name not DNS-1123", client_("c30", "authentication: {method: PrivateKeyJWT, jwksFrom: {configMapKeyRef: {name: My_Keys, key: jwks.json}}}"), "spec.authentication.jwksFrom.configMapKeyRef.name", "DNS-1123 subdomain"),
+		Entry("jwksFrom key with a slash", client_("c31", "authentication: {method: PrivateKeyJWT, jwksFrom: {secretKeyRef: {name: keys, key: a/b}}}"), "spec.authentication.jwksFrom.secretKeyRef.key", "valid Secret or ConfigMap key"),
+		Entry("jwksFrom without a key", client_("c32", "authentication: {method: PrivateKeyJWT, jwksFrom: {secretKeyRef: {name: keys}}}"), "spec.authentication.jwksFrom.secretKeyRef.key", "Required value"),
 		Entry("jwks that is not a JSON object", client_("c24", `authentication: {method: PrivateKeyJWT, jwks: '[{"kty":"EC"}]'}`), "spec.authentication.jwks", "must be a JWKS document"),
 		Entry("displayName too long", client_("c20", "displayName: '"+strings.Repeat("d", 129)+"'"), "spec.displayName", "128"),
 		Entry("client audience with a space", client_("c21", "audiences: ['billing api']"), "spec.audiences[0]", "without spaces"),
@@ -158,6 +166,11 @@ var _ = Describe("CRD schema validation", func() {
 
 	It("accepts a PrivateKeyJWT client with an inline JWKS", func() {
 		Expect(k8sClient.Create(ctx, client_("pkjwt", `authentication: {method: PrivateKeyJWT, jwks: ' {"keys":[]} '}`), client.DryRunAll)).To(Succeed())
+	})
+
+	It("accepts a PrivateKeyJWT client with jwksFrom a Secret or a ConfigMap", func() {
+		Expect(k8sClient.Create(ctx, client_("pkjwt-secret", "authentication: {method: PrivateKeyJWT, jwksFrom: {secretKeyRef: {name: keys, key: jwks.json}}}"), client.DryRunAll)).To(Succeed())
+		Expect(k8sClient.Create(ctx, client_("pkjwt-cm", "authentication: {method: PrivateKeyJWT, jwksFrom: {configMapKeyRef: {name: my.keys, key: JWKS_1}}}"), client.DryRunAll)).To(Succeed())
 	})
 
 	It("refuses changing secretName", func() {
