@@ -44,7 +44,7 @@ var _ = Describe("M2MClient with spec.authentication.jwksFrom", func() {
 				JWKSFrom: &authv1alpha1.JWKSSource{SecretKeyRef: &authv1alpha1.KeyReference{Name: name, Key: key}}}
 		}
 	}
-	// recordKIDs waits until the record's JWKS holds exactly the given kids.
+	// expectRecordKIDs waits until the record's JWKS holds exactly the given kids.
 	expectRecordKIDs := func(c *authv1alpha1.M2MClient, kids ...string) {
 		EventuallyWithOffset(1, func(g Gomega) {
 			_, rec := record(c)
@@ -57,16 +57,16 @@ var _ = Describe("M2MClient with spec.authentication.jwksFrom", func() {
 			g.Expect(got).To(ConsistOf(kids))
 		}).Should(Succeed())
 	}
-	expectCredentials := func(c *authv1alpha1.M2MClient, reason string, msg ...string) {
+	expectCredentials := func(c *authv1alpha1.M2MClient, want string, msg ...string) {
 		EventuallyWithOffset(1, func(g Gomega) {
 			cond := condition(c, authv1alpha1.ConditionCredentialsReady)
 			g.Expect(cond).NotTo(BeNil())
-			g.Expect(cond.Reason).To(Equal(reason))
+			g.Expect(cond.Reason).To(Equal(want))
 			for _, m := range msg {
 				g.Expect(cond.Message).To(ContainSubstring(m))
 			}
-			if reason != "CredentialsIssued" {
-				g.Expect(condition(c, authv1alpha1.ConditionReady).Reason).To(Equal(reason))
+			if want != "CredentialsIssued" {
+				g.Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal(want))
 			}
 		}).Should(Succeed())
 	}
