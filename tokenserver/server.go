@@ -44,7 +44,8 @@ limitations under the License.
 //     never locked out by someone else's failures (the secrets carry 256 random bits, so the
 //     check is no guessing oracle). Unknown ids share one budget, so they cost no memory.
 //   - A broken credential record makes its client unknown (fail closed); a signing-key Secret
-//     that cannot be loaded keeps the keys loaded before (they are still the installation's).
+//     that cannot be loaded, or is deleted, keeps the keys loaded before (they are still the
+//     installation's) until a valid one arrives.
 package tokenserver
 
 import (
@@ -184,9 +185,6 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 	s.keys.Store(ks)
 	return nil
 }
-
-// clearKeys unloads every key: the server neither signs nor publishes.
-func (s *Server) clearKeys() { s.keys.Store(emptyKeySet()) }
 
 // MarkSynced declares the client index and keys complete, for a server fed directly rather than
 // by StartInformers.
