@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -55,6 +56,13 @@ const (
 	KeyAudience     = "audience"
 	KeyCACert       = "ca.crt"
 )
+
+// ReasonRecordUnreadable is the Event reason, and the CredentialsReady condition reason, when
+// the credential record could not be decoded (corrupted or hand-edited) and was rebuilt.
+const ReasonRecordUnreadable = "CredentialRecordUnreadable"
+
+const noteRecordUnreadable = "the credential record was unreadable (corrupted or edited by hand): rebuilt from the credential Secret (no rotation); " +
+	"until then the token server refused this client"
 
 // secretPlan is the outcome of deciding what the client secret is after this reconcile.
 type secretPlan struct {
@@ -312,6 +320,9 @@ func (r *M2MClientReconciler) planSecret(s *clientScope, cred *corev1.Secret, re
 	c := s.client
 	plan := secretPlan{issuedAt: s.now, rotateHandled: c.Annotations[authv1alpha1.AnnotationRotate]}
 	if methodOf(c) != authv1alpha1.AuthClientSecret {
+		if recObj != nil && rec == nil {
+			plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, ReasonRecordUnreadable, noteRecordUnreadable
+		}
 		return plan, nil
 	}
 	current := ""
@@ -340,10 +351,13 @@ func (r *M2MClientReconciler) planSecret(s *clientScope, cred *corev1.Secret, re
 	plan.secret = current
 	plan.issuedAt = parseTime(cred.Annotations[annotationIssuedAt], s.now)
 	plan.rotateHandled = cred.Annotations[annotationRotateHandled]
-	if rec == nil {
+	switch {
+	case rec == nil && recObj != nil:
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, ReasonRecordUnreadable, noteRecordUnreadable
+	case rec == nil:
 		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialRecordRebuilt",
-			"the credential record was missing or unreadable: rebuilt from the credential Secret (no rotation)"
-	} else {
+			"the credential record was missing: rebuilt from the credential Secret (no rotation)"
+	default:
 		plan.previous = unexpiredPrevious(rec, credential.HashSecret(current), s.now)
 	}
 	return r.maybeRotate(s, plan)
@@ -674,5 +688,26 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 	case authv1alpha1.AuthPrivateKeyJWT:
 		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with a private key of the JWKS in %s)", secretNameOf(c), s.jwksSource)
 	}
-	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, "CredentialsIssued", msg)
+	reason := reasonCredentialsIssued
+	switch prev := reportedRepair(c); {
+	case plan.eventType == corev1.EventTypeWarning:
+		reason, msg = plan.reason, fmt.Sprintf("%s; at %s %s", msg, s.now.UTC().Format(time.RFC3339), plan.note)
+	case plan.reason == "" && prev != nil:
+		reason, msg = prev.Reason, prev.Message
+	}
+	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, reason, msg)
+}
+
+const reasonCredentialsIssued = "CredentialsIssued"
+
+// reportedRepair returns the CredentialsReady condition when it reports a repair (a record
+// rebuilt, a Secret recreated) of this generation: the reason stays until the spec changes or
+// the secret is issued again, so that a repair the controller finished in milliseconds is
+// still visible on the object, not only in an Event.
+func reportedRepair(c *authv1alpha1.M2MClient) *metav1.Condition {
+	cond := meta.FindStatusCondition(c.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason == reasonCredentialsIssued || cond.ObservedGeneration != c.Generation {
+		return nil
+	}
+	return cond
 }

@@ -93,20 +93,24 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// startManager starts a manager wired like `m2m controller` and returns its stop function,
-// which waits until the manager has stopped.
-func startManager() context.CancelFunc {
+// startManager starts a manager wired like `m2m controller`, after applying the mutations to
+// its options, and returns its stop function, which waits until the manager has stopped.
+func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
 	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = controllers.DefaultAPIQPS, controllers.DefaultAPIBurst
-	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: managed},
 		}},
 		Controller: ctrlConfig(),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	mgr, err := ctrl.NewManager(mcfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controllers.SetupWithManager(mgr, controllers.Options{
 		SystemNamespace: systemNamespace,

@@ -147,9 +147,13 @@ func (s *Server) onKeys(sec *corev1.Secret) {
 	s.log.Info("signing keys loaded", "active", active, "published", len(set.Keys))
 }
 
+// onKeysDeleted keeps signing and publishing with the keys loaded before: they are still the
+// installation's own keys, the controller recreates the Secret within seconds, and refusing
+// every client meanwhile would turn one deleted object into an outage. The deletion is logged
+// and counted so that it is seen; the new Secret replaces the keys when it arrives.
 func (s *Server) onKeysDeleted(sec *corev1.Secret) {
-	s.clearKeys()
-	s.log.Error(nil, "the signing-key Secret was deleted; no token is issued until it is back", "secret", sourceKey(sec))
+	s.metrics.keySecretDeleted.Inc()
+	s.log.Error(nil, "the signing-key Secret was deleted; signing with the keys loaded before until it is recreated", "secret", sourceKey(sec))
 }
 
 // watchTLS starts an informer on the TLS Secret alone, when one is configured. Readiness

@@ -35,6 +35,8 @@ type metrics struct {
 	brokenRecords prometheus.Gauge
 	brokenTotal   prometheus.Counter
 	keyLoadErrors prometheus.Counter
+	// keySecretDeleted counts deletions of the signing-key Secret seen by this replica.
+	keySecretDeleted prometheus.Counter
 }
 
 // refusalCodes are the values of the refused counter's reason label.
@@ -72,11 +74,14 @@ func newMetrics(s *Server) *metrics {
 	m.keyLoadErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Name: "signing_key_load_errors_total", Help: "Signing-key Secret versions that could not be loaded.",
 	})
+	m.keySecretDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "signing_key_secret_deleted_total", Help: "Deletions of the signing-key Secret seen (the keys loaded before stay in use until it is recreated).",
+	})
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Name: "token_requests_in_flight", Help: "Token requests being served.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
 	m.registry.MustRegister(m.issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, inFlight, &keyAgeCollector{s: s},
+		m.keyLoadErrors, m.keySecretDeleted, inFlight, &keyAgeCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -46,6 +46,7 @@ const (
 	DefaultMaxInFlight     = 1024
 	DefaultMaxBodyBytes    = 64 << 10
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultDrainDelay      = 5 * time.Second
 )
 
 // Options configure the token server.
@@ -82,6 +83,10 @@ type Options struct {
 	MaxBodyBytes int64
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long a stopping server stays up answering /readyz with 503, before its
+	// listener closes, so that the Service stops routing to it first. Zero (the value of a bare
+	// Options) closes the listener at once; DefaultOptions and the flag use DefaultDrainDelay.
+	DrainDelay time.Duration
 	// Clock returns the current time for token times and secret expiry; default time.Now.
 	Clock func() time.Time
 	// Logger logs; default: the controller-runtime logger.
@@ -108,6 +113,7 @@ func DefaultOptions() Options {
 		MaxInFlight:      DefaultMaxInFlight,
 		MaxBodyBytes:     DefaultMaxBodyBytes,
 		ShutdownTimeout:  DefaultShutdownTimeout,
+		DrainDelay:       DefaultDrainDelay,
 	}
 }
 
@@ -129,6 +135,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
+	fs.DurationVar(&o.DrainDelay, "drain-delay", d.DrainDelay, "on shutdown, how long /readyz answers 503 before the listener closes (the Service's endpoint removal delay)")
 }
 
 // complete fills zero values with defaults and validates.
@@ -181,6 +188,8 @@ func (o *Options) validate() error {
 		return errors.New("--default-token-ttl and --max-token-ttl must be at least 1s")
 	case o.RateLimit < 0 || o.RateBurst < 0 || o.AuthFailureRate < 0 || o.AuthFailureBurst < 0:
 		return errors.New("rate limits must not be negative")
+	case o.DrainDelay < 0:
+		return errors.New("--drain-delay must not be negative")
 	case o.MaxInFlight < 0 || o.MaxBodyBytes < 0:
 		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
 	}

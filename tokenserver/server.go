@@ -44,7 +44,11 @@ limitations under the License.
 //     never locked out by someone else's failures (the secrets carry 256 random bits, so the
 //     check is no guessing oracle). Unknown ids share one budget, so they cost no memory.
 //   - A broken credential record makes its client unknown (fail closed); a signing-key Secret
-//     that cannot be loaded keeps the keys loaded before (they are still the installation's).
+//     that cannot be loaded, or is deleted, keeps the keys loaded before (they are still the
+//     installation's) until a valid one arrives.
+//   - Shutdown drains: /readyz answers 503 and responses close their connections for
+//     Options.DrainDelay, so load balancers stop sending before the listener closes; then
+//     requests in flight finish (http.Server.Shutdown, within Options.ShutdownTimeout).
 package tokenserver
 
 import (
@@ -87,6 +91,7 @@ type Server struct {
 	unknownFailures *rate.Limiter
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
+	draining        atomic.Bool
 	metadata        []byte
 	publicCache     []string
 	wwwAuthenticate []string
@@ -185,9 +190,6 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 	return nil
 }
 
-// clearKeys unloads every key: the server neither signs nor publishes.
-func (s *Server) clearKeys() { s.keys.Store(emptyKeySet()) }
-
 // MarkSynced declares the client index and keys complete, for a server fed directly rather than
 // by StartInformers.
 func (s *Server) MarkSynced() {
@@ -200,6 +202,8 @@ func (s *Server) Ready() bool { return s.notReady() == "" }
 
 func (s *Server) notReady() string {
 	switch {
+	case s.draining.Load():
+		return "shutting down"
 	case !s.clientsSynced.Load():
 		return "credential records not synced"
 	case !s.keysSynced.Load():
@@ -212,7 +216,8 @@ func (s *Server) notReady() string {
 	return ""
 }
 
-// Serve serves on ln until ctx is done, then shuts down gracefully within ShutdownTimeout.
+// Serve serves on ln until ctx is done, then drains for DrainDelay (not ready, no keep-alive)
+// and shuts down gracefully within ShutdownTimeout: requests in flight are answered.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -229,6 +234,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serving the token server: %w", err)
 	case <-ctx.Done():
 	}
+	s.drain(srv)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
@@ -240,6 +246,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("token server stopped")
 	return nil
+}
+
+// drain turns /readyz to 503 and closes each connection after its current response, then
+// waits DrainDelay with the listener still open: load balancers see the replica leave and
+// stop sending before anything is refused.
+func (s *Server) drain(srv *http.Server) {
+	s.draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	if s.opts.DrainDelay <= 0 {
+		return
+	}
+	s.log.Info("draining before shutdown", "delay", s.opts.DrainDelay.String())
+	t := time.NewTimer(s.opts.DrainDelay)
+	defer t.Stop()
+	<-t.C
 }
 
 // serveOn serves plain HTTP, or HTTPS with the certificate of the TLS Secret (read on every

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -59,6 +61,15 @@ const (
 	ReasonInvalid         = "SigningKeysInvalid"
 	ReasonLabelRestored   = "SigningKeysLabelRestored"
 )
+
+// recreations counts signing-key Secrets found deleted and created again: every token signed
+// before stops verifying, so it is worth an alert (increase(...[1h]) > 0).
+var recreations = prometheus.NewCounter(prometheus.CounterOpts{
+	Name: "m2m_signing_key_secret_recreated_total",
+	Help: "Signing-key Secrets that were deleted and created again with new keys (tokens signed before no longer verify).",
+})
+
+func init() { ctrlmetrics.Registry.MustRegister(recreations) }
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -205,6 +216,7 @@ func (r *Reconciler) create(ctx context.Context) (ctrl.Result, error) {
 		return ctrl.Result{}, fmt.Errorf("creating signing-key Secret: %w", err)
 	}
 	if r.forget() {
+		recreations.Inc()
 		logger.Error(nil, "the signing-key Secret disappeared and was created again with a new key: tokens signed with the old keys no longer verify",
 			"secret", r.Name, "namespace", r.Namespace)
 		r.event(secret, corev1.EventTypeWarning, ReasonRecreated, "Recreate", "the signing-key Secret was deleted and created again; tokens signed with the previous keys no longer verify")

@@ -145,5 +145,6 @@ func (d *DevSystem) Stop() {
 func devTokenServerOptions(c DevConfig, issuer string) tokenserver.Options {
 	o := tokenserver.DefaultOptions()
 	o.Issuer, o.Addr, o.Namespace, o.AuditLog = issuer, c.Addr, c.Namespace, c.AuditLog
+	o.DrainDelay = 0 // no load balancer to leave: Ctrl-C stops at once
 	return o
 }
