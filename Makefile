@@ -68,6 +68,10 @@ scale: ## Scale test: 1,000 clients and 50 policies on envtest; prints the propa
 bench: ## Run the benchmarks and print the performance table.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" hack/bench.sh
 
+.PHONY: bench-hydra
+bench-hydra: ## Same load against Ory Hydra v2.3.0 (built once from the Go module proxy) and our token server, side by side.
+	hack/hydra-bench.sh
+
 ##@ Build
 
 .PHONY: build
