@@ -70,6 +70,10 @@ scale: ## Scale tests on envtest: client readiness (SCALE_CLIENTS, default 1000)
 bench: ## Run the benchmarks and print the performance table.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" hack/bench.sh
 
+.PHONY: bench-hydra
+bench-hydra: ## Same load against Ory Hydra v2.3.0 (built once from the Go module proxy) and our token server, side by side.
+	hack/hydra-bench.sh
+
 ##@ Build
 
 .PHONY: build
