@@ -32,7 +32,7 @@ import (
 // spends most of a reconcile waiting on the API server.
 const (
 	// DefaultMaxConcurrentReconciles is the number of workers per controller.
-	DefaultMaxConcurrentReconciles = 8
+	DefaultMaxConcurrentReconciles = 16
 	// DefaultAPIQPS and DefaultAPIBurst bound the controller's API client (client-go's own
 	// default of 20 would make a thousand clients take minutes).
 	DefaultAPIQPS   = 500

@@ -89,7 +89,8 @@ run_one() {
     -d grant_type=client_credentials "http://127.0.0.1:$port/oauth2/token" >"$work/$mode.hey"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  awk -v n="$REQUESTS" '
+  # hey sends REQUESTS rounded down to a multiple of CONCURRENCY.
+  awk -v n="$((REQUESTS / CONCURRENCY * CONCURRENCY))" '
     /Requests\/sec:/ { rps = $2 }
     /^ *50% in/ { p50 = $3 * 1000 }
     /^ *99% in/ { p99 = $3 * 1000 }
@@ -140,7 +141,7 @@ if [[ "${SKIP_SCALE:-}" != "1" ]]; then
   export KUBEBUILDER_ASSETS
   go test -tags scale ./controllers -run TestControllers -ginkgo.focus Scale -timeout 30m -v >"$work/scale.log" 2>&1 || true
   go test -tags scale ./tokenserver -run TestScaleTokenServer -timeout 30m -v >>"$work/scale.log" 2>&1 || true
-  scale_lines="$(grep -E '^SCALE' "$work/scale.log" || true)"
+  scale_lines="$(grep -oE 'SCALE .*' "$work/scale.log" || true)"
   [[ -n "$scale_lines" ]] || { tail -30 "$work/scale.log" >&2; die "the scale tests printed no figures"; }
 fi
 field() { sed -nE "s/.*$1=([0-9.]+).*/\1/p" <<<"$scale_lines" | head -1; }
