@@ -47,7 +47,7 @@ func (r *M2MClientReconciler) isCABundle(o client.Object) bool {
 // allClients enqueues every client (the CA bundle changed).
 func (r *M2MClientReconciler) allClients(ctx context.Context, _ client.Object) []reconcile.Request {
 	var list authv1alpha1.M2MClientList
-	if err := r.List(ctx, &list); err != nil {
+	if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		logf.FromContext(ctx).Error(err, "listing M2MClients")
 		return nil
 	}
@@ -118,14 +118,14 @@ func (r *M2MClientReconciler) enqueueForPolicies(ctx context.Context, q requestQ
 			}
 		}
 		var holding authv1alpha1.M2MClientList
-		if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}); err != nil {
+		if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}, client.UnsafeDisableDeepCopy); err != nil {
 			log.Error(err, "listing M2MClients by audience", "audience", aud)
 		}
 		add(&holding)
 	}
 	for s := range scopes {
 		var requesting authv1alpha1.M2MClientList
-		if err := r.List(ctx, &requesting, client.MatchingFields{indexClientScopes: s}); err != nil {
+		if err := r.List(ctx, &requesting, client.MatchingFields{indexClientScopes: s}, client.UnsafeDisableDeepCopy); err != nil {
 			log.Error(err, "listing M2MClients by scope", "scope", s)
 			continue
 		}
@@ -142,7 +142,7 @@ func (r *M2MClientReconciler) namespaceHandler() handler.EventHandler {
 			return nil
 		}
 		var list authv1alpha1.M2MClientList
-		if err := r.List(ctx, &list, client.InNamespace(ns.Name)); err != nil {
+		if err := r.List(ctx, &list, client.InNamespace(ns.Name), client.UnsafeDisableDeepCopy); err != nil {
 			logf.FromContext(ctx).Error(err, "listing M2MClients in namespace", "namespace", ns.Name)
 			return nil
 		}

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -104,7 +105,7 @@ func (r *ScopePolicyReconciler) setConflict(p, holder *authv1alpha1.ScopePolicy)
 
 func (r *ScopePolicyReconciler) setHolding(ctx context.Context, p *authv1alpha1.ScopePolicy, aud string) error {
 	var holding authv1alpha1.M2MClientList
-	if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}); err != nil {
+	if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("counting clients of audience %q: %w", aud, err)
 	}
 	p.Status.Clients = int32(len(holding.Items))
@@ -139,6 +140,12 @@ func (r *ScopePolicyReconciler) sameAudienceHandler() handler.EventHandler {
 			r.enqueueClaimants(ctx, q, resolve.Audience(e.Object.(*authv1alpha1.ScopePolicy)))
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) {
+			// Only the spec (generation) and deletion decide who holds an audience; a status
+			// patch must not start another round of recounts.
+			if e.ObjectOld.GetGeneration() == e.ObjectNew.GetGeneration() &&
+				e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp()) {
+				return
+			}
 			r.enqueueClaimants(ctx, q, resolve.Audience(e.ObjectOld.(*authv1alpha1.ScopePolicy)))
 			r.enqueueClaimants(ctx, q, resolve.Audience(e.ObjectNew.(*authv1alpha1.ScopePolicy)))
 		},
@@ -158,7 +165,7 @@ func (r *ScopePolicyReconciler) clientHandler() handler.EventHandler {
 			for _, a := range list {
 				if !seen[a] {
 					seen[a] = true
-					r.enqueueClaimants(ctx, q, a)
+					r.enqueueClaimantsAfter(ctx, q, a, clientCountDelay)
 				}
 			}
 		}
@@ -183,12 +190,27 @@ func (r *ScopePolicyReconciler) clientHandler() handler.EventHandler {
 }
 
 func (r *ScopePolicyReconciler) enqueueClaimants(ctx context.Context, q requestQueue, aud string) {
+	r.enqueueClaimantsAfter(ctx, q, aud, 0)
+}
+
+// clientCountDelay coalesces the recounts of status.clients: while clients are being created by
+// the thousand, a policy is recounted (and its status patched) about once a second instead of
+// after every client.
+const clientCountDelay = time.Second
+
+// enqueueClaimantsAfter enqueues every policy claiming aud, after delay (none when zero).
+func (r *ScopePolicyReconciler) enqueueClaimantsAfter(ctx context.Context, q requestQueue, aud string, delay time.Duration) {
 	var list authv1alpha1.ScopePolicyList
 	if err := r.List(ctx, &list, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
 		logf.FromContext(ctx).Error(err, "listing ScopePolicies by audience", "audience", aud)
 		return
 	}
 	for i := range list.Items {
-		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}}
+		if delay > 0 {
+			q.AddAfter(req, delay)
+		} else {
+			q.Add(req)
+		}
 	}
 }
