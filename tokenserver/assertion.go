@@ -35,6 +35,8 @@ import (
 	"math/big"
 
 	"github.com/go-jose/go-jose/v4/json"
+
+	"github.com/m2m-dev/m2m-operator/internal/b64url"
 )
 
 const (
@@ -100,7 +102,7 @@ func parseAssertion(raw []byte) (*assertion, error) {
 	}
 	h, rest, ok1 := bytes.Cut(raw, dot)
 	p, s, ok2 := bytes.Cut(rest, dot)
-	if !ok1 || !ok2 || !canonicalB64(h) || !canonicalB64(p) || !canonicalB64(s) || len(h) == 0 || len(p) == 0 || len(s) == 0 {
+	if !ok1 || !ok2 || !b64url.Canonical(h) || !b64url.Canonical(p) || !b64url.Canonical(s) || len(h) == 0 || len(p) == 0 || len(s) == 0 {
 		return nil, errBadAssertion
 	}
 	a := &assertion{signingInput: raw[:len(h)+1+len(p)]}
@@ -204,40 +206,6 @@ func numericDate(v *float64) (int64, bool) {
 	}
 	return int64(f), true
 }
-
-// canonicalB64 reports whether b is unpadded base64url in its one canonical spelling: only the
-// alphabet (the decoder would skip newlines) and no stray bits in the last character.
-func canonicalB64(b []byte) bool {
-	for _, c := range b {
-		if b64Index[c] < 0 {
-			return false
-		}
-	}
-	if len(b) == 0 {
-		return true
-	}
-	last := b64Index[b[len(b)-1]]
-	switch len(b) % 4 {
-	case 1:
-		return false
-	case 2:
-		return last&0x0f == 0
-	case 3:
-		return last&0x03 == 0
-	}
-	return true
-}
-
-var b64Index = func() (t [256]int8) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := range t {
-		t[i] = -1
-	}
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = int8(i)
-	}
-	return t
-}()
 
 // hasAudience reports whether the assertion names any of the accepted audiences.
 func (a *assertion) hasAudience(accepted ...string) bool {

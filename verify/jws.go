@@ -27,6 +27,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/json"
+
+	"github.com/m2m-dev/m2m-operator/internal/b64url"
 )
 
 // minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
@@ -91,48 +93,12 @@ func splitCompact(token string) (compact, error) {
 		return compact{}, fail(ErrMalformed, "not a JWS compact serialization")
 	}
 	for _, part := range [...]string{h, p, s} {
-		if !canonicalBase64URL(part) {
+		if !b64url.Canonical(part) {
 			return compact{}, fail(ErrMalformed, "part is not canonical base64url")
 		}
 	}
 	return compact{header: h, payload: p, signature: s}, nil
 }
-
-// canonicalBase64URL reports whether s uses only the unpadded base64url alphabet and has no
-// stray bits in its last character. The decoder would otherwise skip newlines and ignore
-// trailing bits, letting one token be spelled many ways (and defeat the token cache).
-func canonicalBase64URL(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b64Value[s[i]] < 0 {
-			return false
-		}
-	}
-	if len(s) == 0 {
-		return true
-	}
-	last := b64Value[s[len(s)-1]]
-	switch len(s) % 4 {
-	case 1:
-		return false
-	case 2:
-		return last&0x0f == 0
-	case 3:
-		return last&0x03 == 0
-	}
-	return true
-}
-
-// b64Value maps a byte to its base64url value, or -1.
-var b64Value = func() (t [256]int8) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := range t {
-		t[i] = -1
-	}
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = int8(i)
-	}
-	return t
-}()
 
 // parseHeader decodes the protected header and applies every check that needs no key.
 func (v *Verifier) parseHeader(encoded string) (*header, error) {
