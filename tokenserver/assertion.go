@@ -37,6 +37,7 @@ import (
 	"github.com/go-jose/go-jose/v4/json"
 
 	"github.com/m2m-dev/m2m-operator/internal/b64url"
+	"github.com/m2m-dev/m2m-operator/internal/jwshdr"
 )
 
 const (
@@ -61,26 +62,6 @@ type assertion struct {
 	aud          []string
 	// exp is required; nbf and iat are 0 when absent.
 	exp, nbf, iat int64
-}
-
-// assertionHeader is the JOSE header; parameters that would let the token pick its own key or
-// change its processing are captured only to refuse them.
-type assertionHeader struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Crit json.RawMessage `json:"crit"`
-	JWK  json.RawMessage `json:"jwk"`
-	JKU  json.RawMessage `json:"jku"`
-	X5U  json.RawMessage `json:"x5u"`
-	X5C  json.RawMessage `json:"x5c"`
-	B64  json.RawMessage `json:"b64"`
-	Enc  json.RawMessage `json:"enc"`
-	Zip  json.RawMessage `json:"zip"`
-}
-
-func (h *assertionHeader) untrusted() bool {
-	return h.Crit != nil || h.JWK != nil || h.JKU != nil || h.X5U != nil || h.X5C != nil ||
-		h.B64 != nil || h.Enc != nil || h.Zip != nil
 }
 
 // assertionClaims are the claims this server reads; others are ignored.
@@ -126,8 +107,8 @@ func (a *assertion) parseHeader(enc []byte) error {
 	if err != nil {
 		return errBadAssertion
 	}
-	var h assertionHeader
-	if err := json.Unmarshal(b, &h); err != nil || h.untrusted() || h.Alg == "" || len(h.Kid) > maxClaimLen {
+	var h jwshdr.Header
+	if err := json.Unmarshal(b, &h); err != nil || h.Untrusted() || h.Alg == "" || len(h.Kid) > maxClaimLen {
 		return errBadAssertion
 	}
 	a.alg, a.kid = h.Alg, h.Kid

@@ -88,21 +88,7 @@ type introspection struct {
 
 // handleIntrospect serves POST /oauth2/introspect.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		s.refuse(w, errIntrospectMethod)
-		return
-	}
-	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
-		s.inFlight.Add(-1)
-		s.refuse(w, errOverloaded)
-		return
-	}
-	defer s.inFlight.Add(-1)
-	st := s.pool.Get().(*reqState)
-	defer s.release(st)
-	if err := s.serveIntrospect(w, r, st); err != nil {
-		s.refuse(w, err)
-	}
+	s.admit(w, r, errIntrospectMethod, (*Server).serveIntrospect)
 }
 
 // serveIntrospect parses and authenticates the request, then answers for the token.

@@ -48,8 +48,16 @@ var unknownClientHash = credential.HashSecret("unknown client")
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer s.observe(start)
+	s.admit(w, r, errMethodNotAllowed, (*Server).serveToken)
+}
+
+// admit is the prelude both POST endpoints share: the method, the global in-flight cap (503),
+// a pooled request state, and the RFC 6749 §5.2 answer for whatever serve refuses. serve is a
+// method expression, so nothing is allocated per request.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
+	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
 	if r.Method != http.MethodPost {
-		s.refuse(w, errMethodNotAllowed)
+		s.refuse(w, notPost)
 		return
 	}
 	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
@@ -60,7 +68,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	defer s.inFlight.Add(-1)
 	st := s.pool.Get().(*reqState)
 	defer s.release(st)
-	if err := s.serveToken(w, r, st); err != nil {
+	if err := serve(s, w, r, st); err != nil {
 		s.refuse(w, err)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/go-jose/go-jose/v4/json"
 
 	"github.com/m2m-dev/m2m-operator/internal/b64url"
+	"github.com/m2m-dev/m2m-operator/internal/jwshdr"
 )
 
 // minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
@@ -51,21 +52,8 @@ var supportedAlgorithms = []jose.SignatureAlgorithm{
 // EdDSA selectable), plus PS256, which fits the same RSA keys.
 var defaultAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.PS256, jose.EdDSA}
 
-// header is the part of the JOSE header this package looks at. Parameters that must never be
-// trusted are captured as raw JSON only to detect their presence.
-type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-	JWK  json.RawMessage `json:"jwk"`
-	JKU  json.RawMessage `json:"jku"`
-	X5U  json.RawMessage `json:"x5u"`
-	X5C  json.RawMessage `json:"x5c"`
-	B64  json.RawMessage `json:"b64"`
-	Enc  json.RawMessage `json:"enc"`
-	Zip  json.RawMessage `json:"zip"`
-}
+// header is the JOSE header as every JWS parser of the module reads it.
+type header = jwshdr.Header
 
 // compact is a token split into its three JWS compact parts.
 type compact struct {
