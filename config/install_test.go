@@ -113,7 +113,7 @@ func TestInstallValidationHasTeeth(t *testing.T) {
 func TestInstallIsComplete(t *testing.T) {
 	want := map[string][]string{
 		"Namespace":                {systemNamespace},
-		"CustomResourceDefinition": {"m2mclients.auth.m2m.dev", "scopepolicies.auth.m2m.dev"},
+		"CustomResourceDefinition": {"audiencebindings.auth.m2m.dev", "m2mclients.auth.m2m.dev", "scopepolicies.auth.m2m.dev"},
 		"ServiceAccount":           {controllerName, tokenServerName},
 		"ClusterRole":              {controllerName, tokenServerName},
 		"ClusterRoleBinding":       {controllerName, tokenServerName},

@@ -14,8 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package v1alpha1 contains the auth.m2m.dev/v1alpha1 API: M2MClient (a machine identity) and
-// ScopePolicy (what an API offers, and to whom).
+// Package v1alpha1 contains the auth.m2m.dev/v1alpha1 API: M2MClient (a machine identity),
+// ScopePolicy (what an API offers, and to whom) and AudienceBinding (which namespace may hold an
+// audience that does not name its namespace).
 // +kubebuilder:object:generate=true
 // +groupName=auth.m2m.dev
 package v1alpha1

@@ -148,9 +148,9 @@ type M2MClientSpec struct {
 	Audiences []Audience `json:"audiences,omitempty"`
 
 	// SecretName is the credential Secret written in this namespace. Default: <name>-m2m.
+	// Immutable, also from unset to set: the Secret a client's credentials go to is decided once.
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="spec.secretName must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-	// +kubebuilder:validation:XValidation:rule="oldSelf == self",message="spec.secretName is immutable; create a new M2MClient to change it"
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
@@ -173,11 +173,15 @@ type M2MClientSpec struct {
 	// +optional
 	Disabled bool `json:"disabled,omitempty"`
 
-	// Claims are extra string claims copied into every access token. Registered and
-	// server-owned claim names are refused.
+	// Claims are extra string claims copied into every access token. Names are printable ASCII
+	// without spaces, quotes or backslashes; reserved names (every claim the server emits, the
+	// registered JWT and RFC 9068 claims: see ReservedClaims) are refused in any letter case, and
+	// no two names may differ only in letter case.
 	// +kubebuilder:validation:MaxProperties=16
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['iss','sub','aud','exp','nbf','iat','jti','scope','client_id','namespace','cnf']))",message="spec.claims must not set reserved claim names (iss, sub, aud, exp, nbf, iat, jti, scope, client_id, namespace, cnf)"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() >= 1 && k.size() <= 64 && size(self[k]) <= 256)",message="spec.claims keys must be 1-64 characters and values at most 256 characters"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[]-~!#-[]+$'))",message="spec.claims names must be printable ASCII without spaces, double quotes or backslashes (e.g. team)"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['iss','sub','aud','exp','nbf','iat','jti','scope','client_id','namespace','cnf','auth_time','acr','amr','roles','groups','entitlements','act','may_act','azp']))",message="spec.claims must not set a reserved claim name, in any letter case: iss, sub, aud, exp, nbf, iat, jti, scope, client_id, namespace, cnf, auth_time, acr, amr, roles, groups, entitlements, act, may_act, azp"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self.all(j, j == k || j.lowerAscii() != k.lowerAscii()))",message="spec.claims must not hold two names that differ only in letter case (e.g. team and Team)"
 	// +optional
 	Claims map[string]string `json:"claims,omitempty"`
 }
@@ -230,6 +234,7 @@ type M2MClientStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Scopes",type=string,JSONPath=`.status.grantedScopes`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="(has(self.spec) && has(self.spec.secretName) ? self.spec.secretName : self.metadata.name + '-m2m') == (has(oldSelf.spec) && has(oldSelf.spec.secretName) ? oldSelf.spec.secretName : oldSelf.metadata.name + '-m2m')",message="spec.secretName is immutable (also from unset, which means <name>-m2m); create a new M2MClient to use another Secret",fieldPath=".spec.secretName",reason=FieldValueForbidden
 
 // M2MClient is one machine identity: the controller gives it a client id and credentials, and the
 // token server issues it access tokens for the scopes that both it and an API's policy agree on.

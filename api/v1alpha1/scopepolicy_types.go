@@ -38,28 +38,33 @@ type ScopeDefinition struct {
 // +kubebuilder:validation:XValidation:rule="self.matches('^[]-~!#-[]+$')",message="must be a declared scope name or a prefix wildcard such as invoices:*"
 type GrantScope string
 
-// ClientMatcher selects M2MClients. Every matcher that is set must match; at least one must be set.
-// +kubebuilder:validation:XValidation:rule="has(self.namespaces) || has(self.names) || has(self.namespaceSelector) || has(self.selector)",message="clients must set at least one of namespaces, names, namespaceSelector or selector (use selector: {} to match every client)"
+// ClientMatcher selects M2MClients. Every matcher that is set must match. Client names and
+// labels are chosen by the client's team, so every matcher draws a namespace boundary first:
+// namespaces or namespaceSelector (namespaceSelector: {} means every namespace, explicitly);
+// names and selector only narrow within it.
+// +kubebuilder:validation:XValidation:rule="(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)",message="clients must set namespaces or namespaceSelector: client names and labels are chosen by each namespace's team, so they only narrow a namespace boundary (use namespaceSelector: {} to match every namespace explicitly)"
 type ClientMatcher struct {
 	// Namespaces the client must live in.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +listType=set
 	// +optional
 	Namespaces []string `json:"namespaces,omitempty"`
 
-	// Names the M2MClient must have.
+	// Names the M2MClient must have, within the namespaces above.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +listType=set
 	// +optional
 	Names []string `json:"names,omitempty"`
 
-	// NamespaceSelector matches the labels of the client's namespace.
+	// NamespaceSelector matches the labels of the client's namespace ({} matches every
+	// namespace).
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
-	// Selector matches the labels of the M2MClient.
+	// Selector matches the labels of the M2MClient, within the namespaces above.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
@@ -80,7 +85,11 @@ type Grant struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.grants) || self.grants.all(g, g.scopes.all(s, s.endsWith(':*') || (has(self.scopes) && self.scopes.exists(d, d.name == s))))",message="spec.grants[].scopes may only name scopes declared in spec.scopes, or prefix wildcards such as invoices:*"
 type ScopePolicySpec struct {
 	// Audience is the API's identifier, the "aud" of its tokens. Default: <name>.<namespace>.
-	// Unique in the cluster: the oldest policy claiming it holds it.
+	// An audience belongs to one namespace: one of the form <x>.<namespace> (a DNS name whose
+	// last label is this namespace) belongs to that namespace; any other (e.g. a URI) only
+	// through an AudienceBinding, which cluster administrators write. A policy holding an
+	// audience not bound to its namespace grants nothing. Within the namespace, the oldest
+	// policy claiming an audience holds it.
 	// +optional
 	Audience Audience `json:"audience,omitempty"`
 

@@ -22,6 +22,8 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -34,7 +36,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/config"
+	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
 func samples() []*unstructured.Unstructured {
@@ -112,7 +116,7 @@ var _ = Describe("CRD schema validation", func() {
 
 	It("accepts a minimal valid client and policy", func() {
 		Expect(k8sClient.Create(ctx, client_("minimal", "scopes: [a:b]"), client.DryRunAll)).To(Succeed())
-		Expect(k8sClient.Create(ctx, policy("minimal", "scopes: [{name: a:b}]\ngrants: [{scopes: ['a:*'], clients: {selector: {}}}]"), client.DryRunAll)).To(Succeed())
+		Expect(k8sClient.Create(ctx, policy("minimal", "scopes: [{name: a:b}]\ngrants: [{scopes: ['a:*'], clients: {namespaceSelector: {}}}]"), client.DryRunAll)).To(Succeed())
 	})
 
 	DescribeTable("refuses a bad object with a message naming the field",
@@ -136,9 +140,17 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("rotation interval below 1h", client_("c11", "secretRotation: {interval: 30m}"), "spec.secretRotation.interval", "0 (off) or at least 1h"),
 		Entry("grace period below 10s", client_("c12", "secretRotation: {gracePeriod: 5s}"), "spec.secretRotation.gracePeriod", "between 10s and 168h"),
 		Entry("grace period above 7d", client_("c13", "secretRotation: {gracePeriod: 169h}"), "spec.secretRotation.gracePeriod", "between 10s and 168h"),
-		Entry("reserved claim sub", client_("c14", "claims: {sub: x}"), "spec.claims", "reserved claim names"),
-		Entry("reserved claim namespace", client_("c15", "claims: {namespace: x}"), "spec.claims", "reserved claim names"),
-		Entry("reserved claim cnf", client_("c16", "claims: {cnf: x}"), "spec.claims", "reserved claim names"),
+		Entry("reserved claim sub", client_("c14", "claims: {sub: x}"), "spec.claims", "reserved claim name"),
+		Entry("reserved claim namespace", client_("c15", "claims: {namespace: x}"), "spec.claims", "reserved claim name"),
+		Entry("reserved claim cnf", client_("c16", "claims: {cnf: x}"), "spec.claims", "reserved claim name"),
+		Entry("reserved claim in another case", client_("c33", "claims: {Sub: victim}"), "spec.claims", "must not set a reserved claim name, in any letter case"),
+		Entry("reserved claim client_id in mixed case", client_("c34", "claims: {Client_ID: victim}"), "spec.claims", "must not set a reserved claim name, in any letter case"),
+		Entry("reserved claim namespace upper case", client_("c35", "claims: {NAMESPACE: payments}"), "spec.claims", "must not set a reserved claim name"),
+		Entry("reserved claim act", client_("c36", "claims: {act: x}"), "spec.claims", "reserved claim name"),
+		Entry("reserved claim roles", client_("c37", "claims: {Roles: admin}"), "spec.claims", "reserved claim name"),
+		Entry("reserved claim with a non-ASCII lookalike", client_("c38", "claims: {\"\u017fub\": x}"), "spec.claims", "printable ASCII"),
+		Entry("two claims that differ only in case", client_("c39", "claims: {team: a, Team: b}"), "spec.claims", "differ only in letter case"),
+		Entry("claim name with a space", client_("c40", "claims: {'my team': a}"), "spec.claims", "printable ASCII"),
 		Entry("unknown auth method", client_("c17", "authentication: {method: Password}"), "spec.authentication.method", "Unsupported value"),
 		Entry("ServiceAccount without serviceAccountName", client_("c18", "authentication: {method: ServiceAccount}"), "spec.authentication", "serviceAccountName is required when method is ServiceAccount"),
 		Entry("serviceAccountName with ClientSecret", client_("c19", "authentication: {method: ClientSecret, serviceAccountName: robot}"), "spec.authentication", "must be omitted for any other method"),
@@ -157,7 +169,11 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("client audience with a space", client_("c21", "audiences: ['billing api']"), "spec.audiences[0]", "without spaces"),
 		Entry("policy audience with a space", policy("p1", "audience: 'billing api'"), "spec.audience", "without spaces"),
 		Entry("grant names an undeclared scope", policy("p2", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:write], clients: {namespaces: [x]}}]"), "spec", "may only name scopes declared in spec.scopes"),
-		Entry("grant with no client matcher", policy("p3", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {}}]"), "spec.grants[0].clients", "at least one of namespaces, names, namespaceSelector or selector"),
+		Entry("grant with no client matcher", policy("p3", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {}}]"), "spec.grants[0].clients", "must set namespaces or namespaceSelector"),
+		Entry("grant matching clients by name in every namespace", policy("p8", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {names: [billing-admin]}}]"), "spec.grants[0].clients", "must set namespaces or namespaceSelector: client names and labels are chosen by each namespace's team"),
+		Entry("grant matching clients by label in every namespace", policy("p9", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {selector: {matchLabels: {app: x}}}}]"), "spec.grants[0].clients", "must set namespaces or namespaceSelector"),
+		Entry("grant with an empty namespaces list", policy("p10", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {namespaces: [], names: [x]}}]"), "spec.grants[0].clients", "must set namespaces or namespaceSelector"),
+		Entry("grant naming an invalid namespace", policy("p11", "scopes: [{name: a:read}]\ngrants: [{scopes: [a:read], clients: {namespaces: [Bad_NS]}}]"), "spec.grants[0].clients.namespaces[0]", "should match"),
 		Entry("grant with no scopes", policy("p4", "scopes: [{name: a:read}]\ngrants: [{scopes: [], clients: {namespaces: [x]}}]"), "spec.grants[0].scopes", "at least 1"),
 		Entry("declared scope with a space", policy("p5", "scopes: [{name: 'a read'}]"), "spec.scopes[0].name", "RFC 6749 scope-token"),
 		Entry("duplicate declared scope", policy("p6", "scopes: [{name: a}, {name: a}]"), "spec.scopes[1]", "Duplicate value"),
@@ -180,6 +196,60 @@ var _ = Describe("CRD schema validation", func() {
 		err := k8sClient.Update(ctx, o)
 		Expect(err).To(HaveOccurred())
 		Expect(err.Error()).To(ContainSubstring("spec.secretName is immutable"))
+	})
+
+	It("refuses setting secretName on a client that had none, and removing it", func() {
+		o := client_("immutable-unset", "scopes: [a:b]")
+		Expect(k8sClient.Create(ctx, o)).To(Succeed())
+		Expect(unstructured.SetNestedField(o.Object, "team-owned-secret", "spec", "secretName")).To(Succeed())
+		err := k8sClient.Update(ctx, o)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.secretName: Forbidden: spec.secretName is immutable (also from unset"))
+
+		// Spelling out the default is no change.
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+		Expect(unstructured.SetNestedField(o.Object, "immutable-unset-m2m", "spec", "secretName")).To(Succeed())
+		Expect(k8sClient.Update(ctx, o)).To(Succeed())
+
+		named := client_("immutable-named", "secretName: mine")
+		Expect(k8sClient.Create(ctx, named)).To(Succeed())
+		unstructured.RemoveNestedField(named.Object, "spec", "secretName")
+		err = k8sClient.Update(ctx, named)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.secretName is immutable"))
+	})
+
+	It("accepts ordinary claims, and URI claim names", func() {
+		Expect(k8sClient.Create(ctx, client_("claims-ok", "claims: {team: payments, 'https://example.com/claims/tier': gold, subsystem: x, scoped: z}"), client.DryRunAll)).To(Succeed())
+	})
+
+	It("accepts an AudienceBinding and refuses a bad one", func() {
+		ab := &unstructured.Unstructured{}
+		Expect(yaml.Unmarshal([]byte("apiVersion: auth.m2m.dev/v1alpha1\nkind: AudienceBinding\nmetadata: {name: billing-example}\nspec: {audience: 'https://billing.example.com', namespace: billing}"), &ab.Object)).To(Succeed())
+		Expect(k8sClient.Create(ctx, ab, client.DryRunAll)).To(Succeed())
+		Expect(unstructured.SetNestedField(ab.Object, "Billing_NS", "spec", "namespace")).To(Succeed())
+		err := k8sClient.Create(ctx, ab, client.DryRunAll)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.namespace must be a namespace name"))
+		unstructured.RemoveNestedField(ab.Object, "spec", "namespace")
+		err = k8sClient.Create(ctx, ab, client.DryRunAll)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.namespace: Required value"))
+	})
+
+	It("spells out exactly api/v1alpha1.ReservedClaims in the CRD rule and its message", func() {
+		crd, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "crd", "bases", "auth.m2m.dev_m2mclients.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		text := strings.Join(strings.Fields(string(crd)), " ")
+		quoted := make([]string, len(authv1alpha1.ReservedClaims))
+		for i, n := range authv1alpha1.ReservedClaims {
+			quoted[i] = "'" + n + "'"
+		}
+		Expect(text).To(ContainSubstring("k.lowerAscii() in [" + strings.Join(quoted, ",") + "]"))
+		Expect(text).To(ContainSubstring("in any letter case: " + strings.Join(authv1alpha1.ReservedClaims, ", ")))
+		for _, n := range authv1alpha1.ReservedClaims {
+			Expect(authv1alpha1.IsReservedClaim(strings.ToUpper(n))).To(BeTrue(), n)
+		}
 	})
 })
 
