@@ -136,6 +136,8 @@ var controllerGrants = slices.Concat(
 	grants("auth.m2m.dev", "scopepolicies", v("list", "watch"), exercised, "both controllers watch ScopePolicies"),
 	grants("auth.m2m.dev", "scopepolicies", v("get"), cachedRead, "ScopePolicy controller: r.Get(ScopePolicy), served by the cache"),
 	grants("auth.m2m.dev", "scopepolicies/status", v("patch"), exercised, "ScopePolicy controller: status patch"),
+	grants("auth.m2m.dev", "audiencebindings", v("list", "watch"), exercised, "both controllers watch AudienceBindings: they decide which namespace may hold an audience"),
+	grants("auth.m2m.dev", "audiencebindings", v("get"), cachedRead, "both controllers list AudienceBindings from the cache"),
 	grants("events.k8s.io", "events", v("create"), exercised, "Events on M2MClients, ScopePolicies and the Secrets of the system namespace"),
 	grants("events.k8s.io", "events", v("patch"), maybe, "the event broadcaster patches a repeated Event into a series"),
 )

@@ -78,6 +78,9 @@ type clientScope struct {
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
+	// waitingForCA is set while the token server's CA is not issued: the credential Secret
+	// waits for it, the record does not (see followRecord).
+	waitingForCA bool
 	// recordOnly is set when this pass wrote only the record of a grants-only change and left
 	// the credential Secret and the status to the next pass (see reconcileCredentials).
 	recordOnly bool
@@ -99,6 +102,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=audiencebindings,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch
@@ -135,8 +139,8 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	phases := []func(context.Context, *clientScope) error{
 		r.reconcileIdentity,
 		r.reconcileScopes,
-		r.reconcileCABundle,
 		r.reconcileClientKeys,
+		r.reconcileCABundle,
 		r.reconcileCredentials,
 	}
 	for _, phase := range phases {
@@ -187,7 +191,11 @@ func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScop
 	if err := r.Get(ctx, client.ObjectKey{Name: c.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
 	}
-	holders := resolve.Holders(policies.Items)
+	bindings, err := listBindings(ctx, r.Client)
+	if err != nil {
+		return err
+	}
+	holders := resolve.Holders(policies.Items, bindings)
 	s.resolution = resolve.Client(c, ns.Labels, holders)
 	c.Status.GrantedScopes = s.resolution.Granted
 	c.Status.DeniedScopes = s.resolution.Denied
@@ -207,7 +215,7 @@ func setScopesCondition(s *clientScope, anyPolicy bool) {
 			fmt.Sprintf("every requested scope is granted (audiences: %s)", joinOrNone(res.Audiences)))
 	case !anyPolicy:
 		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoPolicy",
-			fmt.Sprintf("no ScopePolicy exists yet, so nothing is granted; denied: %s", joinOrNone(res.Denied)))
+			fmt.Sprintf("no ScopePolicy holds an audience yet, so nothing is granted; denied: %s", joinOrNone(res.Denied)))
 	case len(res.Granted) == 0:
 		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NotGranted",
 			fmt.Sprintf("no ScopePolicy grants this client the requested scopes; denied: %s (ask the API's owner to add a grant)", joinOrNone(res.Denied)))
@@ -218,7 +226,8 @@ func setScopesCondition(s *clientScope, anyPolicy bool) {
 }
 
 // reconcileCABundle loads the token server's CA, copied into the credential Secret so pods can
-// verify the token server. Until the TLS controller has issued it, credentials wait.
+// verify the token server. Until the TLS controller has issued it, the credential Secret waits;
+// the record still follows the spec and the grants.
 func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientScope) error {
 	if !r.CABundle {
 		return nil
@@ -226,8 +235,9 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 	bundle, err := tlscontroller.CABundle(ctx, r.Client, r.SystemNamespace)
 	if apierrors.IsNotFound(err) {
 		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "WaitingForCA",
-			"the token server's CA has not been issued yet; the credential Secret is written once it has")
-		return errWaitingForCA
+			"the token server's CA has not been issued yet; the credential Secret is written once it has (the token server meanwhile follows this client's grants and spec.disabled)")
+		s.waitingForCA = true
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("reading the token server CA: %w", err)
@@ -339,6 +349,7 @@ func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind(r.JWKSCache, client.Object(&corev1.Secret{}), r.jwksSourceHandler("Secret"))).
 		WatchesRawSource(source.Kind(r.JWKSCache, client.Object(&corev1.ConfigMap{}), r.jwksSourceHandler("ConfigMap"))).
 		Watches(&authv1alpha1.ScopePolicy{}, r.policyHandler()).
+		Watches(&authv1alpha1.AudienceBinding{}, bindingHandler(r.enqueueForAudience)).
 		Watches(&corev1.Namespace{}, r.namespaceHandler(),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).

@@ -88,6 +88,27 @@ func (r *M2MClientReconciler) policyHandler() handler.EventHandler {
 }
 
 func (r *M2MClientReconciler) enqueueForPolicies(ctx context.Context, q requestQueue, objs ...client.Object) {
+	var changed []authv1alpha1.ScopePolicy
+	var auds []string
+	for _, o := range objs {
+		if p, ok := o.(*authv1alpha1.ScopePolicy); ok {
+			changed = append(changed, *p)
+			auds = append(auds, resolve.Audience(p))
+		}
+	}
+	r.enqueueForAudiences(ctx, q, auds, changed)
+}
+
+// enqueueForAudience re-resolves the clients an AudienceBinding change can affect: those of
+// every policy claiming its audience.
+func (r *M2MClientReconciler) enqueueForAudience(ctx context.Context, q requestQueue, aud string) {
+	r.enqueueForAudiences(ctx, q, []string{aud}, nil)
+}
+
+// enqueueForAudiences enqueues the clients requesting a scope declared by a policy claiming one
+// of the audiences (the changed policies, which may be gone from the cache, and every policy the
+// cache holds for them), and the clients holding one of the audiences now.
+func (r *M2MClientReconciler) enqueueForAudiences(ctx context.Context, q requestQueue, auds []string, changed []authv1alpha1.ScopePolicy) {
 	log := logf.FromContext(ctx)
 	seen := map[types.NamespacedName]bool{}
 	add := func(list *authv1alpha1.M2MClientList) {
@@ -100,28 +121,23 @@ func (r *M2MClientReconciler) enqueueForPolicies(ctx context.Context, q requestQ
 		}
 	}
 	scopes := map[string]bool{}
-	for _, o := range objs {
-		p, ok := o.(*authv1alpha1.ScopePolicy)
-		if !ok {
-			continue
-		}
-		aud := resolve.Audience(p)
-		claimants := []authv1alpha1.ScopePolicy{*p}
+	claimants := changed
+	for _, aud := range auds {
 		var others authv1alpha1.ScopePolicyList
 		if err := r.List(ctx, &others, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
 			log.Error(err, "listing ScopePolicies by audience", "audience", aud)
 		}
 		claimants = append(claimants, others.Items...)
-		for _, c := range claimants {
-			for _, d := range c.Spec.Scopes {
-				scopes[string(d.Name)] = true
-			}
-		}
 		var holding authv1alpha1.M2MClientList
 		if err := r.List(ctx, &holding, client.MatchingFields{indexClientAudiences: aud}, client.UnsafeDisableDeepCopy); err != nil {
 			log.Error(err, "listing M2MClients by audience", "audience", aud)
 		}
 		add(&holding)
+	}
+	for _, c := range claimants {
+		for _, d := range c.Spec.Scopes {
+			scopes[string(d.Name)] = true
+		}
 	}
 	for s := range scopes {
 		var requesting authv1alpha1.M2MClientList

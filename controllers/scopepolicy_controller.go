@@ -49,6 +49,7 @@ type ScopePolicyReconciler struct {
 
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies/status,verbs=patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=audiencebindings,verbs=get;list;watch
 
 // Reconcile updates one policy's status.
 func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -64,11 +65,15 @@ func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	p.Status.Audience = aud
 	p.Status.ObservedGeneration = p.Generation
 
-	holder, err := r.holder(ctx, aud)
+	bindings, err := listBindings(ctx, r.Client)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if holder != nil && (holder.Namespace != p.Namespace || holder.Name != p.Name) {
+	if binding := resolve.BindingOf(aud, p.Namespace, bindings); binding != resolve.BoundByName && binding != resolve.BoundByBinding {
+		r.setNotBound(p, binding)
+	} else if holder, err := r.holder(ctx, aud, bindings); err != nil {
+		return ctrl.Result{}, err
+	} else if holder != nil && (holder.Namespace != p.Namespace || holder.Name != p.Name) {
 		r.setConflict(p, holder)
 	} else if err := r.setHolding(ctx, p, aud); err != nil {
 		return ctrl.Result{}, err
@@ -83,23 +88,56 @@ func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{}, nil
 }
 
-func (r *ScopePolicyReconciler) holder(ctx context.Context, aud string) (*authv1alpha1.ScopePolicy, error) {
+func (r *ScopePolicyReconciler) holder(ctx context.Context, aud string, bindings resolve.Bindings) (*authv1alpha1.ScopePolicy, error) {
 	var claimants authv1alpha1.ScopePolicyList
 	if err := r.List(ctx, &claimants, client.MatchingFields{indexPolicyAudience: aud}); err != nil {
 		return nil, fmt.Errorf("listing ScopePolicies for audience %q: %w", aud, err)
 	}
-	return resolve.Holders(claimants.Items)[aud], nil
+	return resolve.Holders(claimants.Items, bindings)[aud], nil
 }
 
+// listBindings reads every AudienceBinding from the cache.
+func listBindings(ctx context.Context, c client.Reader) (resolve.Bindings, error) {
+	var list authv1alpha1.AudienceBindingList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing AudienceBindings: %w", err)
+	}
+	return resolve.NewBindings(list.Items), nil
+}
+
+// setConflict reports that an older policy of the same namespace holds the audience (policies
+// of other namespaces never hold it, so the message names nothing outside this namespace).
 func (r *ScopePolicyReconciler) setConflict(p, holder *authv1alpha1.ScopePolicy) {
-	msg := fmt.Sprintf("audience %q is held by the older ScopePolicy %s/%s; this policy grants nothing until that one is deleted or this one uses another spec.audience",
-		p.Status.Audience, holder.Namespace, holder.Name)
+	msg := fmt.Sprintf("audience %q is held by the older ScopePolicy %s of this namespace; this policy grants nothing until that one is deleted or this one uses another spec.audience",
+		p.Status.Audience, holder.Name)
 	wasConflict := meta.IsStatusConditionTrue(p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
 	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionTrue, "AudienceHeldByOtherPolicy", msg)
 	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, "AudienceConflict", msg)
 	p.Status.Clients = 0
 	if !wasConflict {
 		r.Recorder.Eventf(p, holder, "Warning", "AudienceConflict", "Reconcile", "%s", msg)
+	}
+}
+
+// ReasonAudienceNotBound is the Ready reason of a policy whose audience is not bound to its
+// namespace.
+const ReasonAudienceNotBound = "AudienceNotBound"
+
+// setNotBound reports that the policy's audience is not bound to its namespace. The message
+// says how to bind it and nothing about which namespace, if any, holds it.
+func (r *ScopePolicyReconciler) setNotBound(p *authv1alpha1.ScopePolicy, binding resolve.Binding) {
+	aud, ns := p.Status.Audience, p.Namespace
+	msg := fmt.Sprintf("audience %q is not bound to namespace %s, so this policy grants nothing: use an audience of the form <x>.%s (the default is %s.%s), or ask a cluster administrator for an AudienceBinding of %q to %s",
+		aud, ns, ns, p.Name, ns, aud, ns)
+	if binding == resolve.Contested {
+		msg = fmt.Sprintf("AudienceBindings bind audience %q to more than one namespace, so it is bound to none and this policy grants nothing: ask a cluster administrator to keep only the binding to %s", aud, ns)
+	}
+	wasReady := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
+	meta.RemoveStatusCondition(&p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonAudienceNotBound, msg)
+	p.Status.Clients = 0
+	if wasReady == nil || wasReady.Reason != ReasonAudienceNotBound {
+		r.Recorder.Eventf(p, nil, "Warning", ReasonAudienceNotBound, "Reconcile", "%s", msg)
 	}
 }
 
@@ -129,6 +167,7 @@ func (r *ScopePolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&authv1alpha1.ScopePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&authv1alpha1.ScopePolicy{}, r.sameAudienceHandler()).
 		Watches(&authv1alpha1.M2MClient{}, r.clientHandler()).
+		Watches(&authv1alpha1.AudienceBinding{}, bindingHandler(r.enqueueClaimants)).
 		Named("scopepolicy").
 		Complete(r)
 }
@@ -186,6 +225,32 @@ func (r *ScopePolicyReconciler) clientHandler() handler.EventHandler {
 				enqueue(ctx, q, c.Status.Audiences)
 			}
 		},
+	}
+}
+
+// bindingHandler calls enqueue with the audience of a changed AudienceBinding (old and new):
+// a binding decides which namespace may hold it.
+func bindingHandler(enqueue func(context.Context, requestQueue, string)) handler.EventHandler {
+	audience := func(o client.Object) (string, bool) {
+		b, ok := o.(*authv1alpha1.AudienceBinding)
+		if !ok {
+			return "", false
+		}
+		return string(b.Spec.Audience), true
+	}
+	each := func(ctx context.Context, q requestQueue, objs ...client.Object) {
+		seen := map[string]bool{}
+		for _, o := range objs {
+			if aud, ok := audience(o); ok && !seen[aud] {
+				seen[aud] = true
+				enqueue(ctx, q, aud)
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q requestQueue) { each(ctx, q, e.Object) },
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) { each(ctx, q, e.ObjectOld, e.ObjectNew) },
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q requestQueue) { each(ctx, q, e.Object) },
 	}
 }
 

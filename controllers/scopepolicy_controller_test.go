@@ -99,7 +99,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 	})
 
 	It("grants and revokes within 2 s when a namespace label flips", func() {
-		aud := apiNS + ".api"
+		aud := "api." + apiNS
 		newPolicy(apiNS, "api", aud, grantTo(authv1alpha1.ClientMatcher{
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"access": "billing"}},
 		}, "invoices:read"))
@@ -130,9 +130,10 @@ var _ = Describe("ScopePolicy resolution", func() {
 	})
 
 	It("re-resolves when the client's labels change (selector)", func() {
-		aud := apiNS + ".api"
+		aud := "api." + apiNS
 		newPolicy(apiNS, "api", aud, grantTo(authv1alpha1.ClientMatcher{
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "worker"}},
+			Namespaces: []string{clientNS},
+			Selector:   &metav1.LabelSelector{MatchLabels: map[string]string{"app": "worker"}},
 		}, "invoices:read"))
 		c := newClient(clientNS, "worker")
 		record(c)
@@ -142,7 +143,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 	})
 
 	It("revokes when a policy is narrowed or deleted, and carries maxTokenTTL", func() {
-		aud := apiNS + ".api"
+		aud := "api." + apiNS
 		p := newPolicy(apiNS, "api", aud,
 			grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}}, "invoices:*"),
 			func(p *authv1alpha1.ScopePolicy) { p.Spec.MaxTokenTTL = &metav1.Duration{Duration: 5 * time.Minute} })
@@ -191,10 +192,10 @@ var _ = Describe("ScopePolicy resolution", func() {
 	})
 
 	It("gives an audience to the oldest policy only, reports the conflict, and hands over on deletion", func() {
-		aud := apiNS + ".shared"
-		holder := newPolicy(apiNS, "a-holder", aud, grantTo(authv1alpha1.ClientMatcher{Names: []string{"other"}}, "invoices:read"))
+		aud := "shared." + apiNS
+		holder := newPolicy(apiNS, "a-holder", aud, grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}, Names: []string{"other"}}, "invoices:read"))
 		Eventually(func() *metav1.Condition { return policyCondition(holder, authv1alpha1.ConditionAudienceConflict) }).ShouldNot(BeNil())
-		challenger := newPolicy(apiNS, "b-challenger", aud, grantTo(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:read"))
+		challenger := newPolicy(apiNS, "b-challenger", aud, grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}, Names: []string{"worker"}}, "invoices:read"))
 		c := newClient(clientNS, "worker")
 
 		Eventually(func(g Gomega) {
@@ -217,7 +218,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 	})
 
 	It("names a requested scope that no policy offers", func() {
-		aud := apiNS + ".api"
+		aud := "api." + apiNS
 		newPolicy(apiNS, "api", aud, grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}}, "invoices:read"))
 		c := newClient(clientNS, "greedy", func(c *authv1alpha1.M2MClient) {
 			c.Spec.Scopes = []authv1alpha1.ScopeToken{"invoices:read", "payroll:admin"}

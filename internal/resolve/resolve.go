@@ -49,12 +49,103 @@ func Older(a, b *authv1alpha1.ScopePolicy) bool {
 	return a.Name < b.Name
 }
 
-// Holders maps each audience to the policy holding it. Policies being deleted hold nothing.
-func Holders(policies []authv1alpha1.ScopePolicy) map[string]*authv1alpha1.ScopePolicy {
+// Bindings maps each audience named by an AudienceBinding to the namespace it is bound to; an
+// audience that bindings bind to different namespaces maps to "" (bound to none).
+type Bindings map[string]string
+
+// NewBindings indexes AudienceBindings.
+func NewBindings(list []authv1alpha1.AudienceBinding) Bindings {
+	out := make(Bindings, len(list))
+	for i := range list {
+		b := &list[i]
+		if !b.DeletionTimestamp.IsZero() {
+			continue
+		}
+		aud := string(b.Spec.Audience)
+		if cur, ok := out[aud]; ok && cur != b.Spec.Namespace {
+			out[aud] = ""
+			continue
+		}
+		out[aud] = b.Spec.Namespace
+	}
+	return out
+}
+
+// Binding says how an audience is bound.
+type Binding int
+
+// How an audience is bound to a namespace.
+const (
+	// NotBound: the audience is not of the form <x>.<namespace> for this namespace and no
+	// AudienceBinding binds it here.
+	NotBound Binding = iota
+	// BoundByName: the audience's last DNS label is the namespace.
+	BoundByName
+	// BoundByBinding: an AudienceBinding binds the audience to the namespace.
+	BoundByBinding
+	// Contested: AudienceBindings bind the audience to several namespaces, so to none.
+	Contested
+)
+
+// BindingOf says whether aud is bound to namespace. An AudienceBinding decides when one names
+// the audience; otherwise an audience that is a DNS name of two labels or more belongs to the
+// namespace named by its last label. Anything else (a URI, a single label) belongs to no
+// namespace until an administrator binds it.
+func BindingOf(aud, namespace string, b Bindings) Binding {
+	if ns, ok := b[aud]; ok {
+		switch ns {
+		case "":
+			return Contested
+		case namespace:
+			return BoundByBinding
+		}
+		return NotBound
+	}
+	if i := strings.LastIndexByte(aud, '.'); i > 0 && aud[i+1:] == namespace && isDNSName(aud) {
+		return BoundByName
+	}
+	return NotBound
+}
+
+// Bound reports whether the policy may hold its audience: the audience is bound to the policy's
+// namespace.
+func Bound(p *authv1alpha1.ScopePolicy, b Bindings) bool {
+	switch BindingOf(Audience(p), p.Namespace, b) {
+	case BoundByName, BoundByBinding:
+		return true
+	}
+	return false
+}
+
+// isDNSName reports whether s is a DNS-1123 subdomain: lowercase labels of letters, digits and
+// '-', separated by dots.
+func isDNSName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Holders maps each audience to the policy holding it: the oldest of the policies that claim it
+// from the namespace it is bound to. A policy whose audience is not bound to its namespace holds
+// nothing, whatever the order in which policies are created, deleted and re-created. Policies
+// being deleted hold nothing.
+func Holders(policies []authv1alpha1.ScopePolicy, b Bindings) map[string]*authv1alpha1.ScopePolicy {
 	out := make(map[string]*authv1alpha1.ScopePolicy, len(policies))
 	for i := range policies {
 		p := &policies[i]
-		if !p.DeletionTimestamp.IsZero() {
+		if !p.DeletionTimestamp.IsZero() || !Bound(p, b) {
 			continue
 		}
 		aud := Audience(p)
@@ -167,10 +258,12 @@ func expand(s string, declared, out map[string]bool) {
 	}
 }
 
-// Matches reports whether every matcher that is set matches the client. A matcher with nothing
-// set matches nothing (the schema refuses it; this is defence in depth).
+// Matches reports whether every matcher that is set matches the client. A matcher without a
+// namespace boundary (namespaces or namespaceSelector) matches nothing: client names and labels
+// are chosen by each namespace's team, so on their own they would let any namespace in (the
+// schema refuses such a matcher; this is defence in depth).
 func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels labels.Set) bool {
-	if len(m.Namespaces) == 0 && len(m.Names) == 0 && m.NamespaceSelector == nil && m.Selector == nil {
+	if len(m.Namespaces) == 0 && m.NamespaceSelector == nil {
 		return false
 	}
 	if len(m.Namespaces) > 0 && !contains(m.Namespaces, c.Namespace) {

@@ -59,12 +59,13 @@ func sel(kv ...string) *metav1.LabelSelector {
 	return &metav1.LabelSelector{MatchLabels: m}
 }
 
-// billingPolicy declares invoices:read, invoices:write and refunds:issue for audience "billing".
+// billingPolicy declares invoices:read, invoices:write and refunds:issue for audience
+// "billing.billing".
 func billingPolicy(grants ...authv1alpha1.Grant) authv1alpha1.ScopePolicy {
 	return authv1alpha1.ScopePolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Name: "billing", CreationTimestamp: metav1.NewTime(time.Unix(100, 0))},
 		Spec: authv1alpha1.ScopePolicySpec{
-			Audience: "billing",
+			Audience: "billing.billing",
 			Scopes:   declared("invoices:read", "invoices:write", "refunds:issue"),
 			Grants:   grants,
 		},
@@ -88,26 +89,30 @@ func TestClientMatchersAndWildcards(t *testing.T) {
 	}{
 		{"namespaces match", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}}, "invoices:read"), []string{"invoices:read"}},
 		{"namespaces miss", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"other"}}, "invoices:read"), nil},
-		{"names match", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:read"), []string{"invoices:read"}},
-		{"names miss", grant(authv1alpha1.ClientMatcher{Names: []string{"admin"}}, "invoices:read"), nil},
+		{"names match within a namespace", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"worker"}}, "invoices:read"), []string{"invoices:read"}},
+		{"names miss", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"admin"}}, "invoices:read"), nil},
+		{"names without a namespace boundary match nothing", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:read"), nil},
 		{"namespaceSelector match", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "payments")}, "invoices:read"), []string{"invoices:read"}},
 		{"namespaceSelector miss", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "billing")}, "invoices:read"), nil},
-		{"selector match", grant(authv1alpha1.ClientMatcher{Selector: sel("app", "worker")}, "invoices:read"), []string{"invoices:read"}},
-		{"selector miss", grant(authv1alpha1.ClientMatcher{Selector: sel("app", "admin")}, "invoices:read"), nil},
-		{"empty selector matches every client", grant(authv1alpha1.ClientMatcher{Selector: &metav1.LabelSelector{}}, "invoices:read"), []string{"invoices:read"}},
+		{"empty namespaceSelector matches every namespace", grant(authv1alpha1.ClientMatcher{NamespaceSelector: &metav1.LabelSelector{}}, "invoices:read"), []string{"invoices:read"}},
+		{"selector match within a namespace", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Selector: sel("app", "worker")}, "invoices:read"), []string{"invoices:read"}},
+		{"selector miss", grant(authv1alpha1.ClientMatcher{NamespaceSelector: &metav1.LabelSelector{}, Selector: sel("app", "admin")}, "invoices:read"), nil},
+		{"selector without a namespace boundary matches nothing", grant(authv1alpha1.ClientMatcher{Selector: sel("app", "worker")}, "invoices:read"), nil},
+		{"empty selector without a namespace boundary matches nothing", grant(authv1alpha1.ClientMatcher{Selector: &metav1.LabelSelector{}}, "invoices:read"), nil},
+		{"empty namespaces list is no boundary", grant(authv1alpha1.ClientMatcher{Namespaces: []string{}, Names: []string{"worker"}}, "invoices:read"), nil},
 		{"all matchers match", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"worker"}, NamespaceSelector: sel("team", "payments"), Selector: sel("app", "worker")}, "invoices:read"), []string{"invoices:read"}},
 		{"one of several matchers misses", grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: []string{"admin"}}, "invoices:read"), nil},
 		{"namespace matches, selector misses", grant(authv1alpha1.ClientMatcher{NamespaceSelector: sel("team", "payments"), Selector: sel("app", "other")}, "invoices:read"), nil},
 		{"no matcher matches nothing", grant(authv1alpha1.ClientMatcher{}, "invoices:read"), nil},
-		{"invalid selector matches nothing", grant(authv1alpha1.ClientMatcher{Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Bogus"}}}}, "invoices:read"), nil},
-		{"wildcard expands within its prefix", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices:*"), []string{"invoices:read", "invoices:write"}},
-		{"wildcard of another prefix", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "refunds:*"), []string{"refunds:issue"}},
-		{"wildcard prefix must end at a colon", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "invoices*"), nil},
-		{"undeclared scope is never granted", grant(authv1alpha1.ClientMatcher{Names: []string{"worker"}}, "admin:all"), nil},
+		{"invalid selector matches nothing", grant(authv1alpha1.ClientMatcher{NamespaceSelector: &metav1.LabelSelector{}, Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Bogus"}}}}, "invoices:read"), nil},
+		{"wildcard expands within its prefix", grant(inPayments("worker"), "invoices:*"), []string{"invoices:read", "invoices:write"}},
+		{"wildcard of another prefix", grant(inPayments("worker"), "refunds:*"), []string{"refunds:issue"}},
+		{"wildcard prefix must end at a colon", grant(inPayments("worker"), "invoices*"), nil},
+		{"undeclared scope is never granted", grant(inPayments("worker"), "admin:all"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			holders := Holders([]authv1alpha1.ScopePolicy{billingPolicy(tt.grant)})
+			holders := Holders([]authv1alpha1.ScopePolicy{billingPolicy(tt.grant)}, nil)
 			res := Client(worker, nsLabels, holders)
 			if !reflect.DeepEqual(res.Granted, tt.granted) {
 				t.Fatalf("granted = %v, want %v", res.Granted, tt.granted)
@@ -125,7 +130,7 @@ func TestRequestedIntersectGranted(t *testing.T) {
 		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "reports:read")},
 	}
 	p := billingPolicy(grant(authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}}, "invoices:*", "refunds:issue"))
-	res := Client(c, nil, Holders([]authv1alpha1.ScopePolicy{p}))
+	res := Client(c, nil, Holders([]authv1alpha1.ScopePolicy{p}, nil))
 	if want := []string{"invoices:read"}; !reflect.DeepEqual(res.Granted, want) {
 		t.Fatalf("granted %v, want %v (a grant never adds unrequested scopes)", res.Granted, want)
 	}
@@ -145,23 +150,23 @@ func TestAudiencesRestrictAndMaxTTL(t *testing.T) {
 			Grants: []authv1alpha1.Grant{grant(all, "invoices:read", "reports:read")},
 		},
 	}
-	holders := Holders([]authv1alpha1.ScopePolicy{billing, reports})
+	holders := Holders([]authv1alpha1.ScopePolicy{billing, reports}, nil)
 	c := &authv1alpha1.M2MClient{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "worker"},
 		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "reports:read")},
 	}
 
 	res := Client(c, nil, holders)
-	if want := []string{"billing", "reports.reports"}; !reflect.DeepEqual(res.Audiences, want) {
+	if want := []string{"billing.billing", "reports.reports"}; !reflect.DeepEqual(res.Audiences, want) {
 		t.Fatalf("audiences %v, want %v (default audience is <name>.<namespace>)", res.Audiences, want)
 	}
 	if res.Grants[0].MaxTokenTTL != time.Hour || res.Grants[0].PolicyNamespace != "billing" {
 		t.Fatalf("billing grant = %+v, want max TTL 1h from namespace billing", res.Grants[0])
 	}
 
-	c.Spec.Audiences = []authv1alpha1.Audience{"billing"}
+	c.Spec.Audiences = []authv1alpha1.Audience{"billing.billing"}
 	res = Client(c, nil, holders)
-	if want := []string{"billing"}; !reflect.DeepEqual(res.Audiences, want) {
+	if want := []string{"billing.billing"}; !reflect.DeepEqual(res.Audiences, want) {
 		t.Fatalf("with spec.audiences: audiences %v, want %v", res.Audiences, want)
 	}
 	if want := []string{"reports:read"}; !reflect.DeepEqual(res.Denied, want) {
@@ -169,25 +174,30 @@ func TestAudiencesRestrictAndMaxTTL(t *testing.T) {
 	}
 }
 
+func inPayments(names ...string) authv1alpha1.ClientMatcher {
+	return authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: names}
+}
+
 func TestHoldersOldestThenName(t *testing.T) {
 	mk := func(ns, name string, created int64) authv1alpha1.ScopePolicy {
 		return authv1alpha1.ScopePolicy{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(time.Unix(created, 0))},
-			Spec:       authv1alpha1.ScopePolicySpec{Audience: "shared"},
+			Spec:       authv1alpha1.ScopePolicySpec{Audience: "https://shared.example.com"},
 		}
 	}
+	bound := Bindings{"https://shared.example.com": "a"}
 	tests := []struct {
 		name     string
 		policies []authv1alpha1.ScopePolicy
 		want     string
 	}{
-		{"oldest wins", []authv1alpha1.ScopePolicy{mk("b", "x", 200), mk("z", "y", 100)}, "z/y"},
-		{"same age: namespace order", []authv1alpha1.ScopePolicy{mk("b", "x", 100), mk("a", "y", 100)}, "a/y"},
+		{"oldest of the bound namespace wins", []authv1alpha1.ScopePolicy{mk("a", "x", 200), mk("a", "y", 100)}, "a/y"},
+		{"an older policy elsewhere holds nothing", []authv1alpha1.ScopePolicy{mk("a", "x", 200), mk("z", "y", 100)}, "a/x"},
 		{"same age and namespace: name order", []authv1alpha1.ScopePolicy{mk("a", "y", 100), mk("a", "x", 100)}, "a/x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := Holders(tt.policies)["shared"]
+			h := Holders(tt.policies, bound)["https://shared.example.com"]
 			if got := h.Namespace + "/" + h.Name; got != tt.want {
 				t.Fatalf("holder %s, want %s", got, tt.want)
 			}
@@ -196,7 +206,98 @@ func TestHoldersOldestThenName(t *testing.T) {
 	deleting := mk("a", "old", 1)
 	now := metav1.Now()
 	deleting.DeletionTimestamp = &now
-	if h := Holders([]authv1alpha1.ScopePolicy{deleting, mk("b", "new", 2)})["shared"]; h.Name != "new" {
+	if h := Holders([]authv1alpha1.ScopePolicy{deleting, mk("a", "new", 2)}, bound)["https://shared.example.com"]; h.Name != "new" {
 		t.Fatalf("a policy being deleted must not hold its audience, got %s", h.Name)
+	}
+}
+
+func TestBindingOf(t *testing.T) {
+	b := NewBindings([]authv1alpha1.AudienceBinding{
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "https://billing.example.com", Namespace: "billing"}},
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "moved.billing", Namespace: "ledger"}},
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "https://twice.example.com", Namespace: "a"}},
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "https://twice.example.com", Namespace: "b"}},
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "https://same.example.com", Namespace: "a"}},
+		{Spec: authv1alpha1.AudienceBindingSpec{Audience: "https://same.example.com", Namespace: "a"}},
+	})
+	tests := []struct {
+		aud, ns string
+		want    Binding
+	}{
+		{"billing.billing", "billing", BoundByName},
+		{"api.v2.billing", "billing", BoundByName},
+		{"billing.billing", "payments", NotBound},
+		{"billing", "billing", NotBound},             // one label names no namespace
+		{".billing", "billing", NotBound},            // empty first label
+		{"Billing.billing", "billing", NotBound},     // not a DNS name
+		{"https://api.billing", "billing", NotBound}, // a URI is never bound by its name
+		{"billing.billing/", "billing", NotBound},    // nor anything that is not a DNS name
+		{"x_y.billing", "billing", NotBound},         // underscore
+		{"https://billing.example.com", "billing", BoundByBinding},
+		{"https://billing.example.com", "payments", NotBound},
+		{"moved.billing", "ledger", BoundByBinding}, // a binding decides over the name
+		{"moved.billing", "billing", NotBound},
+		{"https://twice.example.com", "a", Contested}, // two namespaces: bound to none
+		{"https://twice.example.com", "b", Contested},
+		{"https://same.example.com", "a", BoundByBinding}, // two bindings that agree
+	}
+	for _, tt := range tests {
+		if got := BindingOf(tt.aud, tt.ns, b); got != tt.want {
+			t.Errorf("BindingOf(%q, %q) = %v, want %v", tt.aud, tt.ns, got, tt.want)
+		}
+	}
+}
+
+// TestAudienceSquatting is the squat of the tenancy review: a tenant's policy names another
+// team's audience and grants itself everything. In no order of creation, deletion and
+// re-creation of the owner's policy does it hold the audience.
+func TestAudienceSquatting(t *testing.T) {
+	owner := func(created int64) authv1alpha1.ScopePolicy {
+		p := billingPolicy(grant(inPayments("worker"), "invoices:read"))
+		p.CreationTimestamp = metav1.NewTime(time.Unix(created, 0))
+		return p
+	}
+	squat := authv1alpha1.ScopePolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "mallory", Name: "billing", CreationTimestamp: metav1.NewTime(time.Unix(1, 0))},
+		Spec: authv1alpha1.ScopePolicySpec{
+			Audience: "billing.billing",
+			Scopes:   declared("invoices:read", "refunds:issue"),
+			Grants:   []authv1alpha1.Grant{grant(authv1alpha1.ClientMatcher{Namespaces: []string{"mallory"}}, "invoices:read", "refunds:issue")},
+		},
+	}
+	attacker := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "mallory", Name: "thief"},
+		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read", "refunds:issue")},
+	}
+	victim := &authv1alpha1.M2MClient{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "payments", Name: "worker"},
+		Spec:       authv1alpha1.M2MClientSpec{Scopes: scopes("invoices:read")},
+	}
+	for _, tt := range []struct {
+		name     string
+		policies []authv1alpha1.ScopePolicy
+		holder   string
+	}{
+		{"before the owner's policy exists", []authv1alpha1.ScopePolicy{squat}, ""},
+		{"beside an older owner's policy", []authv1alpha1.ScopePolicy{squat, owner(0)}, "billing/billing"},
+		{"after the owner's policy is re-created", []authv1alpha1.ScopePolicy{squat, owner(1000)}, "billing/billing"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			holders := Holders(tt.policies, nil)
+			got := ""
+			if h := holders["billing.billing"]; h != nil {
+				got = h.Namespace + "/" + h.Name
+			}
+			if got != tt.holder {
+				t.Fatalf("holder of billing.billing = %q, want %q", got, tt.holder)
+			}
+			if res := Client(attacker, nil, holders); len(res.Granted) != 0 {
+				t.Fatalf("the squatter's client was granted %v", res.Granted)
+			}
+			res := Client(victim, nil, holders)
+			if want := tt.holder != ""; (len(res.Granted) == 1) != want {
+				t.Fatalf("owner's client granted %v; want invoices:read: %v", res.Granted, want)
+			}
+		})
 	}
 }
