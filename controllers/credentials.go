@@ -71,6 +71,10 @@ type secretPlan struct {
 	rotateHandled string
 	// previous are older hashes still accepted until their NotAfter.
 	previous []credential.SecretHash
+	// carry, when set, replaces secret and previous: the record keeps exactly the hashes
+	// carried (see followRecord).
+	carry   bool
+	carried []credential.SecretHash
 	// eventType, reason, note describe what happened, when something did.
 	eventType, reason, note string
 }
@@ -116,13 +120,26 @@ type credentialChange struct {
 // interrupts, the next reconcile finds a state from which it can finish without losing an
 // accepted secret.
 func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clientScope) error {
+	if s.waitingForCA {
+		if err := r.followRecord(ctx, s); err != nil {
+			return err
+		}
+		return errWaitingForCA
+	}
 	ch, st, err := r.decideCredentials(ctx, s, r.Client)
-	if err != nil || ch == nil {
+	if err == errConflict {
+		return r.followRecord(ctx, s)
+	}
+	if err != nil {
 		return err
 	}
 	keeps := keepsSecretMaterial(st, ch)
 	if (ch.writeRec || ch.writeCred) && !keeps && !createsBoth(st) {
-		if ch, st, err = r.decideCredentials(ctx, s, r.APIReader); err != nil || ch == nil {
+		ch, st, err = r.decideCredentials(ctx, s, r.APIReader)
+		if err == errConflict {
+			return r.followRecord(ctx, s)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -149,7 +166,8 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 }
 
 // decideCredentials reads the current state through reader and decides what it should become.
-// A nil change (and nil error) means a name conflict, already reported in the conditions.
+// errConflict means a Secret this client does not own holds the name (already reported in the
+// conditions).
 func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientScope, reader client.Reader) (*credentialChange, credentialState, error) {
 	c := s.client
 	var st credentialState
@@ -157,7 +175,7 @@ func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientSc
 	st.cred, err = r.credentialSecret(ctx, reader, c)
 	if err == errConflict {
 		setNameConflict(s)
-		return nil, st, nil
+		return nil, st, errConflict
 	}
 	if err != nil {
 		return nil, st, err
@@ -270,7 +288,49 @@ func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientSc
 func setNameConflict(s *clientScope) {
 	c := s.client
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretNameConflict",
-		fmt.Sprintf("Secret %s/%s already exists and is not owned by this M2MClient; it is left untouched: delete it or set spec.secretName to a free name", c.Namespace, secretNameOf(c)))
+		fmt.Sprintf("Secret %s/%s exists and is not owned by this M2MClient (another object's, or its ownerReference was removed), so it is left untouched: delete it, or create a new M2MClient with a free spec.secretName. "+
+			"Meanwhile the token server follows this client's grants and spec.disabled, and accepts only credentials delivered before; no secret is issued or rotated", c.Namespace, secretNameOf(c)))
+}
+
+// followRecord keeps the record, which is what the token server obeys, in line with the spec and
+// the grants while the credential Secret cannot be written (a Secret this client does not own
+// holds its name, or the token server's CA is not issued yet): grants, disabled, claims, token
+// TTL and keys follow at once, so that no state of the credential Secret can freeze a
+// revocation. The secret hashes the record holds are carried over (a grace period still ends on
+// time); nothing new is issued, since it could not be delivered. A client that has no record
+// gets none: nothing was ever delivered to it; an unreadable record is left to the token
+// server, which refuses it.
+func (r *M2MClientReconciler) followRecord(ctx context.Context, s *clientScope) error {
+	recObj, rec, err := r.record(ctx, r.Client, s.client)
+	if err != nil || rec == nil {
+		// No record, or an unreadable one, which the token server refuses (fail closed).
+		return err
+	}
+	plan := secretPlan{carry: true, carried: stillAccepted(rec.Secrets, s.now)}
+	for _, h := range plan.carried {
+		if h.NotAfter != nil {
+			s.requeueAt(*h.NotAfter)
+		}
+	}
+	desired, err := r.desiredRecordSecret(s, plan)
+	if err != nil {
+		return err
+	}
+	if err := r.apply(ctx, recObj, desired); err != nil {
+		return fmt.Errorf("updating the credential record while the credential Secret cannot be written: %w", err)
+	}
+	return nil
+}
+
+// stillAccepted keeps the hashes without an expiry or whose grace period is still running.
+func stillAccepted(hashes []credential.SecretHash, now time.Time) []credential.SecretHash {
+	out := make([]credential.SecretHash, 0, len(hashes))
+	for _, h := range hashes {
+		if h.NotAfter == nil || now.Before(*h.NotAfter) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // credentialSecret returns the credential Secret if this client owns it, nil if it does not
@@ -462,12 +522,17 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) cre
 	if c.Spec.TokenTTL != nil {
 		rec.TokenTTLSeconds = int64(c.Spec.TokenTTL.Seconds())
 	}
-	if plan.secret != "" {
-		rec.Secrets = append(rec.Secrets, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String()})
+	switch {
+	case plan.carry:
+		rec.Secrets = plan.carried
+	default:
+		if plan.secret != "" {
+			rec.Secrets = append(rec.Secrets, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String()})
+		}
+		prev := append([]credential.SecretHash(nil), plan.previous...)
+		sort.Slice(prev, func(i, j int) bool { return prev[i].SHA256 < prev[j].SHA256 })
+		rec.Secrets = append(rec.Secrets, prev...)
 	}
-	prev := append([]credential.SecretHash(nil), plan.previous...)
-	sort.Slice(prev, func(i, j int) bool { return prev[i].SHA256 < prev[j].SHA256 })
-	rec.Secrets = append(rec.Secrets, prev...)
 	for _, g := range s.resolution.Grants {
 		rec.Grants = append(rec.Grants, credential.AudienceGrant{
 			Audience:           g.Audience,
