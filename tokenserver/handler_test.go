@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -106,6 +107,53 @@ func TestRecordClaimsNeverOverrideRegisteredOnes(t *testing.T) {
 	}
 	if raw["team"] != "a\"b\\c\n" {
 		t.Errorf("extra claim not escaped faithfully: %q", raw["team"])
+	}
+}
+
+// TestRecordClaimsNeverSpoofIdentityInAnyCase: a resource server decoding with encoding/json
+// struct tags (golang-jwt and most Go code) matches member names case-insensitively, last one
+// winning; no case variant of a reserved name, and no pair of names that fold equal, may reach
+// a token.
+func TestRecordClaimsNeverSpoofIdentityInAnyCase(t *testing.T) {
+	ts := newTestServer(t)
+	id, secret := ts.addClient(t, func(r *credential.Record) {
+		r.Claims = map[string]string{"Sub": "m2mc_victim", "Client_ID": "m2mc_victim", "NAMESPACE": "billing",
+			"\u017fcope": "admin", "Act": "x", "Roles": "admin", "AZP": "m2mc_victim", "Team": "a", "team": "b", "tier": "gold"}
+	})
+	token := ts.issue(t, grant(), id, secret).AccessToken
+	_, _, raw := verifyToken(t, token, ts.jwks(t))
+	names := map[string][]string{}
+	for k := range raw {
+		names[authv1alpha1.FoldClaimName(k)] = append(names[authv1alpha1.FoldClaimName(k)], k)
+	}
+	for fold, ks := range names {
+		if len(ks) > 1 {
+			t.Errorf("the token holds %v, which fold equal (%q)", ks, fold)
+		}
+	}
+	if raw["tier"] != "gold" {
+		t.Errorf("an ordinary claim was lost: %v", raw)
+	}
+	for _, k := range []string{"Team", "team", "Act", "Roles", "AZP"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("claim %q reached the token", k)
+		}
+	}
+	// What a case-insensitive decoder sees.
+	var decoded struct {
+		Sub       string `json:"sub"`
+		ClientID  string `json:"client_id"`
+		Namespace string `json:"namespace"`
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(payload, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if decoded.Sub != id || decoded.ClientID != id || decoded.Namespace != "payments" {
+		t.Fatalf("encoding/json decodes the identity as %+v, want the client's own", decoded)
 	}
 }
 

@@ -33,14 +33,6 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
-// reservedClaims are claim names a record's extra claims can never set: the registered claims
-// of RFC 7519, those of RFC 9068, and the ones this server owns.
-var reservedClaims = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
-	"client_id": true, "scope": true, "namespace": true, "cnf": true, "auth_time": true,
-	"acr": true, "amr": true, "act": true, "may_act": true,
-}
-
 // Client is a client compiled from its credential record for the hot path. It is immutable once
 // published in the index (its rate limiters are safe for concurrent use).
 type Client struct {
@@ -461,24 +453,37 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 }
 
 // claimsPrefix builds `{"iss":…,"sub":…,"client_id":…,"namespace":…` followed by the record's
-// extra claims in name order, without any reserved name.
+// extra claims in name order. A reserved name (authv1alpha1.IsReservedClaim: compared after
+// Unicode case folding, so "Sub" never follows "sub") is dropped, and so is every name that
+// folds equal to another: no token holds two member names a case-insensitive JSON decoder
+// would confuse. The CRD refuses both; this guards records written otherwise.
 func claimsPrefix(issuer string, rec *credential.Record) []byte {
 	b := appendJSONString([]byte(`{"iss":`), issuer)
 	b = appendJSONString(append(b, `,"sub":`...), rec.ClientID)
 	b = appendJSONString(append(b, `,"client_id":`...), rec.ClientID)
 	b = appendJSONString(append(b, `,"namespace":`...), rec.Namespace)
-	names := make([]string, 0, len(rec.Claims))
-	for k := range rec.Claims {
-		if k != "" && !reservedClaims[k] {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range extraClaimNames(rec.Claims) {
 		b = appendJSONString(append(b, ','), k)
 		b = appendJSONString(append(b, ':'), rec.Claims[k])
 	}
 	return b
+}
+
+// extraClaimNames returns the claim names a token may carry, sorted: neither reserved nor
+// folding equal to another name.
+func extraClaimNames(claims map[string]string) []string {
+	folds := make(map[string]int, len(claims))
+	for k := range claims {
+		folds[authv1alpha1.FoldClaimName(k)]++
+	}
+	names := make([]string, 0, len(claims))
+	for k := range claims {
+		if k != "" && !authv1alpha1.IsReservedClaim(k) && folds[authv1alpha1.FoldClaimName(k)] == 1 {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // validScopeToken reports whether s is an RFC 6749 §3.3 scope-token: one or more of
