@@ -217,6 +217,34 @@ var _ = Describe("ScopePolicy resolution", func() {
 		}).Should(Equal(metav1.ConditionFalse))
 	})
 
+	It("keeps the holder's client count when a second policy claims its audience, and hands the count over", func() {
+		aud := "shared." + apiNS
+		clients := func(p *authv1alpha1.ScopePolicy) func(Gomega) int32 {
+			return func(g Gomega) int32 {
+				cur := &authv1alpha1.ScopePolicy{}
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
+				return cur.Status.Clients
+			}
+		}
+		all := grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}}, "invoices:read")
+		holder := newPolicy(apiNS, "z-holder", aud, all)
+		for _, name := range []string{"w1", "w2"} {
+			newClient(clientNS, name)
+		}
+		Eventually(clients(holder)).WithTimeout(3 * time.Second).Should(Equal(int32(2)))
+		// Created right after, often within the same second: the name sorts first, but the
+		// holder came first and keeps the audience.
+		challenger := newPolicy(apiNS, "a-challenger", aud, all)
+		Eventually(func() *metav1.Condition { return policyCondition(challenger, authv1alpha1.ConditionAudienceConflict) }).ShouldNot(BeNil())
+		Expect(policyCondition(challenger, authv1alpha1.ConditionAudienceConflict).Status).To(Equal(metav1.ConditionTrue))
+		Consistently(clients(holder), "1500ms").Should(Equal(int32(2)))
+		Expect(clients(challenger)(Default)).To(Equal(int32(0)))
+
+		Expect(k8sClient.Delete(ctx, holder)).To(Succeed())
+		Eventually(clients(challenger)).WithTimeout(3 * time.Second).Should(Equal(int32(2)))
+		Eventually(func() string { return policyCondition(challenger, authv1alpha1.ConditionReady).Reason }).Should(Equal("Ready"))
+	})
+
 	It("names a requested scope that no policy offers", func() {
 		aud := "api." + apiNS
 		newPolicy(apiNS, "api", aud, grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}}, "invoices:read"))

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -37,11 +38,17 @@ func Audience(p *authv1alpha1.ScopePolicy) string {
 	return p.Name + "." + p.Namespace
 }
 
-// Older reports whether a holds an audience before b: the older creationTimestamp wins, then
-// namespace/name, so that every replica and every run decides the same way.
+// Older reports whether a holds an audience before b: the older creationTimestamp wins. The
+// timestamps have one-second resolution, so within the same second the policy whose status says
+// it holds the audience keeps it (a policy created right after the holder must not take its
+// audience, as a name order alone would let it); then namespace/name, so that every replica and
+// every run decides the same way.
 func Older(a, b *authv1alpha1.ScopePolicy) bool {
 	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if ha, hb := holdsPerStatus(a), holdsPerStatus(b); ha != hb {
+		return ha
 	}
 	if a.Namespace != b.Namespace {
 		return a.Namespace < b.Namespace
@@ -135,6 +142,12 @@ func isDNSName(s string) bool {
 		}
 	}
 	return true
+}
+
+// holdsPerStatus reports whether the policy's status says it holds its current audience.
+func holdsPerStatus(p *authv1alpha1.ScopePolicy) bool {
+	return p.Status.Audience == Audience(p) &&
+		meta.IsStatusConditionFalse(p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
 }
 
 // Holders maps each audience to the policy holding it: the oldest of the policies that claim it

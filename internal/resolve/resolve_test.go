@@ -178,6 +178,20 @@ func inPayments(names ...string) authv1alpha1.ClientMatcher {
 	return authv1alpha1.ClientMatcher{Namespaces: []string{"payments"}, Names: names}
 }
 
+// holding sets the status a policy holding its audience has.
+func holding(p authv1alpha1.ScopePolicy) authv1alpha1.ScopePolicy {
+	p.Status.Audience = Audience(&p)
+	p.Status.Conditions = []metav1.Condition{{Type: authv1alpha1.ConditionAudienceConflict, Status: metav1.ConditionFalse, Reason: "AudienceHeld"}}
+	return p
+}
+
+// holdingOther is a policy whose status says it held the audience it named before an edit.
+func holdingOther(p authv1alpha1.ScopePolicy) authv1alpha1.ScopePolicy {
+	p = holding(p)
+	p.Status.Audience = "https://before.example.com"
+	return p
+}
+
 func TestHoldersOldestThenName(t *testing.T) {
 	mk := func(ns, name string, created int64) authv1alpha1.ScopePolicy {
 		return authv1alpha1.ScopePolicy{
@@ -194,6 +208,9 @@ func TestHoldersOldestThenName(t *testing.T) {
 		{"oldest of the bound namespace wins", []authv1alpha1.ScopePolicy{mk("a", "x", 200), mk("a", "y", 100)}, "a/y"},
 		{"an older policy elsewhere holds nothing", []authv1alpha1.ScopePolicy{mk("a", "x", 200), mk("z", "y", 100)}, "a/x"},
 		{"same age and namespace: name order", []authv1alpha1.ScopePolicy{mk("a", "y", 100), mk("a", "x", 100)}, "a/x"},
+		{"same second: the holder per status keeps it", []authv1alpha1.ScopePolicy{holding(mk("a", "y", 100)), mk("a", "x", 100)}, "a/y"},
+		{"status of another audience does not count", []authv1alpha1.ScopePolicy{holdingOther(mk("a", "y", 100)), mk("a", "x", 100)}, "a/x"},
+		{"an older policy wins over a holder per status", []authv1alpha1.ScopePolicy{holding(mk("a", "y", 100)), mk("a", "x", 99)}, "a/x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
