@@ -445,7 +445,7 @@ func startImpersonatedController(t *testing.T) (*recorder, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controllers.SetupWithManager(mgr, controllers.Options{SystemNamespace: systemNamespace, Issuer: issuer}); err != nil {
+	if err := controllers.SetupWithManager(mgr, controllers.Options{SystemNamespace: systemNamespace, CredentialsNamespace: systemNamespace, Issuer: issuer}); err != nil {
 		t.Fatal(err)
 	}
 	keys := &skctrl.Reconciler{Namespace: systemNamespace, Name: signingkey.DefaultSecretName, Policy: signingkey.Policy{

@@ -131,7 +131,7 @@ func startController(ctx context.Context, cfg *rest.Config, namespace, issuer st
 	fs := newFlagSet("controller", "")
 	cf := bindControllerFlags(fs)
 	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--namespace=" + namespace, "--issuer=" + issuer}); err != nil {
+		"--namespace=" + namespace, "--credentials-namespace=" + namespace, "--issuer=" + issuer}); err != nil {
 		return err
 	}
 	mgr, err := newControllerManager(cfg, cf)
