@@ -454,7 +454,8 @@ func startImpersonatedController(t *testing.T) (*recorder, func()) {
 	if err := keys.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	if err := tlscontroller.SetupWithManager(mgr, tlscontroller.Options{Enabled: true, ServiceName: tokenServerName}, systemNamespace); err != nil {
+	tlsNamespaces := tlscontroller.Namespaces{System: systemNamespace, Credentials: systemNamespace}
+	if err := tlscontroller.SetupWithManager(mgr, tlscontroller.Options{Enabled: true, ServiceName: tokenServerName}, tlsNamespaces); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
