@@ -115,7 +115,7 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 	if err := controllers.SetupWithManager(mgr, f.clients); err != nil {
 		return nil, err
 	}
-	if err := setupSigningKeys(mgr, f.signingKeys, f.clients.SystemNamespace); err != nil {
+	if err := setupSigningKeys(mgr, f.signingKeys, f.clients.CredentialsNamespace); err != nil {
 		return nil, fmt.Errorf("setting up signing keys: %w", err)
 	}
 	tlsNamespaces := tlscontroller.Namespaces{System: f.clients.SystemNamespace, Credentials: f.clients.CredentialsNamespace}
