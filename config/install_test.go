@@ -112,7 +112,7 @@ func TestInstallValidationHasTeeth(t *testing.T) {
 
 func TestInstallIsComplete(t *testing.T) {
 	want := map[string][]string{
-		"Namespace":                {systemNamespace},
+		"Namespace":                {systemNamespace, credentialsNamespace},
 		"CustomResourceDefinition": {"audiencebindings.auth.m2m.dev", "m2mclients.auth.m2m.dev", "scopepolicies.auth.m2m.dev"},
 		"ServiceAccount":           {controllerName, tokenServerName},
 		"ClusterRole":              {controllerName, tokenServerName},
@@ -125,11 +125,18 @@ func TestInstallIsComplete(t *testing.T) {
 		"HorizontalPodAutoscaler":  {tokenServerName},
 		"NetworkPolicy":            {controllerName, tokenServerName},
 	}
+	// Nothing but the token server's Role and RoleBinding goes to the credentials namespace:
+	// whatever is there, the token server can read.
+	inCredentials := map[string]bool{"Role/" + tokenServerName: true, "RoleBinding/" + tokenServerName: true}
 	got := map[string][]string{}
 	for _, u := range rendered {
 		got[u.GetKind()] = append(got[u.GetKind()], u.GetName())
-		if u.GetNamespace() != "" && u.GetNamespace() != systemNamespace {
-			t.Errorf("%s %s is in namespace %q", u.GetKind(), u.GetName(), u.GetNamespace())
+		wantNS := systemNamespace
+		if inCredentials[u.GetKind()+"/"+u.GetName()] {
+			wantNS = credentialsNamespace
+		}
+		if u.GetNamespace() != "" && u.GetNamespace() != wantNS {
+			t.Errorf("%s %s is in namespace %q, want %q", u.GetKind(), u.GetName(), u.GetNamespace(), wantNS)
 		}
 		if u.GetLabels()["app.kubernetes.io/part-of"] != "m2m-operator" {
 			t.Errorf("%s %s lacks the part-of label", u.GetKind(), u.GetName())
@@ -145,9 +152,11 @@ func TestInstallIsComplete(t *testing.T) {
 			t.Errorf("unexpected kind %s rendered: %v", kind, got[kind])
 		}
 	}
-	ns := typed[corev1.Namespace](t, object(t, "Namespace", systemNamespace))
-	if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
-		t.Errorf("the system namespace does not enforce Pod Security restricted: %v", ns.Labels)
+	for _, name := range []string{systemNamespace, credentialsNamespace} {
+		ns := typed[corev1.Namespace](t, object(t, "Namespace", name))
+		if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+			t.Errorf("namespace %s does not enforce Pod Security restricted: %v", name, ns.Labels)
+		}
 	}
 }
 
@@ -251,15 +260,21 @@ func TestComponentsAreWiredTogether(t *testing.T) {
 	if ts.Spec.Replicas != nil {
 		t.Errorf("token server replicas = %d: leave it to the HorizontalPodAutoscaler", *ts.Spec.Replicas)
 	}
-	for _, want := range []string{"controller", "--leader-elect", "--tokenserver-tls", "--issuer=" + issuer, "--tls-service-name=" + tokenServerName} {
+	for _, want := range []string{"controller", "--leader-elect", "--tokenserver-tls", "--issuer=" + issuer, "--tls-service-name=" + tokenServerName,
+		"--namespace=$(POD_NAMESPACE)", "--credentials-namespace=" + credentialsNamespace} {
 		if !slices.Contains(args(t, controllerName), want) {
 			t.Errorf("controller args %v lack %s", args(t, controllerName), want)
 		}
 	}
-	for _, want := range []string{"tokenserver", "--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443"} {
+	for _, want := range []string{"tokenserver", "--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443", "--credentials-namespace=" + credentialsNamespace} {
 		if !slices.Contains(args(t, tokenServerName), want) {
 			t.Errorf("token server args %v lack %s", args(t, tokenServerName), want)
 		}
+	}
+	// The token server's Role is in the credentials namespace: that is all it may read, so it
+	// must not be pointed anywhere else (its own namespace holds the CA).
+	if slices.ContainsFunc(args(t, tokenServerName), func(a string) bool { return strings.HasPrefix(a, "--namespace") }) {
+		t.Errorf("token server args %v name another namespace", args(t, tokenServerName))
 	}
 	if len(ts.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
 		t.Error("the token server has no topology spread constraints")
@@ -387,16 +402,17 @@ func TestNoRoleGrantsWildcards(t *testing.T) {
 	}
 }
 
-// TestTokenServerOnlyReadsSecretsInTheSystemNamespace: the token server's only permission is to
-// read Secrets in m2m-system, through one Role and one RoleBinding; no ClusterRoleBinding and no
-// other binding names its ServiceAccount.
-// TestTokenServerOnlyReadsSecretsInTheSystemNamespace: the token server's Role reads Secrets in
-// the system namespace; its one cluster-wide rule creates TokenReviews (the ServiceAccount
-// method); nothing else is bound to it.
-func TestTokenServerOnlyReadsSecretsInTheSystemNamespace(t *testing.T) {
+// TestTokenServerOnlyReadsSecretsInTheCredentialsNamespace: the token server's Role reads
+// Secrets in the credentials namespace (not the system namespace, which holds the CA); its one
+// cluster-wide rule creates TokenReviews (the ServiceAccount method); nothing else is bound to
+// it.
+func TestTokenServerOnlyReadsSecretsInTheCredentialsNamespace(t *testing.T) {
 	role := typed[rbacv1.Role](t, object(t, "Role", tokenServerName))
-	if role.Namespace != systemNamespace {
-		t.Errorf("the token server's Role is in %q", role.Namespace)
+	if role.Namespace != credentialsNamespace {
+		t.Errorf("the token server's Role is in %q, want %q", role.Namespace, credentialsNamespace)
+	}
+	if b := typed[rbacv1.RoleBinding](t, object(t, "RoleBinding", tokenServerName)); b.Namespace != credentialsNamespace {
+		t.Errorf("the token server's RoleBinding is in %q, want %q", b.Namespace, credentialsNamespace)
 	}
 	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}}}
 	if !equalRules(role.Rules, want) {

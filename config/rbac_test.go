@@ -35,7 +35,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/gomega"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -153,9 +152,13 @@ var leaderElectionGrants = []grant{
 }
 
 // tokenServerGrants is exactly what the Role of config/rbac/tokenserver/role.yaml grants, in
-// the system namespace only.
-var tokenServerGrants = grants("", "secrets", v("get", "list", "watch"), exercised,
-	"token server: informers on credential records, the signing-key Secret and its TLS Secret")
+// the credentials namespace only (TestTokenServerWorksWithOnlyItsRBAC).
+var tokenServerGrants = slices.Concat(
+	grants("", "secrets", v("list", "watch"), exercised,
+		"token server: a reflector on credential records, informers on the signing-key Secret and its TLS Secret"),
+	grants("", "secrets", v("get"), cachedRead,
+		"token server: never sent (informers list and watch); it reads nothing list does not already return"),
+)
 
 // tokenServerClusterGrants is exactly what the ClusterRole of config/rbac/tokenserver/role.yaml
 // grants: nothing but TokenReviews. The service-account issuer discovery documents it also
@@ -447,16 +450,19 @@ func startImpersonatedController(t *testing.T) (*recorder, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controllers.SetupWithManager(mgr, controllers.Options{SystemNamespace: systemNamespace, Issuer: issuer}); err != nil {
+	// CABundle as `m2m controller --tokenserver-tls` sets it: credential Secrets carry ca.crt.
+	opts := controllers.Options{SystemNamespace: systemNamespace, CredentialsNamespace: credentialsNamespace, Issuer: issuer, CABundle: true}
+	if err := controllers.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	keys := &skctrl.Reconciler{Namespace: systemNamespace, Name: signingkey.DefaultSecretName, Policy: signingkey.Policy{
+	keys := &skctrl.Reconciler{Namespace: credentialsNamespace, Name: signingkey.DefaultSecretName, Policy: signingkey.Policy{
 		Algorithm: signingkey.ES256, RotationInterval: 720 * time.Hour, PublishAhead: time.Hour, RetainAfterRetire: 24*time.Hour + 5*time.Minute,
 	}}
 	if err := keys.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	if err := tlscontroller.SetupWithManager(mgr, tlscontroller.Options{Enabled: true, ServiceName: tokenServerName}, systemNamespace); err != nil {
+	tlsNamespaces := tlscontroller.Namespaces{System: systemNamespace, Credentials: credentialsNamespace}
+	if err := tlscontroller.SetupWithManager(mgr, tlscontroller.Options{Enabled: true, ServiceName: tokenServerName}, tlsNamespaces); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -529,18 +535,21 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 		cred := &corev1.Secret{}
 		g.Expect(admin.Get(ctx, credKey, cred)).To(Succeed())
 		firstSecret = cred.Data[controllers.KeyClientSecret]
-		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: systemNamespace, Name: string(c.UID)}, &corev1.Secret{})).To(Succeed())
+		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: credentialsNamespace, Name: string(c.UID)}, &corev1.Secret{})).To(Succeed())
 		p := &authv1alpha1.ScopePolicy{}
 		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(policy), p)).To(Succeed())
 		g.Expect(p.Status.Clients).To(Equal(int32(1)))
 	}).Should(Succeed())
 
-	t.Log("signing keys and TLS material are issued")
-	for _, name := range []string{signingkey.DefaultSecretName, tlscontroller.CASecretName, tlscontroller.ServingSecretName} {
-		g.Eventually(func() error {
-			return admin.Get(ctx, types.NamespacedName{Namespace: systemNamespace, Name: name}, &corev1.Secret{})
-		}).Should(Succeed(), name)
+	t.Log("signing keys and the serving Secret are issued in the credentials namespace, the CA in the system namespace")
+	for _, key := range []types.NamespacedName{
+		{Namespace: credentialsNamespace, Name: signingkey.DefaultSecretName},
+		{Namespace: credentialsNamespace, Name: tlscontroller.ServingSecretName},
+		{Namespace: systemNamespace, Name: tlscontroller.CASecretName},
+	} {
+		g.Eventually(func() error { return admin.Get(ctx, key, &corev1.Secret{}) }).Should(Succeed(), key.String())
 	}
+	onlyRecordsKeysAndTLS(t, g)
 
 	t.Log("a manual rotation rewrites the credential Secret")
 	g.Expect(admin.Patch(ctx, m2mc, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"auth.m2m.dev/rotate":"1"}}}`)))).To(Succeed())
@@ -580,7 +589,7 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 	}).Should(BeTrue())
 
 	t.Log("a removed managed-by label is put back on the signing-key Secret")
-	keysKey := types.NamespacedName{Namespace: systemNamespace, Name: signingkey.DefaultSecretName}
+	keysKey := types.NamespacedName{Namespace: credentialsNamespace, Name: signingkey.DefaultSecretName}
 	g.Expect(admin.Patch(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keysKey.Namespace, Name: keysKey.Name}},
 		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}`)))).To(Succeed())
 	// To the label-filtered cache this is a deletion: the reconciler wakes up, finds the Secret
@@ -702,65 +711,4 @@ func TestFinalizersRuleIsNeeded(t *testing.T) {
 		g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "without update on m2mclients/finalizers the owned Secret must be refused; got %v", err)
 		g.Expect(err.Error()).To(ContainSubstring("blockOwnerDeletion"))
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
-}
-
-// TestTokenServerCanOnlyReadSystemSecrets asks the API server's authorizer what the token
-// server's ServiceAccount may do under the rendered RBAC: read Secrets in the system namespace,
-// create TokenReviews, read the service-account issuer discovery documents (through the
-// default binding, not through its own roles), and nothing else.
-func TestTokenServerCanOnlyReadSystemSecrets(t *testing.T) {
-	installRBAC(t)
-	type check struct {
-		ns, group, resource, verb string
-		allowed                   bool
-	}
-	checks := []check{
-		{systemNamespace, "", "secrets", "get", true},
-		{systemNamespace, "", "secrets", "list", true},
-		{systemNamespace, "", "secrets", "watch", true},
-		{systemNamespace, "", "secrets", "create", false},
-		{systemNamespace, "", "secrets", "update", false},
-		{systemNamespace, "", "secrets", "patch", false},
-		{systemNamespace, "", "secrets", "delete", false},
-		{"payments", "", "secrets", "get", false},
-		{"", "", "secrets", "list", false},
-		{systemNamespace, "", "configmaps", "get", false},
-		{systemNamespace, "", "pods", "list", false},
-		{systemNamespace, "coordination.k8s.io", "leases", "get", false},
-		{systemNamespace, "auth.m2m.dev", "m2mclients", "list", false},
-		{"", "authentication.k8s.io", "tokenreviews", "create", true},
-		{"", "authentication.k8s.io", "tokenreviews", "get", false},
-		{"", "authorization.k8s.io", "subjectaccessreviews", "create", false},
-		{"payments", "", "serviceaccounts", "get", false},
-		{"payments", "", "serviceaccounts/token", "create", false},
-		{"payments", "", "pods", "get", false},
-	}
-	for _, c := range checks {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   serviceAccountUser(tokenServerName),
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + systemNamespace, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: c.ns, Group: c.group, Resource: c.resource, Verb: c.verb,
-			},
-		}}
-		if err := admin.Create(context.Background(), sar); err != nil {
-			t.Fatal(err)
-		}
-		if sar.Status.Allowed != c.allowed {
-			t.Errorf("token server %s %s.%s in %q: allowed=%v, want %v", c.verb, c.resource, c.group, c.ns, sar.Status.Allowed, c.allowed)
-		}
-	}
-	for _, path := range []string{"/.well-known/openid-configuration", "/openid/v1/jwks"} {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:                  serviceAccountUser(tokenServerName),
-			Groups:                []string{"system:serviceaccounts", "system:serviceaccounts:" + systemNamespace, "system:authenticated"},
-			NonResourceAttributes: &authorizationv1.NonResourceAttributes{Path: path, Verb: "get"},
-		}}
-		if err := admin.Create(context.Background(), sar); err != nil {
-			t.Fatal(err)
-		}
-		if !sar.Status.Allowed {
-			t.Errorf("token server get %s: refused; the ServiceAccount method needs it (default system:service-account-issuer-discovery binding)", path)
-		}
-	}
 }

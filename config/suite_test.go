@@ -40,8 +40,13 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
-// systemNamespace is the namespace config/default installs into.
-const systemNamespace = "m2m-system"
+// The namespaces config/default installs: the system namespace holds both components, the
+// controller's Lease and the CA; the credentials namespace holds exactly what the token server
+// reads (records, signing keys, its TLS Secret) and its Role.
+const (
+	systemNamespace      = "m2m-system"
+	credentialsNamespace = "m2m-credentials"
+)
 
 // fieldOwner is the server-side apply field manager of these tests.
 const fieldOwner = client.FieldOwner("m2m-install-test")

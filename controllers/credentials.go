@@ -358,7 +358,7 @@ func (r *M2MClientReconciler) credentialSecret(ctx context.Context, reader clien
 // with a nil document: it will be rebuilt.
 func (r *M2MClientReconciler) record(ctx context.Context, reader client.Reader, c *authv1alpha1.M2MClient) (*corev1.Secret, *credential.Record, error) {
 	var sec corev1.Secret
-	err := reader.Get(ctx, client.ObjectKey{Namespace: r.SystemNamespace, Name: recordName(c)}, &sec)
+	err := reader.Get(ctx, client.ObjectKey{Namespace: r.CredentialsNamespace, Name: recordName(c)}, &sec)
 	if apierrors.IsNotFound(err) {
 		return nil, nil, nil
 	}
@@ -553,7 +553,7 @@ func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, plan secretPla
 	}
 	desired := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: r.SystemNamespace,
+			Namespace: r.CredentialsNamespace,
 			Name:      recordName(c),
 			Labels: map[string]string{
 				authv1alpha1.LabelManagedBy:       authv1alpha1.ManagedByValue,

@@ -48,7 +48,7 @@ import (
 
 // M2MClientReconciler turns an M2MClient into a working machine identity: a client id, a
 // credential Secret in the client's namespace, and a credential record (hashes only) in the
-// system namespace for the token server.
+// credentials namespace for the token server.
 type M2MClientReconciler struct {
 	client.Client
 	// APIReader reads objects the label-filtered cache cannot see (a foreign Secret squatting
@@ -307,7 +307,7 @@ func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alph
 	if !controllerutil.ContainsFinalizer(c, authv1alpha1.Finalizer) {
 		return nil
 	}
-	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.SystemNamespace, Name: recordName(c)}}
+	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.CredentialsNamespace, Name: recordName(c)}}
 	if err := r.Delete(ctx, rec); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting credential record: %w", err)
 	}

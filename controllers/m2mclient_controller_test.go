@@ -471,11 +471,12 @@ func directReconciler() *controllers.M2MClientReconciler {
 		APIReader: k8sClient,
 		Recorder:  events.NewFakeRecorder(100),
 		Options: controllers.Options{
-			SystemNamespace: systemNamespace,
-			Issuer:          "https://m2m.test",
-			TokenURL:        "https://m2m.test/oauth2/token",
-			CABundle:        true,
-			Clock:           clock,
+			SystemNamespace:      systemNamespace,
+			CredentialsNamespace: systemNamespace,
+			Issuer:               "https://m2m.test",
+			TokenURL:             "https://m2m.test/oauth2/token",
+			CABundle:             true,
+			Clock:                clock,
 		},
 	}
 }

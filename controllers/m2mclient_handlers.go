@@ -33,10 +33,11 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/resolve"
 )
 
-// isRecord selects credential records: Secrets in the system namespace with a client-id label.
+// isRecord selects credential records: Secrets in the credentials namespace with a client-id
+// label.
 func (r *M2MClientReconciler) isRecord(o client.Object) bool {
 	_, ok := o.GetLabels()[authv1alpha1.LabelClientID]
-	return ok && o.GetNamespace() == r.SystemNamespace
+	return ok && o.GetNamespace() == r.CredentialsNamespace
 }
 
 // isCABundle selects the token server's CA Secret, whose bundle every credential Secret carries.

@@ -41,8 +41,14 @@ const (
 
 // Options configure the M2MClient and ScopePolicy reconcilers.
 type Options struct {
-	// SystemNamespace holds credential records, signing keys and TLS material.
+	// SystemNamespace holds the controller's workloads, its leader-election Lease and the token
+	// server's CA (whose bundle is copied into credential Secrets).
 	SystemNamespace string
+	// CredentialsNamespace holds exactly what the token server reads: the credential records,
+	// the signing keys and its TLS serving Secret. It is kept apart from SystemNamespace because
+	// RBAC cannot narrow the token server's list and watch of records to some Secrets: whatever
+	// else shared their namespace (the CA key above all) it could read too.
+	CredentialsNamespace string
 	// Issuer is the token server's issuer identifier, copied into credential Secrets.
 	Issuer string
 	// TokenURL is the token endpoint, copied into credential Secrets. Default: <issuer>/oauth2/token.
@@ -58,15 +64,16 @@ type Options struct {
 
 // BindFlags registers the options as command-line flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.SystemNamespace, "namespace", "m2m-system", "system namespace holding credential records and signing keys")
+	fs.StringVar(&o.SystemNamespace, "namespace", "m2m-system", "system namespace: the leader-election Lease and the token server's CA")
+	fs.StringVar(&o.CredentialsNamespace, "credentials-namespace", "m2m-credentials", "namespace holding exactly what the token server reads: credential records, signing keys, its TLS Secret")
 	fs.StringVar(&o.Issuer, "issuer", "http://127.0.0.1:8080", "issuer identifier of the token server, written into credential Secrets")
 	fs.StringVar(&o.TokenURL, "token-url", "", "token endpoint written into credential Secrets (default <issuer>/oauth2/token)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", DefaultMaxConcurrentReconciles, "workers per controller")
 }
 
 func (o *Options) complete() error {
-	if o.SystemNamespace == "" {
-		return fmt.Errorf("the system namespace must not be empty")
+	if o.SystemNamespace == "" || o.CredentialsNamespace == "" {
+		return fmt.Errorf("the system and credentials namespaces must not be empty")
 	}
 	if o.TokenURL == "" {
 		o.TokenURL = o.Issuer + "/oauth2/token"

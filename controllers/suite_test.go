@@ -113,10 +113,13 @@ func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
 	mgr, err := ctrl.NewManager(mcfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controllers.SetupWithManager(mgr, controllers.Options{
-		SystemNamespace: systemNamespace,
-		Issuer:          "https://m2m.test",
-		CABundle:        true,
-		Clock:           clock,
+		// One namespace for both: these tests are about clients, not the namespace split
+		// (config/rbac_test.go runs the controller with the two apart).
+		SystemNamespace:      systemNamespace,
+		CredentialsNamespace: systemNamespace,
+		Issuer:               "https://m2m.test",
+		CABundle:             true,
+		Clock:                clock,
 	})).To(Succeed())
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

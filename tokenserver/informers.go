@@ -36,7 +36,7 @@ import (
 // StartInformers starts what feeds the server: a reflector on credential records (Secrets of
 // the record type with the client-id label) that loads them straight into the index, and
 // informers on the signing-key Secret (by name) and, with Options.TLSSecret, the serving
-// certificate Secret (by name), all in the system namespace only. Nothing else is listed,
+// certificate Secret (by name), all in the credentials namespace only. Nothing else is listed,
 // watched or cached. It returns at once; readiness follows their sync.
 func (s *Server) StartInformers(ctx context.Context, cs kubernetes.Interface) error {
 	keys := informers.NewSharedInformerFactoryWithOptions(cs, 0,

@@ -35,7 +35,7 @@ import (
 const (
 	DefaultIssuer          = "http://127.0.0.1:8080"
 	DefaultAddr            = ":8080"
-	DefaultNamespace       = "m2m-system"
+	DefaultNamespace       = "m2m-credentials" // the credentials namespace
 	DefaultTokenTTL        = 15 * time.Minute
 	DefaultMaxTokenTTL     = 24 * time.Hour
 	DefaultJWKSMaxAge      = 5 * time.Minute
@@ -55,7 +55,9 @@ type Options struct {
 	Issuer string
 	// Addr is the listen address.
 	Addr string
-	// Namespace is the system namespace holding the credential records and signing keys.
+	// Namespace is the credentials namespace (flag --credentials-namespace): the credential
+	// records, the signing-key Secret and the TLS Secret, and nothing else the token server may
+	// read. It is the only namespace the token server reads.
 	Namespace string
 	// SigningKeySecret names the signing-key Secret in Namespace.
 	SigningKeySecret string
@@ -122,9 +124,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	d := DefaultOptions()
 	fs.StringVar(&o.Issuer, "issuer", d.Issuer, "issuer URL: the iss of every token and the base of the endpoint URLs")
 	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address")
-	fs.StringVar(&o.Namespace, "namespace", d.Namespace, "system namespace holding credential records and signing keys")
-	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the system namespace")
-	fs.StringVar(&o.TLSSecret, "tls-secret", d.TLSSecret, "name of a TLS Secret (tls.crt, tls.key) in the system namespace to serve HTTPS with, reloaded on change; empty serves plain HTTP")
+	fs.StringVar(&o.Namespace, "credentials-namespace", d.Namespace, "the only namespace read: credential records, the signing-key Secret and the TLS Secret")
+	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the credentials namespace")
+	fs.StringVar(&o.TLSSecret, "tls-secret", d.TLSSecret, "name of a TLS Secret (tls.crt, tls.key) in the credentials namespace to serve HTTPS with, reloaded on change; empty serves plain HTTP")
 	fs.DurationVar(&o.DefaultTokenTTL, "default-token-ttl", d.DefaultTokenTTL, "token lifetime for clients that set none")
 	fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", d.MaxTokenTTL, "maximum token lifetime (the controller's --signing-key-max-token-ttl must not be lower)")
 	fs.DurationVar(&o.JWKSMaxAge, "jwks-max-age", d.JWKSMaxAge, "Cache-Control max-age of the JWKS and metadata (must be shorter than the signing keys' publish-ahead)")

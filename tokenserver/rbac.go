@@ -16,12 +16,13 @@ limitations under the License.
 
 package tokenserver
 
-// The token server reads Secrets in the system namespace only: credential records, the
-// signing-key Secret and the TLS Secret. It writes nothing. For the ServiceAccount method it
+// The token server reads Secrets in the credentials namespace only, which holds exactly its
+// credential records, the signing-key Secret and the TLS Secret (the CA key stays in the system
+// namespace, out of its reach). It writes nothing. For the ServiceAccount method it
 // creates TokenReviews (cluster-scoped: this is the only ClusterRole rule it has). It also reads
 // the service-account issuer discovery documents (/.well-known/openid-configuration and
 // /openid/v1/jwks), which every ServiceAccount may read through the default
 // system:service-account-issuer-discovery ClusterRoleBinding, so no rule is added for them.
 
-// +kubebuilder:rbac:groups="",namespace=m2m-system,resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=m2m-credentials,resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create

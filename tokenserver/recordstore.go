@@ -107,7 +107,7 @@ func (rs *recordStore) Replace(list []any, _ string) error {
 // Resync has nothing to do: there is no resync period.
 func (rs *recordStore) Resync() error { return nil }
 
-// startRecordReflector lists and watches the record Secrets of the system namespace into the
+// startRecordReflector lists and watches the record Secrets of the credentials namespace into the
 // index until ctx ends; the reflector relists with backoff after any watch failure.
 func (s *Server) startRecordReflector(ctx context.Context, cs kubernetes.Interface) *recordStore {
 	tweak := func(o *metav1.ListOptions) {

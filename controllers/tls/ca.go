@@ -80,9 +80,11 @@ func decodeAuthority(secret *corev1.Secret, now time.Time) (*authority, error) {
 	return &authority{signer: pair, bundle: bundle}, nil
 }
 
-// newAuthority issues a new CA, followed in the bundle by the still valid CAs of previous.
+// newAuthority issues a new CA, followed in the bundle by the still valid CAs of previous. The CA
+// is name-constrained to the token server's DNS names: every client trusts it (ca.crt of every
+// credential Secret), so its key must not be able to vouch for any other host.
 func (r *Reconciler) newAuthority(now time.Time, previous []*x509.Certificate) (*authority, error) {
-	ca, err := certs.NewCA(caCommonName, now, r.Options.CAValidity)
+	ca, err := certs.NewConstrainedCA(caCommonName, r.dnsNames(), now, r.Options.CAValidity)
 	if err != nil {
 		return nil, fmt.Errorf("issuing a CA: %w", err)
 	}
@@ -103,7 +105,7 @@ func unexpired(cs []*x509.Certificate, now time.Time) []*x509.Certificate {
 // ensureCA returns the current authority, issuing, renewing, repairing or pruning the CA Secret
 // as needed.
 func (r *Reconciler) ensureCA(ctx context.Context, now time.Time) (*authority, error) {
-	secret, err := r.load(ctx, CASecretName)
+	secret, err := r.load(ctx, r.caKey())
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +116,8 @@ func (r *Reconciler) ensureCA(ctx context.Context, now time.Time) (*authority, e
 	if err != nil {
 		return r.recreateCA(ctx, secret, now, err)
 	}
-	if certs.NeedsRenewal(a.signer.Cert, now, renewBefore(a.signer.Cert)) {
-		return r.renewCA(ctx, secret, a, now)
+	if why := r.caRenewal(a.signer.Cert, now); why != "" {
+		return r.renewCA(ctx, secret, a, now, why)
 	}
 	pruned := &authority{signer: a.signer, bundle: append(a.bundle[:1:1], unexpired(a.bundle[1:], now)...)}
 	if len(pruned.bundle) != len(a.bundle) || !labelled(secret) {
@@ -126,12 +128,25 @@ func (r *Reconciler) ensureCA(ctx context.Context, now time.Time) (*authority, e
 	return pruned, nil
 }
 
+// caRenewal says why the signing CA must be replaced, or "" when it is fine: renewal is due, or
+// its name constraints are not those of the token server's names now (a CA issued before CAs
+// were constrained, or for another Service name).
+func (r *Reconciler) caRenewal(ca *x509.Certificate, now time.Time) string {
+	switch {
+	case certs.NeedsRenewal(ca, now, renewBefore(ca)):
+		return "renewal is due"
+	case !certs.ConstrainedTo(ca, r.dnsNames()):
+		return fmt.Sprintf("it is not name-constrained to %v", r.dnsNames())
+	}
+	return ""
+}
+
 func (r *Reconciler) issueCA(ctx context.Context, now time.Time) (*authority, error) {
 	a, err := r.newAuthority(now, nil)
 	if err != nil {
 		return nil, err
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: CASecretName}, Type: corev1.SecretTypeOpaque}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespaces.System, Name: CASecretName}, Type: corev1.SecretTypeOpaque}
 	if err := r.writeCA(ctx, secret, a); err != nil {
 		return nil, err
 	}
@@ -155,10 +170,10 @@ func (r *Reconciler) recreateCA(ctx context.Context, secret *corev1.Secret, now 
 	return a, nil
 }
 
-// renewCA puts a new CA in front of the bundle. The old CA stays in the bundle until it expires,
-// and the serving certificate it signed stays in use until its own renewal, so clients have that
-// long to pick up the new bundle.
-func (r *Reconciler) renewCA(ctx context.Context, secret *corev1.Secret, old *authority, now time.Time) (*authority, error) {
+// renewCA puts a new CA in front of the bundle, because of why. The old CA stays in the bundle
+// until it expires, and the serving certificate it signed stays in use until its own renewal, so
+// clients have that long to pick up the new bundle.
+func (r *Reconciler) renewCA(ctx context.Context, secret *corev1.Secret, old *authority, now time.Time, why string) (*authority, error) {
 	a, err := r.newAuthority(now, old.bundle)
 	if err != nil {
 		return nil, err
@@ -166,8 +181,8 @@ func (r *Reconciler) renewCA(ctx context.Context, secret *corev1.Secret, old *au
 	if err := r.writeCA(ctx, secret, a); err != nil {
 		return nil, err
 	}
-	log.FromContext(ctx).Info("renewed the token server CA", "secret", CASecretName, "serial", serial(a.signer.Cert), "previous", serial(old.signer.Cert), "notAfter", a.signer.Cert.NotAfter)
-	r.event(secret, corev1.EventTypeNormal, ReasonCARenewed, "Renew", "renewed CA %s (previous %s stays trusted until %s)", serial(a.signer.Cert), serial(old.signer.Cert), old.signer.Cert.NotAfter.Format(time.RFC3339))
+	log.FromContext(ctx).Info("renewed the token server CA", "secret", CASecretName, "reason", why, "serial", serial(a.signer.Cert), "previous", serial(old.signer.Cert), "notAfter", a.signer.Cert.NotAfter)
+	r.event(secret, corev1.EventTypeNormal, ReasonCARenewed, "Renew", "renewed CA %s because %s (previous %s stays trusted until %s)", serial(a.signer.Cert), why, serial(old.signer.Cert), old.signer.Cert.NotAfter.Format(time.RFC3339))
 	return a, nil
 }
 

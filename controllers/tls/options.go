@@ -14,12 +14,14 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package tlscontroller keeps the token server's TLS material in the system namespace: a
-// self-signed CA (Secret m2m-ca) and a serving certificate for the token server's Service signed
-// by it (Secret m2m-tokenserver-tls, type kubernetes.io/tls). It issues both when absent, renews
-// them at two thirds of their life, and repairs them when they are deleted or corrupt. Token
-// servers watch the serving Secret and reload it; the CA bundle is copied into credential
-// Secrets so that clients can verify the token server.
+// Package tlscontroller keeps the token server's TLS material: a self-signed CA (Secret m2m-ca
+// in the system namespace, which only the controller reads), name-constrained to the token
+// server's DNS names, and a serving certificate for the token server's Service signed by it
+// (Secret m2m-tokenserver-tls, type kubernetes.io/tls, in the credentials namespace, which the
+// token server reads). It issues both when absent, renews them at two thirds of their life (and
+// the CA as soon as its name constraints are not those of the Service's names), and repairs them
+// when they are deleted or corrupt. Token servers watch the serving Secret and reload it; the CA
+// bundle is copied into credential Secrets so that clients can verify the token server.
 package tlscontroller
 
 import (
@@ -38,7 +40,7 @@ const (
 	// CASecretName is the CA Secret in the system namespace.
 	CASecretName = "m2m-ca"
 	// ServingSecretName is the token server's serving Secret (type kubernetes.io/tls) in the
-	// system namespace.
+	// credentials namespace.
 	ServingSecretName = "m2m-tokenserver-tls"
 	// CACertKey holds the CA bundle, PEM: the CA that signs now first, then older CAs that are
 	// still valid, so that clients keep trusting certificates they signed.
@@ -59,7 +61,7 @@ type Options struct {
 	// plain HTTP on loopback; the in-cluster install turns it on (--tokenserver-tls).
 	Enabled bool
 	// ServiceName is the token server's Service in the system namespace; the certificate holds
-	// its DNS names.
+	// its DNS names, and the CA is name-constrained to them.
 	ServiceName string
 	// ClusterDomain is the cluster's DNS domain, for the fully qualified Service name.
 	ClusterDomain string
@@ -73,8 +75,8 @@ type Options struct {
 
 // BindFlags registers the options as command-line flags.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&o.Enabled, "tokenserver-tls", false, "issue and renew the token server's CA and serving certificate (Secrets "+CASecretName+" and "+ServingSecretName+" in the system namespace)")
-	fs.StringVar(&o.ServiceName, "tls-service-name", DefaultServiceName, "name of the token server's Service in the system namespace: the serving certificate holds its DNS names")
+	fs.BoolVar(&o.Enabled, "tokenserver-tls", false, "issue and renew the token server's CA (Secret "+CASecretName+" in the system namespace) and serving certificate (Secret "+ServingSecretName+" in the credentials namespace)")
+	fs.StringVar(&o.ServiceName, "tls-service-name", DefaultServiceName, "name of the token server's Service in the system namespace: the serving certificate holds its DNS names, and the CA may sign for no other")
 	fs.StringVar(&o.ClusterDomain, "tls-cluster-domain", DefaultClusterDomain, "the cluster's DNS domain, for <service>.<namespace>.svc.<domain>")
 	fs.DurationVar(&o.CAValidity, "tls-ca-validity", certs.DefaultCAValidity, "lifetime of a new CA certificate (renewed at two thirds of it)")
 	fs.DurationVar(&o.ServingValidity, "tls-serving-validity", certs.DefaultServingValidity, "lifetime of a new serving certificate (renewed at two thirds of it)")

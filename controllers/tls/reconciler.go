@@ -49,9 +49,20 @@ const retryAfter = time.Second
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconciler keeps the CA and serving Secrets in Namespace. Every request reconciles both, in
-// order (the serving certificate depends on the CA), so there is never a race between them.
-// Build it with New.
+// Namespaces say where the TLS controller keeps what. They differ in an install: the token
+// server may read every Secret of the credentials namespace (RBAC cannot narrow a list or watch
+// to some names), so the CA key must live elsewhere.
+type Namespaces struct {
+	// System holds the CA Secret, which only the controller reads, and the token server's
+	// Service, whose DNS names the serving certificate holds.
+	System string
+	// Credentials holds the serving Secret, which the token server reads.
+	Credentials string
+}
+
+// Reconciler keeps the CA Secret in the system namespace and the serving Secret in the
+// credentials namespace. Every request reconciles both, in order (the serving certificate
+// depends on the CA), so there is never a race between them. Build it with New.
 type Reconciler struct {
 	// Client reads (from the manager's cache, which holds managed Secrets only) and writes.
 	Client client.Client
@@ -60,31 +71,31 @@ type Reconciler struct {
 	Reader client.Reader
 	// Recorder emits Events on the Secrets; nil disables Events.
 	Recorder events.EventRecorder
-	// Namespace is the system namespace.
-	Namespace string
+	// Namespaces are where the Secrets are kept.
+	Namespaces Namespaces
 	// Options are the options, completed by New.
 	Options Options
 }
 
-// New returns a Reconciler for the Secrets in namespace, with opts completed and validated.
-// reader reads past c's cache (nil: c); recorder may be nil.
-func New(c client.Client, reader client.Reader, recorder events.EventRecorder, namespace string, opts Options) (*Reconciler, error) {
-	if namespace == "" {
-		return nil, errors.New("the TLS controller needs the system namespace")
+// New returns a Reconciler for the Secrets in ns, with opts completed and validated. reader
+// reads past c's cache (nil: c); recorder may be nil.
+func New(c client.Client, reader client.Reader, recorder events.EventRecorder, ns Namespaces, opts Options) (*Reconciler, error) {
+	if ns.System == "" || ns.Credentials == "" {
+		return nil, errors.New("the TLS controller needs the system and the credentials namespace")
 	}
 	if err := opts.complete(); err != nil {
 		return nil, err
 	}
-	return &Reconciler{Client: c, Reader: reader, Recorder: recorder, Namespace: namespace, Options: opts}, nil
+	return &Reconciler{Client: c, Reader: reader, Recorder: recorder, Namespaces: ns, Options: opts}, nil
 }
 
 // SetupWithManager registers the TLS controller with mgr when opts.Enabled; otherwise it does
 // nothing, so that callers can call it unconditionally.
-func SetupWithManager(mgr ctrl.Manager, opts Options, systemNamespace string) error {
+func SetupWithManager(mgr ctrl.Manager, opts Options, ns Namespaces) error {
 	if !opts.Enabled {
 		return nil
 	}
-	r, err := New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(ControllerName), systemNamespace, opts)
+	r, err := New(mgr.GetClient(), mgr.GetAPIReader(), mgr.GetEventRecorder(ControllerName), ns, opts)
 	if err != nil {
 		return err
 	}
@@ -98,7 +109,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == r.Namespace && (o.GetName() == CASecretName || o.GetName() == ServingSecretName)
+		key := client.ObjectKeyFromObject(o)
+		return key == r.caKey() || key == r.servingKey()
 	})
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("tokenserver-tls").
@@ -113,7 +125,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // request is the one work item: both Secrets are reconciled together.
 func (r *Reconciler) request() reconcile.Request {
-	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Namespace, Name: ServingSecretName}}
+	return reconcile.Request{NamespacedName: r.servingKey()}
+}
+
+// caKey names the CA Secret; servingKey names the serving Secret.
+func (r *Reconciler) caKey() types.NamespacedName {
+	return types.NamespacedName{Namespace: r.Namespaces.System, Name: CASecretName}
+}
+
+func (r *Reconciler) servingKey() types.NamespacedName {
+	return types.NamespacedName{Namespace: r.Namespaces.Credentials, Name: ServingSecretName}
 }
 
 func (r *Reconciler) toRequest(context.Context, client.Object) []reconcile.Request {
@@ -176,11 +197,10 @@ func earliest(ts ...time.Time) time.Time {
 	return first
 }
 
-// load returns the Secret name, or nil when it does not exist. A Secret the label-filtered cache
+// load returns the Secret key, or nil when it does not exist. A Secret the label-filtered cache
 // cannot see (its managed-by label was removed) is read past the cache; the next write puts the
 // label back.
-func (r *Reconciler) load(ctx context.Context, name string) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: r.Namespace, Name: name}
+func (r *Reconciler) load(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
 	secret := &corev1.Secret{}
 	err := r.Client.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {

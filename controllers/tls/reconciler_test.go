@@ -60,8 +60,8 @@ func getSecret(g Gomega, ns, name string) *corev1.Secret {
 
 // validState asserts that both Secrets are complete and consistent in ns, and that the serving
 // certificate verifies at `at` against the CA bundle for every name in names.
-func validState(g Gomega, ns string, names []string, at time.Time) tlsState {
-	st := tlsState{ca: getSecret(g, ns, tlscontroller.CASecretName), serving: getSecret(g, ns, tlscontroller.ServingSecretName)}
+func validState(g Gomega, ns tlscontroller.Namespaces, names []string, at time.Time) tlsState {
+	st := tlsState{ca: getSecret(g, ns.System, tlscontroller.CASecretName), serving: getSecret(g, ns.Credentials, tlscontroller.ServingSecretName)}
 	for _, s := range []*corev1.Secret{st.ca, st.serving} {
 		g.Expect(s.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue), s.Name)
 	}
@@ -90,7 +90,7 @@ func validState(g Gomega, ns string, names []string, at time.Time) tlsState {
 func eventuallyValid() tlsState {
 	GinkgoHelper()
 	var st tlsState
-	Eventually(func(g Gomega) { st = validState(g, systemNamespace, dnsNames, clock.Now()) }).Should(Succeed())
+	Eventually(func(g Gomega) { st = validState(g, managed, dnsNames, clock.Now()) }).Should(Succeed())
 	return st
 }
 
@@ -112,12 +112,17 @@ func corrupt(s *corev1.Secret, key string) {
 	Expect(k8s.Patch(context.Background(), s, patch)).To(Succeed())
 }
 
-// expectEvent waits for an Event with reason on the Secret name in the system namespace.
+// expectEvent waits for an Event with reason on the Secret name of the manager-driven
+// controller (the CA in the system namespace, the serving Secret in the credentials namespace).
 func expectEvent(name, eventType, reason string) {
+	ns := managed.Credentials
+	if name == tlscontroller.CASecretName {
+		ns = managed.System
+	}
 	GinkgoHelper()
 	Eventually(func(g Gomega) {
 		list := &eventsv1.EventList{}
-		g.Expect(k8s.List(context.Background(), list, client.InNamespace(systemNamespace))).To(Succeed())
+		g.Expect(k8s.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
 		found := false
 		for _, e := range list.Items {
 			if e.Regarding.Name == name && e.Reason == reason && e.Type == eventType {
@@ -144,6 +149,19 @@ var _ = Describe("the TLS controller under a manager", func() {
 		expectEvent(tlscontroller.ServingSecretName, corev1.EventTypeNormal, tlscontroller.ReasonCertificateIssued)
 	})
 
+	It("keeps the CA key out of the credentials namespace, which the token server reads", func() {
+		for _, key := range []types.NamespacedName{
+			{Namespace: credentialsNamespace, Name: tlscontroller.CASecretName},
+			{Namespace: systemNamespace, Name: tlscontroller.ServingSecretName},
+		} {
+			err := k8s.Get(context.Background(), key, &corev1.Secret{})
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%s: %v", key, err)
+		}
+		st := eventuallyValid()
+		Expect(st.serving.Data).NotTo(HaveKey(tlscontroller.CAKeyKey))
+		Expect(st.serving.Data[corev1.TLSPrivateKeyKey]).NotTo(Equal(st.ca.Data[tlscontroller.CAKeyKey]))
+	})
+
 	It("renews the serving certificate once the clock passes two thirds of its life, and keeps the CA", func() {
 		before := eventuallyValid()
 		life := before.leaf.NotAfter.Sub(before.leaf.NotBefore)
@@ -151,7 +169,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		touch(before.serving)
 		var after tlsState
 		Eventually(func(g Gomega) {
-			after = validState(g, systemNamespace, dnsNames, clock.Now())
+			after = validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.leaf.SerialNumber).NotTo(Equal(before.leaf.SerialNumber))
 		}).Should(Succeed())
 		Expect(after.leaf.NotBefore).To(BeTemporally(">", before.leaf.NotBefore))
@@ -164,7 +182,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		before := eventuallyValid()
 		Expect(k8s.Delete(context.Background(), before.serving)).To(Succeed())
 		Eventually(func(g Gomega) {
-			after := validState(g, systemNamespace, dnsNames, clock.Now())
+			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.serving.UID).NotTo(Equal(before.serving.UID))
 			g.Expect(after.ca.Data).To(Equal(before.ca.Data))
 		}).Should(Succeed())
@@ -174,7 +192,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		before := eventuallyValid()
 		Expect(k8s.Delete(context.Background(), before.ca)).To(Succeed())
 		Eventually(func(g Gomega) {
-			after := validState(g, systemNamespace, dnsNames, clock.Now())
+			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.ca.UID).NotTo(Equal(before.ca.UID))
 			g.Expect(after.bundle).To(HaveLen(1))
 			g.Expect(after.bundle[0].Equal(before.bundle[0])).To(BeFalse())
@@ -185,7 +203,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		before := eventuallyValid()
 		corrupt(before.serving, corev1.TLSPrivateKeyKey)
 		Eventually(func(g Gomega) {
-			after := validState(g, systemNamespace, dnsNames, clock.Now())
+			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.leaf.SerialNumber).NotTo(Equal(before.leaf.SerialNumber))
 		}).Should(Succeed())
 		expectEvent(tlscontroller.ServingSecretName, corev1.EventTypeWarning, tlscontroller.ReasonCertificateReissued)
@@ -195,7 +213,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		before := eventuallyValid()
 		corrupt(before.ca, tlscontroller.CAKeyKey)
 		Eventually(func(g Gomega) {
-			after := validState(g, systemNamespace, dnsNames, clock.Now())
+			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.bundle[0].Equal(before.bundle[0])).To(BeFalse())
 		}).Should(Succeed())
 		expectEvent(tlscontroller.CASecretName, corev1.EventTypeWarning, tlscontroller.ReasonCARecreated)
@@ -207,7 +225,7 @@ var _ = Describe("the TLS controller under a manager", func() {
 		delete(before.serving.Labels, authv1alpha1.LabelManagedBy)
 		Expect(k8s.Patch(context.Background(), before.serving, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
-			after := validState(g, systemNamespace, dnsNames, clock.Now())
+			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.leaf.SerialNumber).To(Equal(before.leaf.SerialNumber))
 		}).Should(Succeed())
 	})
@@ -223,16 +241,20 @@ var _ = Describe("the TLS controller under a manager", func() {
 	})
 })
 
-// direct runs a Reconciler without a manager, against its own namespace and clock.
+// direct runs a Reconciler without a manager, against namespaces of its own (<name> for the CA,
+// <name>-credentials for the serving Secret) and its own clock.
 type direct struct {
-	ns    string
+	ns    tlscontroller.Namespaces
 	clock *clocktesting.FakeClock
 	r     *tlscontroller.Reconciler
 }
 
-func newDirect(ns string, opts tlscontroller.Options) *direct {
+func newDirect(name string, opts tlscontroller.Options) *direct {
 	GinkgoHelper()
-	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	ns := tlscontroller.Namespaces{System: name, Credentials: name + "-credentials"}
+	for _, n := range []string{ns.System, ns.Credentials} {
+		Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(Succeed())
+	}
 	d := &direct{ns: ns, clock: clocktesting.NewFakeClock(t0)}
 	opts.Clock = d.clock
 	r, err := tlscontroller.New(k8s, nil, nil, ns, opts)
@@ -242,12 +264,12 @@ func newDirect(ns string, opts tlscontroller.Options) *direct {
 }
 
 func (d *direct) reconcile() (reconcile.Result, error) {
-	return d.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.ns, Name: tlscontroller.ServingSecretName}})
+	return d.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.ns.Credentials, Name: tlscontroller.ServingSecretName}})
 }
 
 func (d *direct) state() tlsState {
 	GinkgoHelper()
-	return validState(Default, d.ns, tlscontroller.DNSNames("m2m-tokenserver", d.ns, "cluster.local"), d.clock.Now())
+	return validState(Default, d.ns, tlscontroller.DNSNames("m2m-tokenserver", d.ns.System, "cluster.local"), d.clock.Now())
 }
 
 var _ = Describe("Reconcile", func() {
@@ -305,7 +327,7 @@ var _ = Describe("Reconcile", func() {
 		Expect(res.RequeueAfter).To(BeNumerically(">", 0))
 	})
 
-	It("reissues when the Service name changes", func() {
+	It("reissues when the Service name changes, under a CA renewed for the new names", func() {
 		d := newDirect("tls-rename", tlscontroller.Options{})
 		_, err := d.reconcile()
 		Expect(err).NotTo(HaveOccurred())
@@ -314,28 +336,91 @@ var _ = Describe("Reconcile", func() {
 		Expect(err).NotTo(HaveOccurred())
 		_, err = r.Reconcile(context.Background(), reconcile.Request{})
 		Expect(err).NotTo(HaveOccurred())
-		after := validState(Default, d.ns, tlscontroller.DNSNames("tokens", d.ns, "cluster.local"), d.clock.Now())
+		names := tlscontroller.DNSNames("tokens", d.ns.System, "cluster.local")
+		after := validState(Default, d.ns, names, d.clock.Now())
 		Expect(after.leaf.SerialNumber).NotTo(Equal(before.leaf.SerialNumber))
-		Expect(after.ca.Data).To(Equal(before.ca.Data))
+		// The old CA may only sign for the old names, so a new one signs for the new names; the
+		// old CA stays trusted (it still signs nothing else) until it expires.
+		Expect(after.bundle).To(HaveLen(2))
+		Expect(certs.ConstrainedTo(after.bundle[0], names)).To(BeTrue())
+		Expect(after.bundle[1].Equal(before.bundle[0])).To(BeTrue())
+	})
+
+	It("constrains the CA to the Service's names: nothing it signs for another host verifies", func() {
+		d := newDirect("tls-constraints", tlscontroller.Options{})
+		_, err := d.reconcile()
+		Expect(err).NotTo(HaveOccurred())
+		st := d.state() // the served certificate verifies for every name of the Service
+		names := tlscontroller.DNSNames("m2m-tokenserver", d.ns.System, "cluster.local")
+		Expect(st.bundle[0].PermittedDNSDomainsCritical).To(BeTrue())
+		Expect(st.bundle[0].PermittedDNSDomains).To(ConsistOf(names))
+		Expect(st.bundle[0].ExcludedIPRanges).To(HaveLen(2), "every IPv4 and IPv6 address")
+		ca, err := certs.ParseKeyPair(st.ca.Data[tlscontroller.CACertKey], st.ca.Data[tlscontroller.CAKeyKey])
+		Expect(err).NotTo(HaveOccurred())
+		for _, host := range []string{"evil.example.com", "kubernetes.default.svc", "m2m-tokenserver.tenant.svc"} {
+			// What someone holding the CA key could mint.
+			forged, err := certs.NewServing(ca, []string{host}, d.clock.Now(), time.Hour)
+			Expect(err).NotTo(HaveOccurred())
+			err = certs.VerifyServing(forged.Cert, st.bundle, []string{host}, d.clock.Now())
+			var invalid x509.CertificateInvalidError
+			Expect(errors.As(err, &invalid)).To(BeTrue(), "%s: %v", host, err)
+			Expect(invalid.Reason).To(Equal(x509.CANotAuthorizedForThisName), host)
+		}
+	})
+
+	It("renews a CA issued without name constraints, keeping it trusted until it expires", func() {
+		d := newDirect("tls-unconstrained", tlscontroller.Options{})
+		// A CA Secret as a release before name constraints wrote it, with its serving Secret.
+		old, err := certs.NewCA("m2m-operator token server CA", t0, certs.DefaultCAValidity)
+		Expect(err).NotTo(HaveOccurred())
+		names := tlscontroller.DNSNames("m2m-tokenserver", d.ns.System, "cluster.local")
+		leaf, err := certs.NewServing(old, names, t0, certs.DefaultServingValidity)
+		Expect(err).NotTo(HaveOccurred())
+		labels := map[string]string{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue}
+		Expect(k8s.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: d.ns.System, Name: tlscontroller.CASecretName, Labels: labels},
+			Data:       map[string][]byte{tlscontroller.CACertKey: old.CertPEM, tlscontroller.CAKeyKey: old.KeyPEM},
+		})).To(Succeed())
+		Expect(k8s.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: d.ns.Credentials, Name: tlscontroller.ServingSecretName, Labels: labels},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, tlscontroller.CACertKey: old.CertPEM},
+		})).To(Succeed())
+
+		_, err = d.reconcile()
+		Expect(err).NotTo(HaveOccurred())
+		st := d.state()
+		Expect(st.bundle).To(HaveLen(2), "the new CA first, the old one still trusted")
+		Expect(certs.ConstrainedTo(st.bundle[0], names)).To(BeTrue())
+		Expect(st.bundle[1].Equal(old.Cert)).To(BeTrue())
+		Expect(st.leaf.Equal(leaf.Cert)).To(BeTrue(), "the served certificate stays until its own renewal")
+		Expect(st.serving.Data[tlscontroller.CACertKey]).To(Equal(st.ca.Data[tlscontroller.CACertKey]))
+
+		// Once renewed, the constrained CA is kept.
+		_, err = d.reconcile()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(d.state().ca.ResourceVersion).To(Equal(st.ca.ResourceVersion))
 	})
 
 	It("leaves a serving Secret of another type alone and does not retry", func() {
 		d := newDirect("tls-wrong-type", tlscontroller.Options{})
 		Expect(k8s.Create(context.Background(), &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: d.ns, Name: tlscontroller.ServingSecretName},
+			ObjectMeta: metav1.ObjectMeta{Namespace: d.ns.Credentials, Name: tlscontroller.ServingSecretName},
 			StringData: map[string]string{"hello": "world"},
 		})).To(Succeed())
 		_, err := d.reconcile()
 		Expect(err).To(HaveOccurred())
 		Expect(errorsIsTerminal(err)).To(BeTrue())
-		s := getSecret(Default, d.ns, tlscontroller.ServingSecretName)
+		s := getSecret(Default, d.ns.Credentials, tlscontroller.ServingSecretName)
 		Expect(s.Data).To(HaveKey("hello"))
 	})
 
 	It("refuses options that would cut serving certificates short", func() {
-		_, err := tlscontroller.New(k8s, nil, nil, "x", tlscontroller.Options{CAValidity: 24 * time.Hour, ServingValidity: 12 * time.Hour})
+		_, err := tlscontroller.New(k8s, nil, nil, tlscontroller.Namespaces{System: "x", Credentials: "y"}, tlscontroller.Options{CAValidity: 24 * time.Hour, ServingValidity: 12 * time.Hour})
 		Expect(err).To(HaveOccurred())
-		_, err = tlscontroller.New(k8s, nil, nil, "", tlscontroller.Options{})
+		_, err = tlscontroller.New(k8s, nil, nil, tlscontroller.Namespaces{Credentials: "y"}, tlscontroller.Options{})
+		Expect(err).To(HaveOccurred())
+		_, err = tlscontroller.New(k8s, nil, nil, tlscontroller.Namespaces{System: "x"}, tlscontroller.Options{})
 		Expect(err).To(HaveOccurred())
 	})
 })

@@ -49,25 +49,25 @@ type finding struct {
 
 // dnsNames are the names the serving certificate must hold.
 func (r *Reconciler) dnsNames() []string {
-	return DNSNames(r.Options.ServiceName, r.Namespace, r.Options.ClusterDomain)
+	return DNSNames(r.Options.ServiceName, r.Namespaces.System, r.Options.ClusterDomain)
 }
 
 // ensureServing issues, renews or repairs the serving Secret and keeps its ca.crt equal to the
 // CA bundle. It returns when the serving certificate is due for renewal.
 func (r *Reconciler) ensureServing(ctx context.Context, a *authority, now time.Time) (time.Time, error) {
-	secret, err := r.load(ctx, ServingSecretName)
+	secret, err := r.load(ctx, r.servingKey())
 	if err != nil {
 		return time.Time{}, err
 	}
 	if secret == nil {
-		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: ServingSecretName}, Type: corev1.SecretTypeTLS}
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespaces.Credentials, Name: ServingSecretName}, Type: corev1.SecretTypeTLS}
 		return r.issueServing(ctx, secret, a, now, finding{})
 	}
 	if secret.Type != corev1.SecretTypeTLS {
 		// The type of a Secret is immutable, and deleting a Secret someone else put there is not
 		// this controller's call: say so and wait for the Secret to change.
 		r.event(secret, corev1.EventTypeWarning, ReasonCertificateWrongType, "Validate", "the Secret has type %q, not %q: delete it so that it can be recreated", secret.Type, corev1.SecretTypeTLS)
-		return time.Time{}, reconcile.TerminalError(fmt.Errorf("Secret %s/%s has type %q, want %q", r.Namespace, ServingSecretName, secret.Type, corev1.SecretTypeTLS))
+		return time.Time{}, reconcile.TerminalError(fmt.Errorf("Secret %s has type %q, want %q", r.servingKey(), secret.Type, corev1.SecretTypeTLS))
 	}
 	leaf, f := r.checkServing(secret, a, now)
 	if f.why != "" {

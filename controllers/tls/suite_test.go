@@ -42,9 +42,16 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
-// systemNamespace is where the manager-driven controller keeps its Secrets; tests that call
-// Reconcile directly use namespaces of their own.
-const systemNamespace = "m2m-system"
+// The manager-driven controller keeps the CA in systemNamespace and the serving Secret in
+// credentialsNamespace, as an install does; tests that call Reconcile directly use namespaces
+// of their own.
+const (
+	systemNamespace      = "m2m-system"
+	credentialsNamespace = "m2m-credentials"
+)
+
+// managed are the namespaces of the manager-driven controller.
+var managed = tlscontroller.Namespaces{System: systemNamespace, Credentials: credentialsNamespace}
 
 var (
 	t0      = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -73,7 +80,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}})).To(Succeed())
+	for _, ns := range []string{systemNamespace, credentialsNamespace} {
+		Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	}
 	clock = clocktesting.NewFakeClock(t0)
 	startManager()
 })
@@ -90,19 +99,19 @@ var _ = AfterSuite(func() {
 // startManager runs the controller as `m2m controller` does: a Secret cache that holds only
 // managed Secrets, so the "label removed" path is exercised for real.
 func startManager() {
-	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
+	managedBy := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             ctrlcfg.Controller{SkipNameValidation: ptr(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: managed},
+			&corev1.Secret{}: {Label: managedBy},
 		}},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	opts := tlscontroller.Options{Enabled: true, Clock: clock}
-	Expect(tlscontroller.SetupWithManager(mgr, opts, systemNamespace)).To(Succeed())
+	Expect(tlscontroller.SetupWithManager(mgr, opts, managed)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel
 	go func() {

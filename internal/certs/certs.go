@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
+	"slices"
 	"time"
 )
 
@@ -67,8 +69,24 @@ type KeyPair struct {
 }
 
 // NewCA creates a self-signed ECDSA P-256 CA certificate valid from now-Backdate for validity.
-// Its path length is zero: it signs leaf certificates only.
+// Its path length is zero: it signs leaf certificates only. It carries no name constraints: it
+// may sign for any name (tests use it); the token server's CA comes from NewConstrainedCA.
 func NewCA(commonName string, now time.Time, validity time.Duration) (*KeyPair, error) {
+	return newCA(commonName, nil, now, validity)
+}
+
+// NewConstrainedCA is NewCA with critical name constraints: the CA may sign for dnsNames (and,
+// as RFC 5280 defines DNS constraints, their subdomains) and for no IP address at all, so that
+// its key, if it leaked, could not mint a certificate that clients trusting it accept for any
+// other host.
+func NewConstrainedCA(commonName string, dnsNames []string, now time.Time, validity time.Duration) (*KeyPair, error) {
+	if len(dnsNames) == 0 {
+		return nil, errors.New("a name-constrained CA needs at least one permitted DNS name")
+	}
+	return newCA(commonName, dnsNames, now, validity)
+}
+
+func newCA(commonName string, permitted []string, now time.Time, validity time.Duration) (*KeyPair, error) {
 	if commonName == "" {
 		return nil, errors.New("a CA needs a common name")
 	}
@@ -84,7 +102,47 @@ func NewCA(commonName string, now time.Time, validity time.Duration) (*KeyPair, 
 	tmpl.BasicConstraintsValid = true
 	tmpl.MaxPathLenZero = true
 	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	if len(permitted) > 0 {
+		// Critical, so that a client that does not understand name constraints refuses the
+		// chain rather than ignoring them.
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.PermittedDNSDomains = slices.Clone(permitted)
+		tmpl.ExcludedIPRanges = allIPs()
+	}
 	return sign(tmpl, nil)
+}
+
+// allIPs is every IPv4 and IPv6 address: serving certificates carry DNS names only.
+func allIPs() []*net.IPNet {
+	return []*net.IPNet{
+		{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 8*net.IPv4len)},
+		{IP: net.IPv6zero, Mask: net.CIDRMask(0, 8*net.IPv6len)},
+	}
+}
+
+// ConstrainedTo reports whether ca carries exactly the name constraints NewConstrainedCA gives a
+// CA for dnsNames: critical, permitting those DNS names (in any order) and nothing of any other
+// type, excluding every IP address and nothing else. A CA issued before constraints existed, or
+// for other names, is not.
+func ConstrainedTo(ca *x509.Certificate, dnsNames []string) bool {
+	if !ca.PermittedDNSDomainsCritical || !sameStrings(ca.PermittedDNSDomains, dnsNames) {
+		return false
+	}
+	if len(ca.ExcludedDNSDomains)+len(ca.PermittedIPRanges)+len(ca.PermittedEmailAddresses)+
+		len(ca.ExcludedEmailAddresses)+len(ca.PermittedURIDomains)+len(ca.ExcludedURIDomains) > 0 {
+		return false
+	}
+	want := allIPs()
+	return len(ca.ExcludedIPRanges) == len(want) && !slices.ContainsFunc(want, func(w *net.IPNet) bool {
+		return !slices.ContainsFunc(ca.ExcludedIPRanges, func(got *net.IPNet) bool { return got.String() == w.String() })
+	})
+}
+
+func sameStrings(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // NewServing creates an ECDSA P-256 TLS server certificate for dnsNames, signed by ca, valid from

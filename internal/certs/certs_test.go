@@ -25,6 +25,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +112,113 @@ func TestNewServingVerifiesForEveryName(t *testing.T) {
 	other := mustCA(t)
 	if err := certs.VerifyServing(s.Cert, []*x509.Certificate{other.Cert}, names, t0); err == nil {
 		t.Error("verified against a foreign CA")
+	}
+}
+
+// leafFor signs a server certificate for dnsNames and ips with ca, bypassing NewServing: what
+// someone holding the CA key could mint.
+func leafFor(t *testing.T, ca *certs.KeyPair, dnsNames []string, ips []net.IP) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42),
+		NotBefore:    t0.Add(-time.Hour),
+		NotAfter:     t0.Add(time.Hour),
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestConstrainedCASignsOnlyForItsNames: the token server's CA is trusted by every client for
+// its names only. A certificate it signs for another host, or for any IP address, fails
+// verification with a name-constraint error; the serving certificate verifies for every name.
+func TestConstrainedCASignsOnlyForItsNames(t *testing.T) {
+	ca, err := certs.NewConstrainedCA("m2m-operator CA", names, t0, certs.DefaultCAValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ca.Cert.PermittedDNSDomainsCritical {
+		t.Error("the name constraints are not critical")
+	}
+	if !certs.ConstrainedTo(ca.Cert, names) {
+		t.Errorf("ConstrainedTo(%v) = false for the CA issued for them", names)
+	}
+	serving := mustServing(t, ca, certs.DefaultServingValidity)
+	if err := certs.VerifyServing(serving.Cert, []*x509.Certificate{ca.Cert}, names, t0); err != nil {
+		t.Fatalf("the serving certificate does not verify: %v", err)
+	}
+	for _, tc := range []struct {
+		host string
+		dns  []string
+		ips  []net.IP
+	}{
+		{"evil.example.com", []string{"evil.example.com"}, nil},
+		{"kubernetes.default.svc", []string{"kubernetes.default.svc"}, nil},
+		{"m2m-tokenserver.other-ns.svc", []string{"m2m-tokenserver.other-ns.svc"}, nil},
+		{"m2m-tokenserver", []string{"m2m-tokenserver", "evil.example.com"}, nil},
+		{"127.0.0.1", nil, []net.IP{net.IPv4(127, 0, 0, 1)}},
+		{"::1", nil, []net.IP{net.IPv6loopback}},
+		{"10.96.0.1", []string{"m2m-tokenserver"}, []net.IP{net.IPv4(10, 96, 0, 1)}},
+	} {
+		leaf := leafFor(t, ca, tc.dns, tc.ips)
+		err := certs.VerifyServing(leaf, []*x509.Certificate{ca.Cert}, []string{tc.host}, t0)
+		var invalid x509.CertificateInvalidError
+		if !errors.As(err, &invalid) || invalid.Reason != x509.CANotAuthorizedForThisName {
+			t.Errorf("a certificate for %v %v signed by the CA: verify for %s = %v, want a name-constraint error", tc.dns, tc.ips, tc.host, err)
+		}
+	}
+	// The same certificates from an unconstrained CA do verify: the constraints are what refuse.
+	open := mustCA(t)
+	if err := certs.VerifyServing(leafFor(t, open, []string{"evil.example.com"}, nil), []*x509.Certificate{open.Cert}, []string{"evil.example.com"}, t0); err != nil {
+		t.Errorf("an unconstrained CA's certificate does not verify: %v", err)
+	}
+	if _, err := certs.NewConstrainedCA("x", nil, t0, time.Hour); err == nil {
+		t.Error("a constrained CA without names was accepted")
+	}
+}
+
+// TestConstrainedTo tells a CA constrained to these names from any other, so that a CA issued
+// before constraints existed, or for another Service name, is renewed.
+func TestConstrainedTo(t *testing.T) {
+	reversed := slices.Clone(names)
+	slices.Reverse(reversed)
+	other, err := certs.NewConstrainedCA("x", []string{"tokens", "tokens.m2m-system"}, t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	constrained, err := certs.NewConstrainedCA("x", names, t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		ca    *x509.Certificate
+		names []string
+		want  bool
+	}{
+		"same names":     {constrained.Cert, names, true},
+		"other order":    {constrained.Cert, reversed, true},
+		"unconstrained":  {mustCA(t).Cert, names, false},
+		"other names":    {other.Cert, names, false},
+		"one name fewer": {constrained.Cert, names[1:], false},
+		"one name more":  {constrained.Cert, append(slices.Clone(names), "evil.example.com"), false},
+	} {
+		if got := certs.ConstrainedTo(tc.ca, tc.names); got != tc.want {
+			t.Errorf("%s: ConstrainedTo = %v, want %v", name, got, tc.want)
+		}
 	}
 }
 

@@ -115,10 +115,11 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 	if err := controllers.SetupWithManager(mgr, f.clients); err != nil {
 		return nil, err
 	}
-	if err := setupSigningKeys(mgr, f.signingKeys, f.clients.SystemNamespace); err != nil {
+	if err := setupSigningKeys(mgr, f.signingKeys, f.clients.CredentialsNamespace); err != nil {
 		return nil, fmt.Errorf("setting up signing keys: %w", err)
 	}
-	if err := tlscontroller.SetupWithManager(mgr, f.tls, f.clients.SystemNamespace); err != nil {
+	tlsNamespaces := tlscontroller.Namespaces{System: f.clients.SystemNamespace, Credentials: f.clients.CredentialsNamespace}
+	if err := tlscontroller.SetupWithManager(mgr, f.tls, tlsNamespaces); err != nil {
 		return nil, fmt.Errorf("setting up TLS: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -57,6 +57,8 @@ type devFlags struct {
 	samples    bool
 	samplesDir string
 	namespace  string
+	// credentialsNamespace holds what the token server reads (see DevConfig).
+	credentialsNamespace string
 }
 
 // devFlagSet is the flag set of `m2m dev`.
@@ -67,7 +69,8 @@ func devFlagSet() (*flag.FlagSet, *devFlags, *zap.Options) {
 	fs.StringVar(&f.dir, "dir", ".dev", "directory for the kubeconfig")
 	fs.BoolVar(&f.samples, "samples", true, "apply the samples")
 	fs.StringVar(&f.samplesDir, "samples-dir", "", "apply YAML from this directory instead of the built-in samples")
-	fs.StringVar(&f.namespace, "namespace", "m2m-system", "system namespace")
+	fs.StringVar(&f.namespace, "namespace", "m2m-system", "system namespace: the token server's CA and the controller's Lease")
+	fs.StringVar(&f.credentialsNamespace, "credentials-namespace", DefaultCredentialsNamespace, "namespace of the credential records and signing keys, the only one the token server reads")
 	return fs, f, logFlags(fs)
 }
 
@@ -84,7 +87,7 @@ func runDev(ctx context.Context, args []string) error {
 // returns, including when ctx ends during start-up.
 func Dev(ctx context.Context, f *devFlags, out io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "m2m dev: "+format+"\n", a...) }
-	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, Dir: f.dir, Namespace: f.namespace, Say: say})
+	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, Dir: f.dir, Namespace: f.namespace, CredentialsNamespace: f.credentialsNamespace, Say: say})
 	if err != nil {
 		return err
 	}
@@ -127,11 +130,11 @@ func drain(errs <-chan error, n int) {
 	}
 }
 
-func startController(ctx context.Context, cfg *rest.Config, namespace, issuer string, errs chan<- error) error {
+func startController(ctx context.Context, cfg *rest.Config, c DevConfig, issuer string, errs chan<- error) error {
 	fs := newFlagSet("controller", "")
 	cf := bindControllerFlags(fs)
 	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--namespace=" + namespace, "--issuer=" + issuer}); err != nil {
+		"--namespace=" + c.Namespace, "--credentials-namespace=" + c.CredentialsNamespace, "--issuer=" + issuer}); err != nil {
 		return err
 	}
 	mgr, err := newControllerManager(cfg, cf)

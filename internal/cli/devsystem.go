@@ -30,6 +30,9 @@ import (
 	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
+// DefaultCredentialsNamespace is the credentials namespace of `m2m dev` and of the install.
+const DefaultCredentialsNamespace = tokenserver.DefaultNamespace
+
 // DevConfig configures StartDev: the part of `m2m dev` that starts the system, shared with the
 // end-to-end tests so that they run exactly what a developer runs.
 type DevConfig struct {
@@ -40,6 +43,9 @@ type DevConfig struct {
 	Dir string
 	// Namespace is the system namespace.
 	Namespace string
+	// CredentialsNamespace holds the credential records and signing keys, the only namespace
+	// the token server reads. Default DefaultCredentialsNamespace.
+	CredentialsNamespace string
 	// AuditLog receives the token server's audit lines; nil means its default (stderr).
 	AuditLog io.Writer
 	// Say reports progress; nil is silent.
@@ -66,8 +72,8 @@ type DevSystem struct {
 	say     func(format string, a ...any)
 }
 
-// StartDev starts the control plane with the CRDs, the system namespace, the controller and the
-// token server, all in this process. The caller must call Stop. If anything fails, whatever was
+// StartDev starts the control plane with the CRDs, the system and credentials namespaces, the
+// controller and the token server, all in this process. The caller must call Stop. If anything fails, whatever was
 // started is stopped before StartDev returns.
 func StartDev(ctx context.Context, c DevConfig) (*DevSystem, error) {
 	say := c.Say
@@ -96,8 +102,13 @@ func (d *DevSystem) start(ctx context.Context, c DevConfig) error {
 	if d.Client, err = client.New(d.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
-	if err := ensureNamespace(ctx, d.Client, c.Namespace); err != nil {
-		return err
+	if c.CredentialsNamespace == "" {
+		c.CredentialsNamespace = DefaultCredentialsNamespace
+	}
+	for _, ns := range []string{c.Namespace, c.CredentialsNamespace} {
+		if err := ensureNamespace(ctx, d.Client, ns); err != nil {
+			return err
+		}
 	}
 	// Listen before anything is started: the issuer must name the port actually bound.
 	ln, err := net.Listen("tcp", c.Addr)
@@ -109,7 +120,7 @@ func (d *DevSystem) start(ctx context.Context, c DevConfig) error {
 	// The components live until Stop, not until ctx (which may only bound the start-up).
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	if err := startController(runCtx, d.Config, c.Namespace, d.Issuer, d.errs); err != nil {
+	if err := startController(runCtx, d.Config, c, d.Issuer, d.errs); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -144,7 +155,7 @@ func (d *DevSystem) Stop() {
 
 func devTokenServerOptions(c DevConfig, issuer string) tokenserver.Options {
 	o := tokenserver.DefaultOptions()
-	o.Issuer, o.Addr, o.Namespace, o.AuditLog = issuer, c.Addr, c.Namespace, c.AuditLog
+	o.Issuer, o.Addr, o.Namespace, o.AuditLog = issuer, c.Addr, c.CredentialsNamespace, c.AuditLog
 	o.DrainDelay = 0 // no load balancer to leave: Ctrl-C stops at once
 	return o
 }

@@ -41,7 +41,7 @@ type signingKeyFlags struct {
 
 func bindSigningKeyFlags(fs *flag.FlagSet) *signingKeyFlags {
 	f := &signingKeyFlags{}
-	fs.StringVar(&f.secretName, "signing-key-secret", signingkey.DefaultSecretName, "name of the signing-key Secret in the system namespace")
+	fs.StringVar(&f.secretName, "signing-key-secret", signingkey.DefaultSecretName, "name of the signing-key Secret in the credentials namespace")
 	fs.StringVar(&f.algorithm, "signing-key-algorithm", signingkey.ES256, "algorithm of new signing keys: ES256, RS256 or EdDSA (a change rotates early)")
 	fs.DurationVar(&f.interval, "signing-key-rotation-interval", 720*time.Hour, "how long a signing key stays active")
 	fs.DurationVar(&f.publishAhead, "signing-key-publish-ahead", time.Hour, "how long a new key is published in the JWKS before it signs (must exceed --signing-key-jwks-max-age)")
@@ -60,16 +60,17 @@ func (f *signingKeyFlags) policy() signingkey.Policy {
 	}
 }
 
-// setupSigningKeys registers the signing-key reconciler with the controller's manager.
-func setupSigningKeys(mgr ctrl.Manager, f *signingKeyFlags, systemNamespace string) error {
+// setupSigningKeys registers the signing-key reconciler with the controller's manager, for the
+// Secret in namespace (the credentials namespace, which the token server reads).
+func setupSigningKeys(mgr ctrl.Manager, f *signingKeyFlags, namespace string) error {
 	p := f.policy()
 	if err := p.Validate(f.jwksMaxAge); err != nil {
 		return err
 	}
-	if f.secretName == "" || systemNamespace == "" {
+	if f.secretName == "" || namespace == "" {
 		return fmt.Errorf("the signing-key Secret needs a name and a namespace")
 	}
-	r := &skctrl.Reconciler{Namespace: systemNamespace, Name: f.secretName, Policy: p}
+	r := &skctrl.Reconciler{Namespace: namespace, Name: f.secretName, Policy: p}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the signing-key controller: %w", err)
 	}

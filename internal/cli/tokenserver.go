@@ -43,7 +43,7 @@ func runTokenServer(ctx context.Context, args []string) error {
 
 // tokenServerFlagSet is the flag set of `m2m tokenserver`.
 func tokenServerFlagSet() (fs *flag.FlagSet, opts *tokenserver.Options, kubeconfig *string, zopts *zap.Options) {
-	fs = newFlagSet("tokenserver", "Serves the OAuth 2.0 token endpoint (client credentials), the JWKS and the metadata from the\ncredential records and signing keys in the system namespace. Never writes to the API server.")
+	fs = newFlagSet("tokenserver", "Serves the OAuth 2.0 token endpoint (client credentials), the JWKS and the metadata from the\ncredential records and signing keys in the credentials namespace. Never writes to the API server.")
 	o := tokenserver.DefaultOptions()
 	o.BindFlags(fs)
 	kubeconfig = fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster config or $KUBECONFIG")

@@ -17,7 +17,7 @@ limitations under the License.
 // Package signingkey defines the signing-key Secret that the controller manages and the token
 // server reads, and the pure state machine that rotates its keys.
 //
-// The Secret (type auth.m2m.dev/signing-keys, one per installation, in the system namespace)
+// The Secret (type auth.m2m.dev/signing-keys, one per installation, in the credentials namespace)
 // holds one JSON document under the data key "keys.json":
 //
 //	{"version":1,"keys":[{"kid":"…","alg":"ES256","state":"active","createdAt":"…",
