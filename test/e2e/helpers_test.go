@@ -54,11 +54,16 @@ const fieldManager = client.FieldOwner("kubectl")
 // applyFiles server-side applies every object of every file, in order, like
 // `kubectl apply --server-side -f file...`. Paths are relative to the repository root.
 func applyFiles(ctx context.Context, paths ...string) {
+	applyFilesAs(ctx, k8s, paths...)
+}
+
+// applyFilesAs is applyFiles with the rights of c (a tenant's impersonating client, say).
+func applyFilesAs(ctx context.Context, c client.Client, paths ...string) {
 	for _, p := range paths {
 		objs, err := readYAML(filepath.Join(testenv.RepoRoot(), p))
 		Expect(err).NotTo(HaveOccurred())
 		for _, u := range objs {
-			Expect(k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldManager, client.ForceOwnership)).
+			Expect(c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldManager, client.ForceOwnership)).
 				To(Succeed(), "applying %s %s/%s from %s", u.GetKind(), u.GetNamespace(), u.GetName(), p)
 		}
 	}
