@@ -624,7 +624,7 @@ func TestRollingRestartFailsNoRequest(t *testing.T) {
 		res.sent.Load(), restarted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), res.retried.Load(), res.failed.Load())
 }
 
-// TestShutdownDrainsInFlightRequests holds a token request in flight (its body half sent) while
+// TestShutdownDrainsInFlightRequests holds a token request in progress (its body half sent) while
 // the replica is told to stop: /readyz turns 503 while the listener stays open for the drain
 // delay, the listener then closes, and the request held still gets its token before Serve
 // returns.
@@ -658,7 +658,7 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	}()
 	_, err = pw.Write([]byte(body[:5]))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(r.inFlight.Load).WithTimeout(5 * time.Second).Should(Equal(int64(1)))
+	g.Eventually(r.readingBodies.Load).WithTimeout(5 * time.Second).Should(Equal(int64(1)))
 
 	r.cancel() // SIGTERM
 	g.Eventually(func() int { return httpStatus(r.url + "/readyz") }).WithTimeout(5 * time.Second).Should(Equal(503))

@@ -23,6 +23,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,6 +448,26 @@ func TestRepeatedAuthFailuresSlowDownButNeverLockOut(t *testing.T) {
 }
 
 func TestInFlightCap(t *testing.T) {
+	// The audit line is written inside the slot: a writer that blocks holds the slot.
+	audit := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	ts := newTestServer(t, func(o *Options) { o.MaxInFlight, o.AuditLog = 1, audit })
+	id, secret := ts.addClient(t)
+	done := make(chan int)
+	go func() { done <- ts.do(tokenReq(grant(), id, secret)).Code }()
+	<-audit.entered
+	w := ts.do(tokenReq(grant(), id, secret))
+	if tr := decodeResponse(t, w.Body); w.Code != 503 || tr.Error != errTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d error %q, want 503 with Retry-After", w.Code, tr.Error)
+	}
+	close(audit.release)
+	if code := <-done; code != 200 {
+		t.Fatalf("the held request got %d", code)
+	}
+	ts.issue(t, grant(), id, secret)
+}
+
+// TestSlowBodyHoldsNoSlot: a request whose body has not arrived yet holds no in-flight slot.
+func TestSlowBodyHoldsNoSlot(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.MaxInFlight = 1 })
 	id, secret := ts.addClient(t)
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -456,15 +477,26 @@ func TestInFlightCap(t *testing.T) {
 	done := make(chan int)
 	go func() { done <- ts.do(blocked).Code }()
 	<-entered
-	w := ts.do(tokenReq(grant(), id, secret))
-	if tr := decodeResponse(t, w.Body); w.Code != 503 || tr.Error != errTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
-		t.Fatalf("status %d error %q, want 503 with Retry-After", w.Code, tr.Error)
-	}
+	ts.issue(t, grant(), id, secret)
 	close(release)
 	if code := <-done; code != 200 {
-		t.Fatalf("the held request got %d", code)
+		t.Fatalf("the slow request got %d", code)
 	}
-	ts.issue(t, grant(), id, secret)
+}
+
+// blockingWriter blocks its first Write until released.
+type blockingWriter struct {
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.once.Do(func() {
+		close(b.entered)
+		<-b.release
+	})
+	return len(p), nil
 }
 
 type blockingBody struct {

@@ -80,8 +80,12 @@ func newMetrics(s *Server) *metrics {
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Name: "token_requests_in_flight", Help: "Token requests being served.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
+	reading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "token_request_bodies_reading",
+		Help: "Token and introspection requests whose body is still being received (they hold no in-flight slot yet).",
+	}, func() float64 { return float64(s.readingBodies.Load()) })
 	m.registry.MustRegister(m.issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, m.keySecretDeleted, inFlight, &keyAgeCollector{s: s},
+		m.keyLoadErrors, m.keySecretDeleted, inFlight, reading, &keyAgeCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

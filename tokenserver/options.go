@@ -45,6 +45,7 @@ const (
 	DefaultAuthFailBurst   = 10
 	DefaultMaxInFlight     = 1024
 	DefaultMaxBodyBytes    = 64 << 10
+	DefaultBodyReadTimeout = 5 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultDrainDelay      = 5 * time.Second
 )
@@ -81,6 +82,10 @@ type Options struct {
 	MaxInFlight int
 	// MaxBodyBytes caps a token request body; beyond it the answer is 413.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request body, which happens before the request
+	// takes one of the MaxInFlight slots; a body not received in time is answered 400
+	// invalid_request. At most the server's read timeout (10 s).
+	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long a stopping server stays up answering /readyz with 503, before its
@@ -112,6 +117,7 @@ func DefaultOptions() Options {
 		AuthFailureBurst: DefaultAuthFailBurst,
 		MaxInFlight:      DefaultMaxInFlight,
 		MaxBodyBytes:     DefaultMaxBodyBytes,
+		BodyReadTimeout:  DefaultBodyReadTimeout,
 		ShutdownTimeout:  DefaultShutdownTimeout,
 		DrainDelay:       DefaultDrainDelay,
 	}
@@ -134,6 +140,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per client id")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
+	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
 	fs.DurationVar(&o.DrainDelay, "drain-delay", d.DrainDelay, "on shutdown, how long /readyz answers 503 before the listener closes (the Service's endpoint removal delay)")
 }
@@ -154,6 +161,7 @@ func (o *Options) complete() error {
 	fill(&o.AuthFailureBurst, d.AuthFailureBurst)
 	fill(&o.MaxInFlight, d.MaxInFlight)
 	fill(&o.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&o.BodyReadTimeout, d.BodyReadTimeout)
 	fill(&o.ShutdownTimeout, d.ShutdownTimeout)
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -192,6 +200,8 @@ func (o *Options) validate() error {
 		return errors.New("--drain-delay must not be negative")
 	case o.MaxInFlight < 0 || o.MaxBodyBytes < 0:
 		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
+	case o.BodyReadTimeout < 0 || o.BodyReadTimeout > serverReadTimeout:
+		return fmt.Errorf("--body-read-timeout must be between 0 and %s", serverReadTimeout)
 	}
 	return nil
 }

@@ -75,19 +75,30 @@ import (
 	"github.com/m2m-dev/m2m-operator/verify"
 )
 
+// Timeouts of the token port's http.Server. serverReadTimeout bounds a whole request read
+// (headers and body); Options.BodyReadTimeout, at most this, bounds the body alone.
+const (
+	serverReadHeaderTimeout = 5 * time.Second
+	serverReadTimeout       = 10 * time.Second
+	serverWriteTimeout      = 10 * time.Second
+	serverIdleTimeout       = 120 * time.Second
+)
+
 // unknownFailureFactor scales the one failure budget that all unknown client ids share.
 const unknownFailureFactor = 10
 
 // Server is the token server. Build it with New; feed it from the API server with
 // StartInformers, or directly with Index().Put and SetKeys (tests, benchmarks).
 type Server struct {
-	opts            Options
-	log             logr.Logger
-	audit           auditLog
-	index           *Index
-	keys            atomic.Pointer[keySet]
-	metrics         *metrics
-	inFlight        atomic.Int64
+	opts     Options
+	log      logr.Logger
+	audit    auditLog
+	index    *Index
+	keys     atomic.Pointer[keySet]
+	metrics  *metrics
+	inFlight atomic.Int64
+	// readingBodies counts the requests whose body is being read (they hold no slot yet).
+	readingBodies   atomic.Int64
 	unknownFailures *rate.Limiter
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
@@ -221,10 +232,10 @@ func (s *Server) notReady() string {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       serverReadTimeout,
+		WriteTimeout:      serverWriteTimeout,
+		IdleTimeout:       serverIdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 	}
 	errc := make(chan error, 1)
