@@ -62,6 +62,8 @@ type Client struct {
 	// issue limits token issuance; failures limits failed authentications.
 	issue    *rate.Limiter
 	failures *rate.Limiter
+	// replay remembers the private_key_jwt assertions the client used.
+	replay *replaySet
 }
 
 type acceptedSecret struct {
@@ -104,6 +106,7 @@ type indexConfig struct {
 	issueBurst     int
 	failureRate    rate.Limit
 	failureBurst   int
+	replay         *replayLimits
 	log            logr.Logger
 	issuedCounter  func(audience string) prometheus.Counter
 	onCountsChange func(loaded, broken int)
@@ -291,8 +294,9 @@ func (ix *Index) store(id string, c *Client) {
 		return
 	}
 	if c != nil && c.issue == nil {
-		c.issue, c.failures = ix.limitersFor(prev)
+		c.issue, c.failures, c.replay = ix.limitersFor(prev)
 	}
+	ix.rebindReplay(prev, c)
 	shard := make(map[string]*Client, len(cur.shards[i])+1)
 	for k, v := range cur.shards[i] {
 		shard[k] = v
@@ -369,11 +373,28 @@ func (ix *Index) publishSubject(key string) {
 	ix.root.Store(&next)
 }
 
-func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter) {
+// limitersFor returns the per-client state a newly published client starts with: that of the
+// client it replaces, so an update neither refills a bucket nor forgets an assertion.
+func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter, *replaySet) {
 	if prev != nil {
-		return prev.issue, prev.failures
+		return prev.issue, prev.failures, prev.replay
 	}
-	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), rate.NewLimiter(ix.cfg.failureRate, ix.cfg.failureBurst)
+	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), rate.NewLimiter(ix.cfg.failureRate, ix.cfg.failureBurst), &replaySet{}
+}
+
+// rebindReplay keeps the replica-wide replay accounting to the published clients: a client
+// that leaves the index takes its entries out of the count, and one published again (the same
+// compiled client, after a duplicate id was resolved) puts them back.
+func (ix *Index) rebindReplay(prev, c *Client) {
+	if ix.cfg.replay == nil {
+		return
+	}
+	if prev != nil && (c == nil || c.replay != prev.replay) {
+		prev.replay.drop(ix.cfg.replay)
+	}
+	if c != nil {
+		c.replay.adopt(ix.cfg.replay)
+	}
 }
 
 // compile validates a record and prepares everything the hot path needs from it.

@@ -112,8 +112,8 @@ type Server struct {
 	tls             certs.Reloader
 	// serviceAccounts verifies ServiceAccount tokens; nil until bound to an API server.
 	serviceAccounts atomic.Pointer[serviceAccounts]
-	// replay remembers private_key_jwt assertions until they expire.
-	replay replayCache
+	// replayLimits bound the per-client replay sets of private_key_jwt assertions.
+	replayLimits *replayLimits
 }
 
 // New builds a server from options (zero values take the defaults).
@@ -129,12 +129,14 @@ func New(opts Options) (*Server, error) {
 	s.keys.Store(emptyKeySet())
 	s.metrics = newMetrics(s)
 	s.unknownFailures = rate.NewLimiter(rate.Limit(opts.AuthFailureRate*unknownFailureFactor), opts.AuthFailureBurst*unknownFailureFactor)
+	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
 	s.index = newIndex(indexConfig{
 		issuer:        opts.Issuer,
 		issueRate:     rate.Limit(opts.RateLimit),
 		issueBurst:    opts.RateBurst,
 		failureRate:   rate.Limit(opts.AuthFailureRate),
 		failureBurst:  opts.AuthFailureBurst,
+		replay:        s.replayLimits,
 		log:           s.log.WithName("index"),
 		issuedCounter: func(aud string) prometheus.Counter { return s.metrics.issued.WithLabelValues(aud) },
 		onCountsChange: func(loaded, broken int) {
