@@ -437,7 +437,7 @@ func TestRepeatedAuthFailuresSlowDownButNeverLockOut(t *testing.T) {
 	}
 	// The real client, holding the secret, is not locked out by someone else's failures.
 	ts.issue(t, grant(), id, secret)
-	// Unknown ids share one bounded budget: no per-id state grows.
+	// Unknown ids use the fixed failure table: no per-id state grows.
 	before := ts.Index().Len()
 	for i := 0; i < 200; i++ {
 		ts.do(tokenReq(grant(), "m2mc_unknown"+strings.Repeat("x", i%50), "s"))

@@ -59,9 +59,8 @@ type Client struct {
 	// prefix opens every token payload: {"iss":…,"sub":…,"client_id":…,"namespace":… and the
 	// record's extra claims.
 	prefix []byte
-	// issue limits token issuance; failures limits failed authentications.
-	issue    *rate.Limiter
-	failures *rate.Limiter
+	// issue limits token issuance.
+	issue *rate.Limiter
 	// replay remembers the private_key_jwt assertions the client used.
 	replay *replaySet
 }
@@ -104,8 +103,6 @@ type indexConfig struct {
 	issuer         string
 	issueRate      rate.Limit
 	issueBurst     int
-	failureRate    rate.Limit
-	failureBurst   int
 	replay         *replayLimits
 	log            logr.Logger
 	issuedCounter  func(audience string) prometheus.Counter
@@ -294,7 +291,7 @@ func (ix *Index) store(id string, c *Client) {
 		return
 	}
 	if c != nil && c.issue == nil {
-		c.issue, c.failures, c.replay = ix.limitersFor(prev)
+		c.issue, c.replay = ix.limitersFor(prev)
 	}
 	ix.rebindReplay(prev, c)
 	shard := make(map[string]*Client, len(cur.shards[i])+1)
@@ -375,11 +372,11 @@ func (ix *Index) publishSubject(key string) {
 
 // limitersFor returns the per-client state a newly published client starts with: that of the
 // client it replaces, so an update neither refills a bucket nor forgets an assertion.
-func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter, *replaySet) {
+func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *replaySet) {
 	if prev != nil {
-		return prev.issue, prev.failures, prev.replay
+		return prev.issue, prev.replay
 	}
-	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), rate.NewLimiter(ix.cfg.failureRate, ix.cfg.failureBurst), &replaySet{}
+	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), &replaySet{}
 }
 
 // rebindReplay keeps the replica-wide replay accounting to the published clients: a client

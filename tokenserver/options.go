@@ -73,10 +73,11 @@ type Options struct {
 	RateLimit float64
 	// RateBurst is each client's issuance burst.
 	RateBurst int
-	// AuthFailureRate is the sustained rate of failed authentications tolerated per client id
-	// before further failures are answered 429.
+	// AuthFailureRate is the sustained rate of failed authentications tolerated per presented
+	// client id before further failures are answered 429. Known and unknown ids alike: the
+	// budgets are the slots of a fixed table (failures.go), which a few ids may share.
 	AuthFailureRate float64
-	// AuthFailureBurst is the burst of failed authentications per client id.
+	// AuthFailureBurst is the burst of failed authentications per presented client id.
 	AuthFailureBurst int
 	// MaxInFlight caps concurrent token requests; beyond it the answer is 503.
 	MaxInFlight int
@@ -136,8 +137,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.JWKSMaxAge, "jwks-max-age", d.JWKSMaxAge, "Cache-Control max-age of the JWKS and metadata (must be shorter than the signing keys' publish-ahead)")
 	fs.Float64Var(&o.RateLimit, "rate-limit", d.RateLimit, "tokens per second each client may get from this replica (sustained)")
 	fs.IntVar(&o.RateBurst, "rate-burst", d.RateBurst, "tokens each client may get from this replica in a burst")
-	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per client id before answering 429")
-	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per client id")
+	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per presented client id (known or not) before answering 429")
+	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per presented client id")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
 	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")

@@ -68,20 +68,20 @@ const (
 // authenticatePrivateKeyJWT authenticates a private_key_jwt assertion.
 func (s *Server) authenticatePrivateKeyJWT(req *tokenRequest, a *assertion, now time.Time) (*Client, *oauthError) {
 	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.iss)
 	}
 	c := s.index.lookup([]byte(a.iss))
 	if c == nil || c.method != credential.MethodPrivateKeyJWT {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
 	if !c.verifyAssertion(a) || !s.assertionClaimsValid(a, now) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
 	switch ans, retryAfter := c.replay.remember(s.replayLimits, a.jti, a.exp, now.Unix()); ans {
 	case replayFull:
 		return nil, replayLimited(retryAfter)
 	case replaySeen:
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
 	return c, nil
 }

@@ -42,7 +42,9 @@ limitations under the License.
 //   - Repeated authentication failures for one client id are answered 429 once its failure
 //     budget is spent — but only after the secret check: a caller holding the right secret is
 //     never locked out by someone else's failures (the secrets carry 256 random bits, so the
-//     check is no guessing oracle). Unknown ids share one budget, so they cost no memory.
+//     check is no guessing oracle). The budgets live in a fixed table indexed by a keyed hash
+//     of the presented id (failures.go), for known and unknown ids alike: unknown ids cost no
+//     memory, and no answer tells a known id from an unknown one.
 //   - A broken credential record makes its client unknown (fail closed); a signing-key Secret
 //     that cannot be loaded, or is deleted, keeps the keys loaded before (they are still the
 //     installation's) until a valid one arrives.
@@ -84,9 +86,6 @@ const (
 	serverIdleTimeout       = 120 * time.Second
 )
 
-// unknownFailureFactor scales the one failure budget that all unknown client ids share.
-const unknownFailureFactor = 10
-
 // Server is the token server. Build it with New; feed it from the API server with
 // StartInformers, or directly with Index().Put and SetKeys (tests, benchmarks).
 type Server struct {
@@ -98,8 +97,9 @@ type Server struct {
 	metrics  *metrics
 	inFlight atomic.Int64
 	// readingBodies counts the requests whose body is being read (they hold no slot yet).
-	readingBodies   atomic.Int64
-	unknownFailures *rate.Limiter
+	readingBodies atomic.Int64
+	// failures slows down repeated authentication failures, by presented id.
+	failures        *failureTable
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
 	draining        atomic.Bool
@@ -128,14 +128,12 @@ func New(opts Options) (*Server, error) {
 	s.audit = auditLog{w: opts.AuditLog}
 	s.keys.Store(emptyKeySet())
 	s.metrics = newMetrics(s)
-	s.unknownFailures = rate.NewLimiter(rate.Limit(opts.AuthFailureRate*unknownFailureFactor), opts.AuthFailureBurst*unknownFailureFactor)
+	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
 	s.index = newIndex(indexConfig{
 		issuer:        opts.Issuer,
 		issueRate:     rate.Limit(opts.RateLimit),
 		issueBurst:    opts.RateBurst,
-		failureRate:   rate.Limit(opts.AuthFailureRate),
-		failureBurst:  opts.AuthFailureBurst,
 		replay:        s.replayLimits,
 		log:           s.log.WithName("index"),
 		issuedCounter: func(aud string) prometheus.Counter { return s.metrics.issued.WithLabelValues(aud) },

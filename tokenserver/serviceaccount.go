@@ -333,18 +333,18 @@ func (s *Server) bindCluster(api clusterAPI) {
 func (s *Server) authenticateServiceAccount(ctx context.Context, req *tokenRequest, h *[32]byte, a *assertion, now time.Time) (*Client, *oauthError) {
 	sa := s.serviceAccounts.Load()
 	if sa == nil {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	key, ok := subjectKey(a.sub)
 	if !ok {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	c := s.index.lookupSubject(key)
 	if c == nil || (len(req.id) > 0 && string(req.id) != c.id) {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	if !s.verifyServiceAccountToken(ctx, sa, a, now) || !sa.confirm(ctx, string(req.assertion), *h, a, s.opts.Issuer, now) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.sub)
 	}
 	return c, nil
 }

@@ -55,10 +55,11 @@ type saFixture struct {
 	reviews *atomic.Int32
 }
 
-func newSAFixture(t testing.TB) *saFixture {
+func newSAFixture(t testing.TB, mut ...func(*Options)) *saFixture {
 	t.Helper()
 	reviews := &atomic.Int32{}
-	ls := startLiveServerWith(t, countTokenReviews(reviews), func(o *Options) { o.AuthFailureBurst = 1000; o.AuditLog = io.Discard })
+	opts := append([]func(*Options){func(o *Options) { o.AuthFailureBurst = 1000; o.AuditLog = io.Discard }}, mut...)
+	ls := startLiveServerWith(t, countTokenReviews(reviews), opts...)
 	ls.clock.Set(time.Now())
 	cfg, _ := apiServer(t)
 	cs, err := kubernetes.NewForConfig(cfg)

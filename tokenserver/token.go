@@ -168,7 +168,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 	c := s.index.lookup(req.id)
 	if c == nil {
 		subtle.ConstantTimeCompare(presented[:], unknownClientHash[:])
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(string(req.id))
 	}
 	match := 0
 	for i := range c.secrets {
@@ -179,7 +179,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 		}
 	}
 	if match != 1 || len(req.secret) == 0 || c.method != string(authv1alpha1.AuthClientSecret) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(c.id)
 	}
 	return c, nil
 }
@@ -195,7 +195,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	}
 	a, err := parseAssertion(req.assertion)
 	if err != nil {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(string(req.id))
 	}
 	if isServiceAccountSubject(a.sub) {
 		return s.authenticateServiceAccount(ctx, req, &h, a, now)
@@ -203,14 +203,12 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	return s.authenticatePrivateKeyJWT(req, a, now)
 }
 
-// authFailed answers a failed authentication: 401, or 429 once the client id's failure budget
-// is spent. Unknown ids share one budget, so they cannot grow memory.
-func (s *Server) authFailed(c *Client) *oauthError {
-	lim := s.unknownFailures
-	if c != nil {
-		lim = c.failures
-	}
-	if lim.Allow() {
+// authFailed answers a failed authentication of the presented id (client id, or the sub of a
+// ServiceAccount token): 401, or 429 once the failure budget of that id's slot in the failure
+// table is spent. Known and unknown ids go through the same table, so the answer never says
+// which an id is.
+func (s *Server) authFailed(presented string) *oauthError {
+	if s.failures.limiter(presented).Allow() {
 		return errAuthFailed
 	}
 	return errAuthFailuresExceed
