@@ -527,21 +527,21 @@ func TestNoSigningKeyMeans503AndNotReady(t *testing.T) {
 	if w.Code != 503 {
 		t.Fatalf("status %d, want 503 without a key", w.Code)
 	}
-	rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	rz := ts.probe("/readyz")
 	if rz.Code != 503 {
 		t.Fatalf("readyz %d before sync and keys", rz.Code)
 	}
-	if hz := ts.do(httptest.NewRequest(http.MethodGet, "/healthz", nil)); hz.Code != 200 {
+	if hz := ts.probe("/healthz"); hz.Code != 200 {
 		t.Fatalf("healthz %d", hz.Code)
 	}
 	s.MarkSynced()
-	if rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rz.Code != 503 {
+	if rz := ts.probe("/readyz"); rz.Code != 503 {
 		t.Fatalf("readyz %d without an active key", rz.Code)
 	}
 	if err := s.SetKeys(activeKeySet(t, "EdDSA", testT0)); err != nil {
 		t.Fatal(err)
 	}
-	if rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rz.Code != 200 {
+	if rz := ts.probe("/readyz"); rz.Code != 200 {
 		t.Fatalf("readyz %d when ready", rz.Code)
 	}
 }
@@ -661,7 +661,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	ts.issue(t, grant(), id, secret)
 	ts.do(tokenReq(grant(), id, "wrong"))
 	ts.Index().PutBroken("m2m-system/broken", "m2mc_broken", nil)
-	body := ts.do(httptest.NewRequest(http.MethodGet, "/metrics", nil)).Body.String()
+	body := ts.probe("/metrics").Body.String()
 	for _, want := range []string{
 		`m2m_tokenserver_tokens_issued_total{audience="billing.billing"} 1`,
 		`m2m_tokenserver_token_requests_refused_total{reason="invalid_client"} 1`,

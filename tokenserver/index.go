@@ -98,6 +98,13 @@ func (c *Client) grant(name []byte) *audience {
 	return nil
 }
 
+// audienceCounters hands out the issued-token counter of each audience, counting the compiled
+// clients that grant it (see audienceSeries).
+type audienceCounters interface {
+	acquire(audience string) prometheus.Counter
+	release(audience string)
+}
+
 // indexConfig is what compiling a record needs besides the record.
 type indexConfig struct {
 	issuer         string
@@ -105,7 +112,7 @@ type indexConfig struct {
 	issueBurst     int
 	replay         *replayLimits
 	log            logr.Logger
-	issuedCounter  func(audience string) prometheus.Counter
+	audiences      audienceCounters
 	onCountsChange func(loaded, broken int)
 	onBroken       func()
 }
@@ -216,6 +223,13 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := ix.sources[source]
+	// The new client's counters first: an audience it keeps never loses its series.
+	if e != nil {
+		ix.countAudiences(e.client)
+	}
+	if old != nil {
+		defer ix.uncountAudiences(old.client)
+	}
 	if old != nil {
 		ix.unown(source, old)
 	}
@@ -233,6 +247,26 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	}
 	if ix.cfg.onCountsChange != nil {
 		ix.cfg.onCountsChange(ix.loaded, ix.broken)
+	}
+}
+
+// countAudiences gives each audience of a compiled client, not yet published, its counter.
+func (ix *Index) countAudiences(c *Client) {
+	if c == nil || ix.cfg.audiences == nil {
+		return
+	}
+	for _, a := range c.audiences {
+		a.issued = ix.cfg.audiences.acquire(a.name)
+	}
+}
+
+// uncountAudiences releases the counters of a client its record no longer provides.
+func (ix *Index) uncountAudiences(c *Client) {
+	if c == nil || ix.cfg.audiences == nil {
+		return
+	}
+	for _, a := range c.audiences {
+		ix.cfg.audiences.release(a.name)
 	}
 }
 
@@ -472,9 +506,6 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 	}
 	a.allScopes = strings.Join(all, " ")
 	a.claim = appendJSONString([]byte(`,"aud":`), g.Audience)
-	if ix.cfg.issuedCounter != nil {
-		a.issued = ix.cfg.issuedCounter(g.Audience)
-	}
 	return a, nil
 }
 

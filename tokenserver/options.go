@@ -35,6 +35,7 @@ import (
 const (
 	DefaultIssuer          = "http://127.0.0.1:8080"
 	DefaultAddr            = ":8080"
+	DefaultMetricsAddr     = ":9090"
 	DefaultNamespace       = "m2m-system"
 	DefaultTokenTTL        = 15 * time.Minute
 	DefaultMaxTokenTTL     = 24 * time.Hour
@@ -54,8 +55,13 @@ const (
 type Options struct {
 	// Issuer is the "iss" of every token and the base of every endpoint URL in the metadata.
 	Issuer string
-	// Addr is the listen address.
+	// Addr is the listen address of the token port: the OAuth endpoints, the JWKS and the
+	// metadata, nothing else.
 	Addr string
+	// MetricsAddr is the listen address of the plain-HTTP port serving /healthz, /readyz and
+	// /metrics, never the token port: the metrics name every audience and key id, and the
+	// probes must answer while the token port drains.
+	MetricsAddr string
 	// Namespace is the system namespace holding the credential records and signing keys.
 	Namespace string
 	// SigningKeySecret names the signing-key Secret in Namespace.
@@ -90,7 +96,7 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long a stopping server stays up answering /readyz with 503, before its
-	// listener closes, so that the Service stops routing to it first. Zero (the value of a bare
+	// token listener closes, so that the Service stops routing to it first. Zero (the value of a bare
 	// Options) closes the listener at once; DefaultOptions and the flag use DefaultDrainDelay.
 	DrainDelay time.Duration
 	// Clock returns the current time for token times and secret expiry; default time.Now.
@@ -107,6 +113,7 @@ func DefaultOptions() Options {
 	return Options{
 		Issuer:           DefaultIssuer,
 		Addr:             DefaultAddr,
+		MetricsAddr:      DefaultMetricsAddr,
 		Namespace:        DefaultNamespace,
 		SigningKeySecret: signingkey.DefaultSecretName,
 		DefaultTokenTTL:  DefaultTokenTTL,
@@ -128,7 +135,8 @@ func DefaultOptions() Options {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	d := DefaultOptions()
 	fs.StringVar(&o.Issuer, "issuer", d.Issuer, "issuer URL: the iss of every token and the base of the endpoint URLs")
-	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address")
+	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address of the token port (OAuth endpoints, JWKS, metadata)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of the plain-HTTP port serving /healthz, /readyz and /metrics (never the token port)")
 	fs.StringVar(&o.Namespace, "namespace", d.Namespace, "system namespace holding credential records and signing keys")
 	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the system namespace")
 	fs.StringVar(&o.TLSSecret, "tls-secret", d.TLSSecret, "name of a TLS Secret (tls.crt, tls.key) in the system namespace to serve HTTPS with, reloaded on change; empty serves plain HTTP")
@@ -151,6 +159,7 @@ func (o *Options) complete() error {
 	d := DefaultOptions()
 	fill(&o.Issuer, d.Issuer)
 	fill(&o.Addr, d.Addr)
+	fill(&o.MetricsAddr, d.MetricsAddr)
 	fill(&o.Namespace, d.Namespace)
 	fill(&o.SigningKeySecret, d.SigningKeySecret)
 	fill(&o.DefaultTokenTTL, d.DefaultTokenTTL)
