@@ -27,6 +27,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -266,7 +267,7 @@ func TestComponentsAreWiredTogether(t *testing.T) {
 			t.Errorf("controller args %v lack %s", args(t, controllerName), want)
 		}
 	}
-	for _, want := range []string{"tokenserver", "--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443", "--credentials-namespace=" + credentialsNamespace} {
+	for _, want := range []string{"tokenserver", "--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443", "--metrics-addr=:9090", "--credentials-namespace=" + credentialsNamespace} {
 		if !slices.Contains(args(t, tokenServerName), want) {
 			t.Errorf("token server args %v lack %s", args(t, tokenServerName), want)
 		}
@@ -289,7 +290,8 @@ func TestComponentsAreWiredTogether(t *testing.T) {
 		}
 	}
 	checkService(t, tokenServerName, ts, 443, "https")
-	checkService(t, "m2m-tokenserver-metrics", ts, 8443, "https")
+	checkService(t, "m2m-tokenserver-metrics", ts, 9090, "metrics")
+	checkTokenServerPorts(t, ts)
 	checkService(t, "m2m-controller-metrics", ctl, 8443, "metrics")
 
 	hpa := typed[autoscalingv2.HorizontalPodAutoscaler](t, object(t, "HorizontalPodAutoscaler", tokenServerName))
@@ -453,4 +455,44 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// checkTokenServerPorts: the probes use the plain-HTTP metrics port (never the token port), and
+// the NetworkPolicy admits the token port from every namespace but the metrics port only from
+// the namespaces labelled as metrics scrapers.
+func checkTokenServerPorts(t *testing.T, ts *appsv1.Deployment) {
+	t.Helper()
+	c := ts.Spec.Template.Spec.Containers[0]
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "metrics" || p.HTTPGet.Scheme != corev1.URISchemeHTTP {
+			t.Errorf("the token server's %s probe is not an HTTP GET on the metrics port: %+v", name, p)
+		}
+	}
+	np := typed[networkingv1.NetworkPolicy](t, object(t, "NetworkPolicy", tokenServerName))
+	admitted := map[int32][]networkingv1.NetworkPolicyPeer{}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			admitted[p.Port.IntVal] = append(admitted[p.Port.IntVal], rule.From...)
+		}
+	}
+	everyNamespace := func(peers []networkingv1.NetworkPolicyPeer) bool {
+		for _, p := range peers {
+			if p.PodSelector == nil && p.IPBlock == nil && p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels) == 0 && len(p.NamespaceSelector.MatchExpressions) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if from, ok := admitted[8443]; !ok || !everyNamespace(from) {
+		t.Errorf("the token port is not admitted from every namespace: %+v", from)
+	}
+	from, ok := admitted[9090]
+	if !ok || len(from) == 0 || everyNamespace(from) {
+		t.Errorf("the metrics port must be admitted from labelled namespaces only: %+v", from)
+	}
+	for _, p := range from {
+		if p.NamespaceSelector == nil || p.NamespaceSelector.MatchLabels["auth.m2m.dev/metrics-scraper"] != "true" {
+			t.Errorf("the metrics port admits %+v", p)
+		}
+	}
 }

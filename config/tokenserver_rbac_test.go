@@ -400,10 +400,12 @@ func TestTokenServerWorksWithOnlyItsRBAC(t *testing.T) {
 	sa.Wrap(rec.wrap)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
+	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	opts := tokenserver.Options{Issuer: issuer, Namespace: credentialsNamespace, TLSSecret: tlscontroller.ServingSecretName, AuditLog: io.Discard}
-	go func() { done <- tokenserver.RunOn(runCtx, sa, opts, ln) }()
+	go func() { done <- tokenserver.RunOn(runCtx, sa, opts, ln, metricsLn) }()
 	stopped := false
 	stop := func() {
 		if !stopped {

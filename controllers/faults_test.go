@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -137,12 +138,10 @@ var brokenSeen = regexp.MustCompile(`(?m)^m2m_tokenserver_broken_records_seen_to
 
 // brokenRecordsSeen reads the token server's count of invalid record versions from /metrics.
 func (ts *liveTokenServer) brokenRecordsSeen(g Gomega) int {
-	resp, err := http.Get(ts.url + "/metrics")
-	g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	g.Expect(err).NotTo(HaveOccurred())
-	m := brokenSeen.FindSubmatch(b)
+	rec := httptest.NewRecorder()
+	ts.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	g.Expect(rec.Code).To(Equal(http.StatusOK))
+	m := brokenSeen.FindSubmatch(rec.Body.Bytes())
 	g.Expect(m).NotTo(BeNil(), "the broken-record metric is exported")
 	n, err := strconv.Atoi(string(m[1]))
 	g.Expect(err).NotTo(HaveOccurred())

@@ -71,8 +71,10 @@ run_one() {
   "$work/benchserver" -mode "$mode" -addr "127.0.0.1:$port" >"$out" 2>"$work/$mode.log" &
   pid=$!
   pids+=("$pid")
+  # Up once it prints its credentials and answers HTTP at all (a GET of the token endpoint is
+  # a 405; the token server's probes are on its separate metrics port).
   for _ in $(seq 1 300); do
-    grep -q CLIENT_ID "$out" 2>/dev/null && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    grep -q CLIENT_ID "$out" 2>/dev/null && curl -sS -o /dev/null "http://127.0.0.1:$port/oauth2/token" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || die "$mode server exited: $(cat "$work/$mode.log")"
     sleep 0.1
   done

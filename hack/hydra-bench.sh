@@ -262,8 +262,10 @@ run_tokenserver() {
   "$work/benchserver" -mode tokenserver -addr "127.0.0.1:$port" >"$work/ts.out" 2>"$work/ts.log" &
   pid=$!
   pids+=("$pid")
+  # Up once it prints its credentials and answers HTTP at all (a GET of the token endpoint is
+  # a 405; the token server's probes are on its separate metrics port).
   for _ in $(seq 1 600); do
-    grep -q CLIENT_ID "$work/ts.out" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
+    grep -q CLIENT_ID "$work/ts.out" 2>/dev/null && curl -sS -o /dev/null "http://127.0.0.1:$port/oauth2/token" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || die "token server exited: $(tail -20 "$work/ts.log")"
     sleep 0.1
   done

@@ -68,7 +68,6 @@ var (
 	errResourceAudience    = badRequest("resource and audience name different targets")
 	errAssertionIncomplete = badRequest("client_assertion and client_assertion_type must be sent together")
 	errAssertionType       = &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
-	errReplayCacheFull     = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "too many client assertions in flight; retry later", retryAfter: 1}
 	errUnsupportedGrant    = &oauthError{status: http.StatusBadRequest, code: errUnsupportedGrantType, description: "only the client_credentials grant is supported"}
 	errAuthFailed          = &oauthError{status: http.StatusUnauthorized, code: errInvalidClient, description: "client authentication failed"}
 	errDisabled            = &oauthError{status: http.StatusBadRequest, code: errUnauthorizedClient, description: "the client is disabled"}
@@ -88,6 +87,11 @@ var (
 // rateLimited is a 429 for a client over its issuance rate.
 func rateLimited(retryAfter int) *oauthError {
 	return &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "the client's token issuance rate limit is exceeded", retryAfter: retryAfter}
+}
+
+// replayLimited is a 429 for a private_key_jwt client holding too many unexpired assertions.
+func replayLimited(retryAfter int) *oauthError {
+	return &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "too many unexpired client assertions for this client; retry later", retryAfter: retryAfter}
 }
 
 // Header values shared by every response (never modified after init).

@@ -65,9 +65,11 @@ const faultIssuer = "https://m2m.faults.test"
 // pod with its own IP).
 type replica struct {
 	*Server
-	addr   string
-	url    string
-	cancel context.CancelFunc
+	addr string
+	url  string
+	// metricsURL is the base URL of the replica's metrics port (/readyz, /metrics).
+	metricsURL string
+	cancel     context.CancelFunc
 	// done is closed when Serve has returned, with its error in serveErr.
 	done     chan struct{}
 	serveErr error
@@ -85,22 +87,20 @@ func startReplica(t *testing.T, cfg *rest.Config, ns string, clock *fakeClock, m
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, metricsLn := loopbackListener(t), loopbackListener(t)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan struct{})}
+	r := &replica{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(),
+		metricsURL: "http://" + metricsLn.Addr().String(), cancel: cancel, done: make(chan struct{})}
 	if err := s.StartInformers(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		defer close(r.done)
-		r.serveErr = s.Serve(ctx, ln)
+		r.serveErr = s.ServeWithMetrics(ctx, ln, metricsLn)
 	}()
 	t.Cleanup(func() { r.stop(t) })
 	NewWithT(t).Eventually(s.Ready).WithTimeout(15 * time.Second).Should(BeTrue())
@@ -246,7 +246,7 @@ func TestKeepsIssuingWhileTheAPIServerIsDown(t *testing.T) {
 	for i := range whileDown {
 		g.Expect(ca.status(r.url)).To(Equal(200), "token request %d while the API server is down", i)
 	}
-	g.Expect(httpStatus(r.url + "/readyz")).To(Equal(200))
+	g.Expect(httpStatus(r.metricsURL + "/readyz")).To(Equal(200))
 	g.Expect(httpStatus(r.url + JWKSPath)).To(Equal(200))
 
 	up := time.Now()
@@ -430,7 +430,7 @@ func TestDeletedSigningKeySecretIsRecreatedWhileSigningGoesOn(t *testing.T) {
 	for range 20 {
 		g.Expect(signedBy()).To(Equal(oldKID))
 	}
-	g.Expect(httpStatus(ls.url + "/readyz")).To(Equal(200))
+	g.Expect(httpStatus(ls.metricsURL + "/readyz")).To(Equal(200))
 
 	close(gc.gate)
 	var newKID string
@@ -520,7 +520,7 @@ func (b *balancer) run(ctx context.Context, interval time.Duration) {
 		b.mu.Unlock()
 		for _, r := range members {
 			code := 0
-			if resp, err := b.probe.Get(r.url + "/readyz"); err == nil {
+			if resp, err := b.probe.Get(r.metricsURL + "/readyz"); err == nil {
 				code = resp.StatusCode
 				resp.Body.Close()
 			}
@@ -624,7 +624,7 @@ func TestRollingRestartFailsNoRequest(t *testing.T) {
 		res.sent.Load(), restarted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), res.retried.Load(), res.failed.Load())
 }
 
-// TestShutdownDrainsInFlightRequests holds a token request in flight (its body half sent) while
+// TestShutdownDrainsInFlightRequests holds a token request in progress (its body half sent) while
 // the replica is told to stop: /readyz turns 503 while the listener stays open for the drain
 // delay, the listener then closes, and the request held still gets its token before Serve
 // returns.
@@ -658,10 +658,10 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	}()
 	_, err = pw.Write([]byte(body[:5]))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(r.inFlight.Load).WithTimeout(5 * time.Second).Should(Equal(int64(1)))
+	g.Eventually(r.readingBodies.Load).WithTimeout(5 * time.Second).Should(Equal(int64(1)))
 
 	r.cancel() // SIGTERM
-	g.Eventually(func() int { return httpStatus(r.url + "/readyz") }).WithTimeout(5 * time.Second).Should(Equal(503))
+	g.Eventually(func() int { return httpStatus(r.metricsURL + "/readyz") }).WithTimeout(5 * time.Second).Should(Equal(503))
 	g.Eventually(func() error {
 		conn, err := net.Dial("tcp", r.addr)
 		if err == nil {

@@ -23,6 +23,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,7 +485,7 @@ func TestRepeatedAuthFailuresSlowDownButNeverLockOut(t *testing.T) {
 	}
 	// The real client, holding the secret, is not locked out by someone else's failures.
 	ts.issue(t, grant(), id, secret)
-	// Unknown ids share one bounded budget: no per-id state grows.
+	// Unknown ids use the fixed failure table: no per-id state grows.
 	before := ts.Index().Len()
 	for i := 0; i < 200; i++ {
 		ts.do(tokenReq(grant(), "m2mc_unknown"+strings.Repeat("x", i%50), "s"))
@@ -495,6 +496,26 @@ func TestRepeatedAuthFailuresSlowDownButNeverLockOut(t *testing.T) {
 }
 
 func TestInFlightCap(t *testing.T) {
+	// The audit line is written inside the slot: a writer that blocks holds the slot.
+	audit := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	ts := newTestServer(t, func(o *Options) { o.MaxInFlight, o.AuditLog = 1, audit })
+	id, secret := ts.addClient(t)
+	done := make(chan int)
+	go func() { done <- ts.do(tokenReq(grant(), id, secret)).Code }()
+	<-audit.entered
+	w := ts.do(tokenReq(grant(), id, secret))
+	if tr := decodeResponse(t, w.Body); w.Code != 503 || tr.Error != errTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d error %q, want 503 with Retry-After", w.Code, tr.Error)
+	}
+	close(audit.release)
+	if code := <-done; code != 200 {
+		t.Fatalf("the held request got %d", code)
+	}
+	ts.issue(t, grant(), id, secret)
+}
+
+// TestSlowBodyHoldsNoSlot: a request whose body has not arrived yet holds no in-flight slot.
+func TestSlowBodyHoldsNoSlot(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.MaxInFlight = 1 })
 	id, secret := ts.addClient(t)
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -504,15 +525,26 @@ func TestInFlightCap(t *testing.T) {
 	done := make(chan int)
 	go func() { done <- ts.do(blocked).Code }()
 	<-entered
-	w := ts.do(tokenReq(grant(), id, secret))
-	if tr := decodeResponse(t, w.Body); w.Code != 503 || tr.Error != errTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
-		t.Fatalf("status %d error %q, want 503 with Retry-After", w.Code, tr.Error)
-	}
+	ts.issue(t, grant(), id, secret)
 	close(release)
 	if code := <-done; code != 200 {
-		t.Fatalf("the held request got %d", code)
+		t.Fatalf("the slow request got %d", code)
 	}
-	ts.issue(t, grant(), id, secret)
+}
+
+// blockingWriter blocks its first Write until released.
+type blockingWriter struct {
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.once.Do(func() {
+		close(b.entered)
+		<-b.release
+	})
+	return len(p), nil
 }
 
 type blockingBody struct {
@@ -543,21 +575,21 @@ func TestNoSigningKeyMeans503AndNotReady(t *testing.T) {
 	if w.Code != 503 {
 		t.Fatalf("status %d, want 503 without a key", w.Code)
 	}
-	rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	rz := ts.probe("/readyz")
 	if rz.Code != 503 {
 		t.Fatalf("readyz %d before sync and keys", rz.Code)
 	}
-	if hz := ts.do(httptest.NewRequest(http.MethodGet, "/healthz", nil)); hz.Code != 200 {
+	if hz := ts.probe("/healthz"); hz.Code != 200 {
 		t.Fatalf("healthz %d", hz.Code)
 	}
 	s.MarkSynced()
-	if rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rz.Code != 503 {
+	if rz := ts.probe("/readyz"); rz.Code != 503 {
 		t.Fatalf("readyz %d without an active key", rz.Code)
 	}
 	if err := s.SetKeys(activeKeySet(t, "EdDSA", testT0)); err != nil {
 		t.Fatal(err)
 	}
-	if rz := ts.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rz.Code != 200 {
+	if rz := ts.probe("/readyz"); rz.Code != 200 {
 		t.Fatalf("readyz %d when ready", rz.Code)
 	}
 }
@@ -677,7 +709,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	ts.issue(t, grant(), id, secret)
 	ts.do(tokenReq(grant(), id, "wrong"))
 	ts.Index().PutBroken("m2m-system/broken", "m2mc_broken", nil)
-	body := ts.do(httptest.NewRequest(http.MethodGet, "/metrics", nil)).Body.String()
+	body := ts.probe("/metrics").Body.String()
 	for _, want := range []string{
 		`m2m_tokenserver_tokens_issued_total{audience="billing.billing"} 1`,
 		`m2m_tokenserver_token_requests_refused_total{reason="invalid_client"} 1`,

@@ -160,6 +160,13 @@ func (ts *testServer) do(r *http.Request) *httptest.ResponseRecorder {
 	return w
 }
 
+// probe asks the metrics port's handler (/healthz, /readyz, /metrics).
+func (ts *testServer) probe(path string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	ts.MetricsHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+	return w
+}
+
 type tokenResponse struct {
 	AccessToken      string `json:"access_token"`
 	TokenType        string `json:"token_type"`

@@ -51,9 +51,10 @@ type Client struct {
 	// prefix opens every token payload: {"iss":…,"sub":…,"client_id":…,"namespace":… and the
 	// record's extra claims.
 	prefix []byte
-	// issue limits token issuance; failures limits failed authentications.
-	issue    *rate.Limiter
-	failures *rate.Limiter
+	// issue limits token issuance.
+	issue *rate.Limiter
+	// replay remembers the private_key_jwt assertions the client used.
+	replay *replaySet
 }
 
 type acceptedSecret struct {
@@ -89,15 +90,21 @@ func (c *Client) grant(name []byte) *audience {
 	return nil
 }
 
+// audienceCounters hands out the issued-token counter of each audience, counting the compiled
+// clients that grant it (see audienceSeries).
+type audienceCounters interface {
+	acquire(audience string) prometheus.Counter
+	release(audience string)
+}
+
 // indexConfig is what compiling a record needs besides the record.
 type indexConfig struct {
 	issuer         string
 	issueRate      rate.Limit
 	issueBurst     int
-	failureRate    rate.Limit
-	failureBurst   int
+	replay         *replayLimits
 	log            logr.Logger
-	issuedCounter  func(audience string) prometheus.Counter
+	audiences      audienceCounters
 	onCountsChange func(loaded, broken int)
 	onBroken       func()
 }
@@ -208,6 +215,13 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := ix.sources[source]
+	// The new client's counters first: an audience it keeps never loses its series.
+	if e != nil {
+		ix.countAudiences(e.client)
+	}
+	if old != nil {
+		defer ix.uncountAudiences(old.client)
+	}
 	if old != nil {
 		ix.unown(source, old)
 	}
@@ -225,6 +239,26 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	}
 	if ix.cfg.onCountsChange != nil {
 		ix.cfg.onCountsChange(ix.loaded, ix.broken)
+	}
+}
+
+// countAudiences gives each audience of a compiled client, not yet published, its counter.
+func (ix *Index) countAudiences(c *Client) {
+	if c == nil || ix.cfg.audiences == nil {
+		return
+	}
+	for _, a := range c.audiences {
+		a.issued = ix.cfg.audiences.acquire(a.name)
+	}
+}
+
+// uncountAudiences releases the counters of a client its record no longer provides.
+func (ix *Index) uncountAudiences(c *Client) {
+	if c == nil || ix.cfg.audiences == nil {
+		return
+	}
+	for _, a := range c.audiences {
+		ix.cfg.audiences.release(a.name)
 	}
 }
 
@@ -283,8 +317,9 @@ func (ix *Index) store(id string, c *Client) {
 		return
 	}
 	if c != nil && c.issue == nil {
-		c.issue, c.failures = ix.limitersFor(prev)
+		c.issue, c.replay = ix.limitersFor(prev)
 	}
+	ix.rebindReplay(prev, c)
 	shard := make(map[string]*Client, len(cur.shards[i])+1)
 	for k, v := range cur.shards[i] {
 		shard[k] = v
@@ -361,11 +396,28 @@ func (ix *Index) publishSubject(key string) {
 	ix.root.Store(&next)
 }
 
-func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *rate.Limiter) {
+// limitersFor returns the per-client state a newly published client starts with: that of the
+// client it replaces, so an update neither refills a bucket nor forgets an assertion.
+func (ix *Index) limitersFor(prev *Client) (*rate.Limiter, *replaySet) {
 	if prev != nil {
-		return prev.issue, prev.failures
+		return prev.issue, prev.replay
 	}
-	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), rate.NewLimiter(ix.cfg.failureRate, ix.cfg.failureBurst)
+	return rate.NewLimiter(ix.cfg.issueRate, ix.cfg.issueBurst), &replaySet{}
+}
+
+// rebindReplay keeps the replica-wide replay accounting to the published clients: a client
+// that leaves the index takes its entries out of the count, and one published again (the same
+// compiled client, after a duplicate id was resolved) puts them back.
+func (ix *Index) rebindReplay(prev, c *Client) {
+	if ix.cfg.replay == nil {
+		return
+	}
+	if prev != nil && (c == nil || c.replay != prev.replay) {
+		prev.replay.drop(ix.cfg.replay)
+	}
+	if c != nil {
+		c.replay.adopt(ix.cfg.replay)
+	}
 }
 
 // compile validates a record and prepares everything the hot path needs from it.
@@ -446,9 +498,6 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 	}
 	a.allScopes = strings.Join(all, " ")
 	a.claim = appendJSONString([]byte(`,"aud":`), g.Audience)
-	if ix.cfg.issuedCounter != nil {
-		a.issued = ix.cfg.issuedCounter(g.Audience)
-	}
 	return a, nil
 }
 

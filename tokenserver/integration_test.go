@@ -97,11 +97,13 @@ func apiServer(t testing.TB) (*rest.Config, client.Client) {
 // liveServer is a token server fed by informers from envtest, serving on a real listener.
 type liveServer struct {
 	*testServer
-	k8s     client.Client
-	ns      string
-	url     string
-	keys    *skctrl.Reconciler
-	keysReq reconcile.Request
+	k8s client.Client
+	ns  string
+	url string
+	// metricsURL is the base URL of the metrics port (/healthz, /readyz, /metrics).
+	metricsURL string
+	keys       *skctrl.Reconciler
+	keysReq    reconcile.Request
 }
 
 func startLiveServer(t *testing.T, mut ...func(*Options)) *liveServer {
@@ -132,11 +134,8 @@ func startLiveServerWith(t testing.TB, wrap func(*rest.Config), mut ...func(*Opt
 	}
 	ls.reconcileKeys(t)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls.url = "http://" + ln.Addr().String()
+	ln, metricsLn := loopbackListener(t), loopbackListener(t)
+	ls.url, ls.metricsURL = "http://"+ln.Addr().String(), "http://"+metricsLn.Addr().String()
 	opts := Options{Issuer: ls.url, Namespace: ns, Clock: clock.Now, RateLimit: 1e6, RateBurst: 1e6}
 	for _, m := range mut {
 		m(&opts)
@@ -155,7 +154,7 @@ func startLiveServerWith(t testing.TB, wrap func(*rest.Config), mut ...func(*Opt
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(runCtx, ln) }()
+	go func() { done <- s.ServeWithMetrics(runCtx, ln, metricsLn) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -343,7 +342,7 @@ func TestRecordChangesApplyWithinOneSecond(t *testing.T) {
 
 func (ls *liveServer) metricsText(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get(ls.url + "/metrics")
+	resp, err := http.Get(ls.metricsURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,28 +420,42 @@ func TestRotationThroughTheAPIServer(t *testing.T) {
 	g.Expect(strings.Contains(string(fetchJWKS(t, ls.url)), nextKID)).To(BeTrue())
 }
 
-// TestRunServesAndStops runs the whole server with Run and stops it through its context.
+// TestRunServesAndStops runs the whole server with Run and stops it through its context: the
+// probes and metrics answer on the metrics port only.
 func TestRunServesAndStops(t *testing.T) {
 	ls := startLiveServer(t) // provides a namespace with signing keys
 	cfg, _ := apiServer(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{Issuer: "http://" + addr, Addr: addr, MetricsAddr: metricsAddr, Namespace: ls.ns, AuditLog: io.Discard})
+	}()
+	g := NewWithT(t)
+	g.Eventually(func() int { return httpStatus("http://" + metricsAddr + "/readyz") }).WithTimeout(10 * time.Second).Should(Equal(200))
+	g.Expect(httpStatus("http://" + metricsAddr + "/metrics")).To(Equal(200))
+	g.Expect(httpStatus("http://" + addr + JWKSPath)).To(Equal(200))
+	for _, p := range []string{"/readyz", "/healthz", "/metrics"} {
+		g.Expect(httpStatus("http://"+addr+p)).To(Equal(404), "the token port serves %s", p)
+	}
+	cancel()
+	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(BeNil()))
+}
+
+// loopbackListener listens on a free loopback port.
+func loopbackListener(t testing.TB) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, Options{Issuer: "http://" + addr, Addr: addr, Namespace: ls.ns}) }()
-	g := NewWithT(t)
-	g.Eventually(func() int {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}).WithTimeout(10 * time.Second).Should(Equal(200))
-	cancel()
-	g.Eventually(done).WithTimeout(15 * time.Second).Should(Receive(BeNil()))
+	return ln
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln := loopbackListener(t)
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -94,7 +94,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 // serveIntrospect parses and authenticates the request, then answers for the token.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
 	st.req.introspect = true
-	if err := parseTokenRequest(r, st, s.opts.MaxBodyBytes); err != nil {
+	if err := parseTokenRequest(r, st); err != nil {
 		return err
 	}
 	req := &st.req

@@ -17,6 +17,7 @@ limitations under the License.
 package tokenserver
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,10 +26,19 @@ import (
 
 const metricsNamespace = "m2m_tokenserver"
 
+const (
+	// maxAudienceLabels bounds the distinct values of tokens_issued_total's audience label:
+	// audiences are chosen by tenants, and a label set must not grow without bound.
+	maxAudienceLabels = 1000
+	// overflowAudience is the label value counting every audience past maxAudienceLabels. No
+	// audience can be named so: an audience of that name is counted there too.
+	overflowAudience = "_other"
+)
+
 // metrics are the token server's Prometheus metrics, in a registry of its own.
 type metrics struct {
 	registry      *prometheus.Registry
-	issued        *prometheus.CounterVec
+	issued        *audienceSeries
 	refused       map[string]prometheus.Counter
 	duration      prometheus.Histogram
 	clientsLoaded prometheus.Gauge
@@ -47,9 +57,11 @@ var refusalCodes = []string{
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
-	m.issued = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: metricsNamespace, Name: "tokens_issued_total", Help: "Access tokens issued, by audience.",
+	issued := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "tokens_issued_total",
+		Help: "Access tokens issued, by audience (audiences some client holds; past the first 1000, counted as " + overflowAudience + ").",
 	}, []string{"audience"})
+	m.issued = newAudienceSeries(issued, maxAudienceLabels)
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Name: "token_requests_refused_total", Help: "Token requests refused, by OAuth error code.",
 	}, []string{"reason"})
@@ -80,8 +92,12 @@ func newMetrics(s *Server) *metrics {
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Name: "token_requests_in_flight", Help: "Token requests being served.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
-	m.registry.MustRegister(m.issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, m.keySecretDeleted, inFlight, &keyAgeCollector{s: s},
+	reading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "token_request_bodies_reading",
+		Help: "Token and introspection requests whose body is still being received (they hold no in-flight slot yet).",
+	}, func() float64 { return float64(s.readingBodies.Load()) })
+	m.registry.MustRegister(issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
+		m.keyLoadErrors, m.keySecretDeleted, inFlight, reading, &keyAgeCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +105,74 @@ func newMetrics(s *Server) *metrics {
 func (m *metrics) refuse(code string) {
 	if c, ok := m.refused[code]; ok {
 		c.Inc()
+	}
+}
+
+// audienceSeries hands out the tokens_issued_total series of each audience, counting the
+// compiled clients that grant it: a series no client grants any more is deleted (a renamed
+// audience leaves no series behind), and the audiences past the first max get no series of
+// their own but share overflowAudience's. An audience that overflowed keeps counting there
+// until no client grants it.
+type audienceSeries struct {
+	mu  sync.Mutex
+	vec *prometheus.CounterVec
+	max int
+	// refs maps each audience in use to its series.
+	refs map[string]*audienceRef
+	// named counts the audiences with a series of their own; overflowed those sharing
+	// overflowAudience's.
+	named, overflowed int
+}
+
+type audienceRef struct {
+	clients  int
+	overflow bool
+	counter  prometheus.Counter
+}
+
+func newAudienceSeries(vec *prometheus.CounterVec, max int) *audienceSeries {
+	return &audienceSeries{vec: vec, max: max, refs: map[string]*audienceRef{}}
+}
+
+// acquire returns the counter of the audience for one more client granting it.
+func (as *audienceSeries) acquire(aud string) prometheus.Counter {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if r := as.refs[aud]; r != nil {
+		r.clients++
+		return r.counter
+	}
+	r := &audienceRef{clients: 1}
+	if aud == overflowAudience || as.named >= as.max {
+		r.overflow, r.counter = true, as.vec.WithLabelValues(overflowAudience)
+		as.overflowed++
+	} else {
+		r.counter = as.vec.WithLabelValues(aud)
+		as.named++
+	}
+	as.refs[aud] = r
+	return r.counter
+}
+
+// release forgets one client granting the audience, and deletes its series after the last.
+func (as *audienceSeries) release(aud string) {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	r := as.refs[aud]
+	if r == nil {
+		return
+	}
+	if r.clients--; r.clients > 0 {
+		return
+	}
+	delete(as.refs, aud)
+	if !r.overflow {
+		as.named--
+		as.vec.DeleteLabelValues(aud)
+		return
+	}
+	if as.overflowed--; as.overflowed == 0 {
+		as.vec.DeleteLabelValues(overflowAudience)
 	}
 }
 

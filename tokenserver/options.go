@@ -35,6 +35,7 @@ import (
 const (
 	DefaultIssuer          = "http://127.0.0.1:8080"
 	DefaultAddr            = ":8080"
+	DefaultMetricsAddr     = ":9090"
 	DefaultNamespace       = "m2m-credentials" // the credentials namespace
 	DefaultTokenTTL        = 15 * time.Minute
 	DefaultMaxTokenTTL     = 24 * time.Hour
@@ -45,6 +46,7 @@ const (
 	DefaultAuthFailBurst   = 10
 	DefaultMaxInFlight     = 1024
 	DefaultMaxBodyBytes    = 64 << 10
+	DefaultBodyReadTimeout = 5 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultDrainDelay      = 5 * time.Second
 )
@@ -53,8 +55,13 @@ const (
 type Options struct {
 	// Issuer is the "iss" of every token and the base of every endpoint URL in the metadata.
 	Issuer string
-	// Addr is the listen address.
+	// Addr is the listen address of the token port: the OAuth endpoints, the JWKS and the
+	// metadata, nothing else.
 	Addr string
+	// MetricsAddr is the listen address of the plain-HTTP port serving /healthz, /readyz and
+	// /metrics, never the token port: the metrics name every audience and key id, and the
+	// probes must answer while the token port drains.
+	MetricsAddr string
 	// Namespace is the credentials namespace (flag --credentials-namespace): the credential
 	// records, the signing-key Secret and the TLS Secret, and nothing else the token server may
 	// read. It is the only namespace the token server reads.
@@ -74,19 +81,24 @@ type Options struct {
 	RateLimit float64
 	// RateBurst is each client's issuance burst.
 	RateBurst int
-	// AuthFailureRate is the sustained rate of failed authentications tolerated per client id
-	// before further failures are answered 429.
+	// AuthFailureRate is the sustained rate of failed authentications tolerated per presented
+	// client id before further failures are answered 429. Known and unknown ids alike: the
+	// budgets are the slots of a fixed table (failures.go), which a few ids may share.
 	AuthFailureRate float64
-	// AuthFailureBurst is the burst of failed authentications per client id.
+	// AuthFailureBurst is the burst of failed authentications per presented client id.
 	AuthFailureBurst int
 	// MaxInFlight caps concurrent token requests; beyond it the answer is 503.
 	MaxInFlight int
 	// MaxBodyBytes caps a token request body; beyond it the answer is 413.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the reading of a request body, which happens before the request
+	// takes one of the MaxInFlight slots; a body not received in time is answered 400
+	// invalid_request. At most the server's read timeout (10 s).
+	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long a stopping server stays up answering /readyz with 503, before its
-	// listener closes, so that the Service stops routing to it first. Zero (the value of a bare
+	// token listener closes, so that the Service stops routing to it first. Zero (the value of a bare
 	// Options) closes the listener at once; DefaultOptions and the flag use DefaultDrainDelay.
 	DrainDelay time.Duration
 	// Clock returns the current time for token times and secret expiry; default time.Now.
@@ -103,6 +115,7 @@ func DefaultOptions() Options {
 	return Options{
 		Issuer:           DefaultIssuer,
 		Addr:             DefaultAddr,
+		MetricsAddr:      DefaultMetricsAddr,
 		Namespace:        DefaultNamespace,
 		SigningKeySecret: signingkey.DefaultSecretName,
 		DefaultTokenTTL:  DefaultTokenTTL,
@@ -114,6 +127,7 @@ func DefaultOptions() Options {
 		AuthFailureBurst: DefaultAuthFailBurst,
 		MaxInFlight:      DefaultMaxInFlight,
 		MaxBodyBytes:     DefaultMaxBodyBytes,
+		BodyReadTimeout:  DefaultBodyReadTimeout,
 		ShutdownTimeout:  DefaultShutdownTimeout,
 		DrainDelay:       DefaultDrainDelay,
 	}
@@ -123,7 +137,8 @@ func DefaultOptions() Options {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	d := DefaultOptions()
 	fs.StringVar(&o.Issuer, "issuer", d.Issuer, "issuer URL: the iss of every token and the base of the endpoint URLs")
-	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address")
+	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address of the token port (OAuth endpoints, JWKS, metadata)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of the plain-HTTP port serving /healthz, /readyz and /metrics (never the token port)")
 	fs.StringVar(&o.Namespace, "credentials-namespace", d.Namespace, "the only namespace read: credential records, the signing-key Secret and the TLS Secret")
 	fs.StringVar(&o.SigningKeySecret, "signing-key-secret", d.SigningKeySecret, "name of the signing-key Secret in the credentials namespace")
 	fs.StringVar(&o.TLSSecret, "tls-secret", d.TLSSecret, "name of a TLS Secret (tls.crt, tls.key) in the credentials namespace to serve HTTPS with, reloaded on change; empty serves plain HTTP")
@@ -132,10 +147,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.JWKSMaxAge, "jwks-max-age", d.JWKSMaxAge, "Cache-Control max-age of the JWKS and metadata (must be shorter than the signing keys' publish-ahead)")
 	fs.Float64Var(&o.RateLimit, "rate-limit", d.RateLimit, "tokens per second each client may get from this replica (sustained)")
 	fs.IntVar(&o.RateBurst, "rate-burst", d.RateBurst, "tokens each client may get from this replica in a burst")
-	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per client id before answering 429")
-	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per client id")
+	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per presented client id (known or not) before answering 429")
+	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per presented client id")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
+	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
 	fs.DurationVar(&o.DrainDelay, "drain-delay", d.DrainDelay, "on shutdown, how long /readyz answers 503 before the listener closes (the Service's endpoint removal delay)")
 }
@@ -145,6 +161,7 @@ func (o *Options) complete() error {
 	d := DefaultOptions()
 	fill(&o.Issuer, d.Issuer)
 	fill(&o.Addr, d.Addr)
+	fill(&o.MetricsAddr, d.MetricsAddr)
 	fill(&o.Namespace, d.Namespace)
 	fill(&o.SigningKeySecret, d.SigningKeySecret)
 	fill(&o.DefaultTokenTTL, d.DefaultTokenTTL)
@@ -156,6 +173,7 @@ func (o *Options) complete() error {
 	fill(&o.AuthFailureBurst, d.AuthFailureBurst)
 	fill(&o.MaxInFlight, d.MaxInFlight)
 	fill(&o.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&o.BodyReadTimeout, d.BodyReadTimeout)
 	fill(&o.ShutdownTimeout, d.ShutdownTimeout)
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -194,6 +212,8 @@ func (o *Options) validate() error {
 		return errors.New("--drain-delay must not be negative")
 	case o.MaxInFlight < 0 || o.MaxBodyBytes < 0:
 		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
+	case o.BodyReadTimeout < 0 || o.BodyReadTimeout > serverReadTimeout:
+		return fmt.Errorf("--body-read-timeout must be between 0 and %s", serverReadTimeout)
 	}
 	return nil
 }

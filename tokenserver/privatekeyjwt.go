@@ -27,16 +27,32 @@ package tokenserver
 // header has one, selects the key; without one, every key of the JWKS that fits the algorithm
 // is tried.
 //
-// Replay: each replica remembers (client id, jti) until the assertion's exp, in a bounded map.
-// This stops a replay to the same replica. It does not stop one replay per other replica
-// within the assertion's lifetime (at most 5 minutes): replicas share no state. A client's
-// issuance rate limit applies per replica too. Strict single use across replicas would need
-// shared state, which this server deliberately does not have; keep assertion lifetimes short.
+// Replay: each replica remembers every accepted assertion's jti until the assertion's exp, in a
+// set of the client's own (see replaySet). This stops a replay to the same replica. It does not
+// stop one replay per other replica within the assertion's lifetime (at most 5 minutes):
+// replicas share no state. A client's issuance rate limit applies per replica too. Strict
+// single use across replicas would need shared state, which this server deliberately does not
+// have; keep assertion lifetimes short.
+//
+// The replay sets are per client so that no client can fill a structure others need: each
+// holds at most burst + rate × (maximum assertion lifetime + leeway) entries, the most a client
+// within its issuance rate limit can have unexpired at once (6,700 with the default limits; an
+// entry is a 64-bit keyed hash of the jti and its exp, about 40 bytes in a Go map). A client
+// over its cap is refused 429 slow_down with Retry-After until its oldest entry expires; no
+// other client notices. Beyond the per-client caps, maxReplayEntries is the replica's memory
+// safety net: once all sets together hold that many, only a client holding more than its fair
+// share (maxReplayEntries / clients with entries) is refused, so the total stays below about
+// twice that, and a client with few entries is never refused for others' volume.
 
 import (
-	"crypto/sha256"
+	"hash/maphash"
+	"maps"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
@@ -44,27 +60,28 @@ import (
 const (
 	// maxAssertionLifetime is how far ahead a private_key_jwt assertion's exp may be.
 	maxAssertionLifetime = 5 * time.Minute
-	// maxReplayEntries bounds the replay cache of one replica.
-	maxReplayEntries = 100000
+	// maxReplayEntries is the replica's memory safety net over all clients' replay sets (see
+	// the comment above): about 20-40 MB at most.
+	maxReplayEntries = 500000
 )
 
 // authenticatePrivateKeyJWT authenticates a private_key_jwt assertion.
 func (s *Server) authenticatePrivateKeyJWT(req *tokenRequest, a *assertion, now time.Time) (*Client, *oauthError) {
 	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.iss)
 	}
 	c := s.index.lookup([]byte(a.iss))
 	if c == nil || c.method != credential.MethodPrivateKeyJWT {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
 	if !c.verifyAssertion(a) || !s.assertionClaimsValid(a, now) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
-	switch s.replay.remember(c.id, a.jti, time.Unix(a.exp, 0), now) {
+	switch ans, retryAfter := c.replay.remember(s.replayLimits, a.jti, a.exp, now.Unix()); ans {
 	case replayFull:
-		return nil, errReplayCacheFull
+		return nil, replayLimited(retryAfter)
 	case replaySeen:
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.iss)
 	}
 	return c, nil
 }
@@ -108,43 +125,136 @@ const (
 	replayFull
 )
 
-// replayCache remembers the jti of each accepted assertion until it expires.
-type replayCache struct {
-	mu      sync.Mutex
-	entries map[[32]byte]time.Time
+// replayLimits is what every client's replay set shares: the hash seed, the per-client cap and
+// the replica-wide accounting behind the memory safety net.
+type replayLimits struct {
+	seed      maphash.Seed
+	perClient int
+	// soft is the replica-wide entry count past which only clients within their fair share
+	// may add entries (maxReplayEntries; lower in tests).
+	soft int64
+	// total counts the entries of all sets; active the sets holding any.
+	total  atomic.Int64
+	active atomic.Int64
 }
 
-// remember records (client, jti) until exp, reporting whether it was seen before, or that the
-// cache is full of unexpired entries (the caller refuses rather than forget one).
-func (rc *replayCache) remember(clientID, jti string, exp, now time.Time) replayAnswer {
-	h := sha256.New()
-	h.Write([]byte(clientID))
-	h.Write([]byte{0})
-	h.Write([]byte(jti))
-	var key [32]byte
-	h.Sum(key[:0])
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if rc.entries == nil {
-		rc.entries = map[[32]byte]time.Time{}
-	}
-	if until, ok := rc.entries[key]; ok && now.Before(until) {
-		return replaySeen
-	}
-	if len(rc.entries) >= maxReplayEntries {
-		rc.sweep(now)
-		if len(rc.entries) >= maxReplayEntries {
-			return replayFull
-		}
-	}
-	rc.entries[key] = exp
-	return replayNew
+func newReplayLimits(issueRate rate.Limit, issueBurst int) *replayLimits {
+	return &replayLimits{seed: maphash.MakeSeed(), perClient: replayCap(issueRate, issueBurst), soft: maxReplayEntries}
 }
 
-func (rc *replayCache) sweep(now time.Time) {
-	for k, until := range rc.entries {
-		if !now.Before(until) {
-			delete(rc.entries, k)
-		}
+// replayCap is burst + rate × (maximum assertion lifetime + leeway): an entry lives until its
+// assertion's exp, at most that window after it was accepted, and a token bucket lets at most
+// burst + rate × window requests through in any window. A client within its issuance rate
+// limit therefore never reaches it.
+func replayCap(issueRate rate.Limit, issueBurst int) int {
+	window := (maxAssertionLifetime + assertionLeeway).Seconds()
+	n := float64(issueBurst) + math.Ceil(float64(issueRate)*window)
+	return int(math.Max(1, math.Min(n, maxReplayEntries)))
+}
+
+// fairShare is the most entries one set may hold while the replica is past its safety net.
+func (l *replayLimits) fairShare() int {
+	return int(l.soft / max(1, l.active.Load()))
+}
+
+// replaySet is one client's memory of the assertions it has used: a keyed 64-bit hash of each
+// jti and the assertion's exp. The hash seed is random per process, so no one can aim for a
+// collision (which would only refuse that client's own assertion).
+type replaySet struct {
+	mu   sync.Mutex
+	seen map[uint64]int64
+	// nextExp is the earliest exp in seen: before it a sweep would free nothing, so sweeps
+	// happen at most once per second (exp has whole seconds).
+	nextExp int64
+	// peak is the most entries since the map was last rebuilt (Go maps never shrink).
+	peak int
+	// dropped: the client left the index, and the set no longer counts in the limits.
+	dropped bool
+}
+
+// remember records jti until exp (Unix seconds), reporting whether it was seen before, or that
+// the client is over its cap or past its fair share (with the seconds until it may retry).
+func (rs *replaySet) remember(l *replayLimits, jti string, exp, now int64) (replayAnswer, int) {
+	key := maphash.String(l.seed, jti)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if len(rs.seen) > 0 && now >= rs.nextExp {
+		rs.sweep(l, now)
 	}
+	if _, ok := rs.seen[key]; ok {
+		return replaySeen, 0 // after the sweep every entry left is unexpired
+	}
+	if len(rs.seen) >= l.perClient {
+		return replayFull, int(max(1, rs.nextExp-now))
+	}
+	if l.total.Load() >= l.soft && len(rs.seen) >= l.fairShare() {
+		return replayFull, 1
+	}
+	if rs.seen == nil {
+		rs.seen = map[uint64]int64{}
+		rs.nextExp = exp
+		rs.countSet(l, 1)
+	}
+	rs.seen[key] = exp
+	rs.nextExp = min(rs.nextExp, exp)
+	rs.peak = max(rs.peak, len(rs.seen))
+	rs.countEntries(l, 1)
+	return replayNew, 0
+}
+
+// sweep forgets the expired entries, and frees the map's memory when few are left.
+func (rs *replaySet) sweep(l *replayLimits, now int64) {
+	before, next := len(rs.seen), int64(math.MaxInt64)
+	for k, exp := range rs.seen {
+		if now >= exp {
+			delete(rs.seen, k)
+			continue
+		}
+		next = min(next, exp)
+	}
+	rs.nextExp = next
+	rs.countEntries(l, int64(len(rs.seen)-before))
+	switch {
+	case len(rs.seen) == 0:
+		rs.seen, rs.peak = nil, 0
+		rs.countSet(l, -1)
+	case len(rs.seen)*4 < rs.peak:
+		rs.seen, rs.peak = maps.Clone(rs.seen), len(rs.seen)
+	}
+}
+
+func (rs *replaySet) countEntries(l *replayLimits, n int64) {
+	if !rs.dropped {
+		l.total.Add(n)
+	}
+}
+
+func (rs *replaySet) countSet(l *replayLimits, n int64) {
+	if !rs.dropped {
+		l.active.Add(n)
+	}
+}
+
+// drop takes the set out of the limits when its client leaves the index (requests in flight
+// may still use it); adopt puts it back when the same client is published again.
+func (rs *replaySet) drop(l *replayLimits) { rs.setDropped(l, true) }
+
+func (rs *replaySet) adopt(l *replayLimits) { rs.setDropped(l, false) }
+
+func (rs *replaySet) setDropped(l *replayLimits, dropped bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.dropped == dropped {
+		return
+	}
+	sign := int64(1)
+	if dropped {
+		sign = -1
+	}
+	rs.dropped = false // count the change itself
+	rs.countEntries(l, sign*int64(len(rs.seen)))
+	if len(rs.seen) > 0 {
+		rs.countSet(l, sign)
+	}
+	rs.dropped = dropped
 }

@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -386,25 +387,118 @@ func TestAssertionMethodRules(t *testing.T) {
 	})
 }
 
-func TestReplayCacheIsBounded(t *testing.T) {
-	var rc replayCache
-	now := testT0
-	for i := 0; i < maxReplayEntries; i++ {
-		if rc.remember("c", fmt.Sprint(i), now.Add(time.Minute), now) != replayNew {
-			t.Fatal("a new jti was not new")
+// TestReplaySetIsPerClientAndBounded: each client's replay set is capped on its own; a full
+// set refuses only its client, with the seconds until its oldest entry expires; replays are
+// still recognised when full; expired entries free their room.
+func TestReplaySetIsPerClientAndBounded(t *testing.T) {
+	l := newReplayLimits(0.01, 5) // cap 5 + ceil(0.01 × 330) = 9
+	if l.perClient != 9 {
+		t.Fatalf("per-client cap %d, want 9", l.perClient)
+	}
+	var a, b replaySet
+	now := testT0.Unix()
+	for i := 0; i < l.perClient; i++ {
+		if got, _ := a.remember(l, fmt.Sprint(i), now+60+int64(i), now); got != replayNew {
+			t.Fatalf("jti %d: %v", i, got)
 		}
 	}
-	if got := rc.remember("c", "one more", now.Add(time.Minute), now); got != replayFull {
-		t.Fatalf("full cache answered %v", got)
+	if got, retry := a.remember(l, "one more", now+60, now); got != replayFull || retry != 60 {
+		t.Fatalf("full set answered %v, retry after %d s; want full, 60 s", got, retry)
 	}
-	if got := rc.remember("c", "0", now.Add(time.Minute), now); got != replaySeen {
-		t.Fatalf("seen jti answered %v", got)
+	if got, _ := a.remember(l, "0", now+60, now); got != replaySeen {
+		t.Fatalf("a replay into a full set answered %v", got)
 	}
-	later := now.Add(2 * time.Minute)
-	if got := rc.remember("c", "one more", later.Add(time.Minute), later); got != replayNew {
-		t.Fatalf("expired entries were not swept: %v", got)
+	for i := 0; i < l.perClient; i++ {
+		if got, _ := b.remember(l, fmt.Sprint(i), now+60, now); got != replayNew {
+			t.Fatalf("another client's jti %d: %v", i, got)
+		}
 	}
-	if len(rc.entries) != 1 {
-		t.Fatalf("%d entries after the sweep", len(rc.entries))
+	if got, _ := a.remember(l, "one more", now+200, now+60); got != replayNew {
+		t.Fatalf("after the oldest entry expired: %v", got)
+	}
+	if len(a.seen) != l.perClient {
+		t.Fatalf("%d entries after the sweep, want %d", len(a.seen), l.perClient)
+	}
+	if got, want := l.total.Load(), int64(2*l.perClient); got != want {
+		t.Fatalf("replica-wide count %d, want %d", got, want)
+	}
+	if got, _ := a.remember(l, "after all expired", now+1000, now+500); got != replayNew || len(a.seen) != 1 || l.total.Load() != int64(1+l.perClient) {
+		t.Fatalf("after every entry expired: %v, %d entries, %d counted", got, len(a.seen), l.total.Load())
+	}
+}
+
+// TestReplayCapHoldsEveryClientWithinItsRateLimit: a client that uses its whole burst, then
+// one assertion per 1/rate seconds, each living the longest allowed, never reaches its cap.
+func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
+	const rateLimit, burst = 0.5, 7
+	l := newReplayLimits(rateLimit, burst)
+	var rs replaySet
+	lifetime := int64((maxAssertionLifetime + assertionLeeway) / time.Second)
+	now := testT0.Unix()
+	n := 0
+	for ; n < burst; n++ {
+		if got, _ := rs.remember(l, fmt.Sprint(n), now+lifetime, now); got != replayNew {
+			t.Fatalf("burst assertion %d: %v", n, got)
+		}
+	}
+	for step := int64(0); step < 3*lifetime; step += int64(1 / rateLimit) {
+		at := now + step + 1
+		if got, _ := rs.remember(l, fmt.Sprint(n), at+lifetime, at); got != replayNew {
+			t.Fatalf("assertion %d at +%ds (within the rate limit): %v with %d entries, cap %d", n, step, got, len(rs.seen), l.perClient)
+		}
+		n++
+	}
+}
+
+// TestReplaySafetyNetSparesSmallClients: once the replica-wide safety net is reached, a client
+// holding more than its fair share is refused, one holding little is not.
+func TestReplaySafetyNetSparesSmallClients(t *testing.T) {
+	l := newReplayLimits(1e6, 1e6)
+	l.soft = 100
+	var big, small replaySet
+	now := testT0.Unix()
+	for i := 0; i < 100; i++ {
+		if got, _ := big.remember(l, fmt.Sprint(i), now+60, now); got != replayNew {
+			t.Fatalf("jti %d: %v", i, got)
+		}
+	}
+	if got, _ := small.remember(l, "a", now+60, now); got != replayNew {
+		t.Fatalf("a small client past the safety net: %v", got)
+	}
+	if got, retry := big.remember(l, "x", now+60, now); got != replayFull || retry < 1 {
+		t.Fatalf("the big client past the safety net: %v (retry %d)", got, retry)
+	}
+	big.drop(l)
+	if l.total.Load() != 1 || l.active.Load() != 1 {
+		t.Fatalf("after the big client left: %d entries in %d sets counted", l.total.Load(), l.active.Load())
+	}
+}
+
+// TestOneClientCannotLockOutOtherAssertions: a private_key_jwt client that sends assertion
+// after assertion is refused 429 slow_down with Retry-After once its own replay set is full;
+// another private_key_jwt client's valid assertions keep getting tokens.
+func TestOneClientCannotLockOutOtherAssertions(t *testing.T) {
+	ts := newTestServer(t, manyFailures, func(o *Options) { o.RateLimit, o.RateBurst = 0.01, 5 })
+	cap := ts.replayLimits.perClient
+	floodKey, victimKey := newClientKey(t, jose.ES256, "f"), newClientKey(t, jose.ES256, "v")
+	flood, victim := ts.addKeyClient(t, floodKey), ts.addKeyClient(t, victimKey)
+	now := ts.clock.Now()
+	var w *httptest.ResponseRecorder
+	for i := 0; i <= cap; i++ {
+		w = ts.do(tokenReq(assertionForm(floodKey.sign(t, assertionClaimsFor(flood, now))), "", ""))
+	}
+	tr := decodeResponse(t, w.Body)
+	if w.Code != http.StatusTooManyRequests || tr.Error != errSlowDown || w.Header().Get("Retry-After") != "120" {
+		t.Fatalf("flooding client after %d assertions: %d %s Retry-After %q, want 429 slow_down, 120", cap+1, w.Code, tr.Error, w.Header().Get("Retry-After"))
+	}
+	for i := 0; i < 5; i++ { // the victim's burst
+		if got := ts.status(t, assertionForm(victimKey.sign(t, assertionClaimsFor(victim, now)))); got != "200 " {
+			t.Fatalf("the other client's assertion %d: %s", i, got)
+		}
+	}
+	ts.clock.Add(3 * time.Minute) // the flood's assertions expire: nothing is locked for good
+	w = ts.do(tokenReq(assertionForm(floodKey.sign(t, assertionClaimsFor(flood, ts.clock.Now()))), "", ""))
+	if tr := decodeResponse(t, w.Body); w.Code == http.StatusTooManyRequests && strings.Contains(tr.ErrorDescription, "assertions") {
+		t.Fatalf("the flooding client is still refused after its assertions expired: %s", tr.ErrorDescription)
 	}
 }

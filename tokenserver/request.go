@@ -102,15 +102,9 @@ func (st *reqState) reset() {
 	st.req = tokenRequest{}
 }
 
-// parseTokenRequest checks the content type, reads the body within the limit, parses the form
-// and the client credentials.
-func parseTokenRequest(r *http.Request, st *reqState, maxBody int64) *oauthError {
-	if !isFormContentType(r.Header["Content-Type"]) {
-		return errContentType
-	}
-	if err := readBody(r, st, maxBody); err != nil {
-		return err
-	}
+// parseTokenRequest parses the form body (already read into st.body by receiveForm) and the
+// client credentials.
+func parseTokenRequest(r *http.Request, st *reqState) *oauthError {
 	if err := parseForm(st.body, &st.req); err != nil {
 		return err
 	}
@@ -130,15 +124,15 @@ func isFormContentType(v []string) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded")
 }
 
-// readBody reads the whole body into st.body, refusing more than maxBody bytes with 413.
+// readBody reads the whole body into st.body, refusing more than maxBody bytes with 413. The
+// buffer grows with the bytes that arrive, never to the size the client merely claims in
+// Content-Length: a claim costs nothing until the bytes are sent. A body that fails to arrive
+// (deadline, cut connection, short of its Content-Length) is a 400.
 func readBody(r *http.Request, st *reqState, maxBody int64) *oauthError {
 	if r.ContentLength > maxBody {
 		return errBodyTooLarge
 	}
-	buf := st.body
-	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength+1 {
-		buf = make([]byte, 0, r.ContentLength+1)
-	}
+	buf := st.body[:0]
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

@@ -62,19 +62,20 @@ func TestScaleTokenServer(t *testing.T) {
 	bin := buildM2M(t)
 	kubeconfig := writeKubeconfig(t)
 	port := freePort(t)
-	url := "http://127.0.0.1:" + port
+	url, metricsURL := "http://127.0.0.1:"+port, "http://"+freeAddr(t)
 	start := time.Now()
 	cmd := exec.Command(bin, "tokenserver", "--kubeconfig", kubeconfig, "--namespace", ls.ns,
-		"--addr", "127.0.0.1:"+port, "--issuer", url, "--rate-limit", "1000000", "--rate-burst", "1000000")
+		"--addr", "127.0.0.1:"+port, "--metrics-addr", strings.TrimPrefix(metricsURL, "http://"),
+		"--issuer", url, "--rate-limit", "1000000", "--rate-burst", "1000000")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if extra := os.Getenv("SCALE_TOKENSERVER_ENV"); extra != "" { // e.g. GOGC=50
 		cmd.Env = append(os.Environ(), strings.Fields(extra)...)
 	}
 	g.Expect(cmd.Start()).To(Succeed())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	g.Eventually(func() int { return status(url + "/readyz") }).WithTimeout(5 * time.Minute).WithPolling(50 * time.Millisecond).Should(Equal(200))
+	g.Eventually(func() int { return status(metricsURL + "/readyz") }).WithTimeout(5 * time.Minute).WithPolling(50 * time.Millisecond).Should(Equal(200))
 	ready := time.Since(start)
-	g.Expect(metric(t, url, "m2m_tokenserver_clients_loaded")).To(Equal(float64(n)))
+	g.Expect(metric(t, metricsURL, "m2m_tokenserver_clients_loaded")).To(Equal(float64(n)))
 
 	// Serve some traffic across many clients before reading the memory, so it is a working
 	// figure, not an idle one.
@@ -85,7 +86,7 @@ func TestScaleTokenServer(t *testing.T) {
 		}
 	}
 	rss := rssMiB(t, cmd.Process.Pid)
-	heap := metric(t, url, "go_memstats_heap_inuse_bytes") / (1 << 20)
+	heap := metric(t, metricsURL, "go_memstats_heap_inuse_bytes") / (1 << 20)
 	anon := procKiB(t, cmd.Process.Pid, "smaps_rollup", "Anonymous:") / 1024
 
 	// Index update latency: rotate a client's secret in its record and time until it works.
@@ -210,7 +211,7 @@ func tokenStatus(base, id, secret string) int {
 	return resp.StatusCode
 }
 
-// metric reads one unlabelled gauge from the server's /metrics.
+// metric reads one unlabelled gauge from the server's /metrics (base: its metrics port).
 func metric(t *testing.T, base, name string) float64 {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")

@@ -42,13 +42,19 @@ limitations under the License.
 //   - Repeated authentication failures for one client id are answered 429 once its failure
 //     budget is spent — but only after the secret check: a caller holding the right secret is
 //     never locked out by someone else's failures (the secrets carry 256 random bits, so the
-//     check is no guessing oracle). Unknown ids share one budget, so they cost no memory.
+//     check is no guessing oracle). The budgets live in a fixed table indexed by a keyed hash
+//     of the presented id (failures.go), for known and unknown ids alike: unknown ids cost no
+//     memory, and no answer tells a known id from an unknown one.
 //   - A broken credential record makes its client unknown (fail closed); a signing-key Secret
 //     that cannot be loaded, or is deleted, keeps the keys loaded before (they are still the
 //     installation's) until a valid one arrives.
+//   - /healthz, /readyz and /metrics are served on a port of their own (Options.MetricsAddr,
+//     plain HTTP), never the token port: the metrics name every audience and key id, and the
+//     token Service exposes only the token port.
 //   - Shutdown drains: /readyz answers 503 and responses close their connections for
-//     Options.DrainDelay, so load balancers stop sending before the listener closes; then
-//     requests in flight finish (http.Server.Shutdown, within Options.ShutdownTimeout).
+//     Options.DrainDelay, so load balancers stop sending before the token listener closes;
+//     then requests in flight finish (http.Server.Shutdown, within Options.ShutdownTimeout),
+//     and only then does the metrics port close.
 package tokenserver
 
 import (
@@ -63,7 +69,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 	"k8s.io/client-go/kubernetes"
@@ -75,20 +80,29 @@ import (
 	"github.com/m2m-dev/m2m-operator/verify"
 )
 
-// unknownFailureFactor scales the one failure budget that all unknown client ids share.
-const unknownFailureFactor = 10
+// Timeouts of the token port's http.Server. serverReadTimeout bounds a whole request read
+// (headers and body); Options.BodyReadTimeout, at most this, bounds the body alone.
+const (
+	serverReadHeaderTimeout = 5 * time.Second
+	serverReadTimeout       = 10 * time.Second
+	serverWriteTimeout      = 10 * time.Second
+	serverIdleTimeout       = 120 * time.Second
+)
 
 // Server is the token server. Build it with New; feed it from the API server with
 // StartInformers, or directly with Index().Put and SetKeys (tests, benchmarks).
 type Server struct {
-	opts            Options
-	log             logr.Logger
-	audit           auditLog
-	index           *Index
-	keys            atomic.Pointer[keySet]
-	metrics         *metrics
-	inFlight        atomic.Int64
-	unknownFailures *rate.Limiter
+	opts     Options
+	log      logr.Logger
+	audit    auditLog
+	index    *Index
+	keys     atomic.Pointer[keySet]
+	metrics  *metrics
+	inFlight atomic.Int64
+	// readingBodies counts the requests whose body is being read (they hold no slot yet).
+	readingBodies atomic.Int64
+	// failures slows down repeated authentication failures, by presented id.
+	failures        *failureTable
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
 	draining        atomic.Bool
@@ -97,12 +111,13 @@ type Server struct {
 	wwwAuthenticate []string
 	pool            sync.Pool
 	handler         http.Handler
+	metricsHandler  http.Handler
 	verifier        *verify.Verifier
 	tls             certs.Reloader
 	// serviceAccounts verifies ServiceAccount tokens; nil until bound to an API server.
 	serviceAccounts atomic.Pointer[serviceAccounts]
-	// replay remembers private_key_jwt assertions until they expire.
-	replay replayCache
+	// replayLimits bound the per-client replay sets of private_key_jwt assertions.
+	replayLimits *replayLimits
 }
 
 // New builds a server from options (zero values take the defaults).
@@ -117,15 +132,15 @@ func New(opts Options) (*Server, error) {
 	s.audit = auditLog{w: opts.AuditLog}
 	s.keys.Store(emptyKeySet())
 	s.metrics = newMetrics(s)
-	s.unknownFailures = rate.NewLimiter(rate.Limit(opts.AuthFailureRate*unknownFailureFactor), opts.AuthFailureBurst*unknownFailureFactor)
+	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
+	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
 	s.index = newIndex(indexConfig{
-		issuer:        opts.Issuer,
-		issueRate:     rate.Limit(opts.RateLimit),
-		issueBurst:    opts.RateBurst,
-		failureRate:   rate.Limit(opts.AuthFailureRate),
-		failureBurst:  opts.AuthFailureBurst,
-		log:           s.log.WithName("index"),
-		issuedCounter: func(aud string) prometheus.Counter { return s.metrics.issued.WithLabelValues(aud) },
+		issuer:     opts.Issuer,
+		issueRate:  rate.Limit(opts.RateLimit),
+		issueBurst: opts.RateBurst,
+		replay:     s.replayLimits,
+		log:        s.log.WithName("index"),
+		audiences:  s.metrics.issued,
 		onCountsChange: func(loaded, broken int) {
 			s.metrics.clientsLoaded.Set(float64(loaded))
 			s.metrics.brokenRecords.Set(float64(broken))
@@ -146,6 +161,7 @@ func New(opts Options) (*Server, error) {
 		return &reqState{body: make([]byte, 0, 1024), out: make([]byte, 0, 1024), payload: make([]byte, 0, 512)}
 	}
 	s.handler = s.routes()
+	s.metricsHandler = s.metricsRoutes()
 	return s, nil
 }
 
@@ -160,14 +176,24 @@ func (s *Server) routes() http.Handler {
 	if p != "" {
 		mux.HandleFunc(OIDCMetadataPath+p, s.handleMetadata)
 	}
+	return mux
+}
+
+// metricsRoutes are the endpoints of the metrics port.
+func (s *Server) metricsRoutes() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", handleHealthz)
 	mux.HandleFunc("/readyz", s.handleReadyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	return mux
 }
 
-// Handler returns the HTTP handler of every endpoint.
+// Handler returns the HTTP handler of the token port: the OAuth endpoints, the JWKS and the
+// metadata.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler returns the HTTP handler of the metrics port: /healthz, /readyz, /metrics.
+func (s *Server) MetricsHandler() http.Handler { return s.metricsHandler }
 
 // Index returns the client index, for feeding it directly.
 func (s *Server) Index() *Index { return s.index }
@@ -221,10 +247,10 @@ func (s *Server) notReady() string {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       serverReadTimeout,
+		WriteTimeout:      serverWriteTimeout,
+		IdleTimeout:       serverIdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 	}
 	errc := make(chan error, 1)
@@ -273,7 +299,57 @@ func (s *Server) serveOn(srv *http.Server, ln net.Listener) error {
 	return srv.ServeTLS(ln, "", "")
 }
 
-// Run serves the token server from the API server in cfg until ctx is done.
+// ServeMetrics serves /healthz, /readyz and /metrics over plain HTTP on ln until ctx is done.
+func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.metricsHandler,
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       serverReadTimeout,
+		WriteTimeout:      serverWriteTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving the metrics port: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		return fmt.Errorf("shutting down the metrics port: %w", err)
+	}
+	return nil
+}
+
+// ServeWithMetrics serves the token port on ln (Serve) and the metrics port on metricsLn
+// (ServeMetrics) until ctx is done. The metrics port outlives the token port's drain, so that
+// /readyz answers 503 all through it; if the metrics port fails, the token port stops too.
+func (s *Server) ServeWithMetrics(ctx context.Context, ln, metricsLn net.Listener) error {
+	tokenCtx, stopToken := context.WithCancel(ctx)
+	defer stopToken()
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	merr := make(chan error, 1)
+	go func() {
+		err := s.ServeMetrics(metricsCtx, metricsLn)
+		stopToken()
+		merr <- err
+	}()
+	err := s.Serve(tokenCtx, ln)
+	stopMetrics()
+	if mErr := <-merr; err == nil {
+		err = mErr
+	}
+	return err
+}
+
+// Run serves the token server from the API server in cfg until ctx is done: the token port on
+// opts.Addr, the metrics port on opts.MetricsAddr.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	probe := opts
 	if err := probe.complete(); err != nil {
@@ -283,28 +359,39 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", probe.Addr, err)
 	}
-	return RunOn(ctx, cfg, opts, ln)
-}
-
-// RunOn is Run on a listener the caller opened (opts.Addr is ignored), for callers that need
-// the address before the server starts, such as `m2m dev` on port 0. It closes ln.
-func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln net.Listener) error {
-	s, err := New(opts)
+	metricsLn, err := net.Listen("tcp", probe.MetricsAddr)
 	if err != nil {
 		_ = ln.Close()
+		return fmt.Errorf("listening on %s (--metrics-addr): %w", probe.MetricsAddr, err)
+	}
+	return RunOn(ctx, cfg, opts, ln, metricsLn)
+}
+
+// RunOn is Run on listeners the caller opened (opts.Addr and opts.MetricsAddr are ignored),
+// for callers that need the addresses before the server starts, such as `m2m dev` on port 0.
+// It closes both.
+func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln, metricsLn net.Listener) error {
+	closeAll := func() {
+		_ = ln.Close()
+		_ = metricsLn.Close()
+	}
+	s, err := New(opts)
+	if err != nil {
+		closeAll()
 		return err
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "m2m-tokenserver"
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		_ = ln.Close()
+		closeAll()
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	if err := s.StartInformers(ctx, cs); err != nil {
-		_ = ln.Close()
+		closeAll()
 		return err
 	}
-	s.log.Info("token server listening", "addr", ln.Addr().String(), "issuer", s.opts.Issuer, "namespace", s.opts.Namespace, "tlsSecret", s.opts.TLSSecret)
-	return s.Serve(ctx, ln)
+	s.log.Info("token server listening", "addr", ln.Addr().String(), "metricsAddr", metricsLn.Addr().String(),
+		"issuer", s.opts.Issuer, "namespace", s.opts.Namespace, "tlsSecret", s.opts.TLSSecret)
+	return s.ServeWithMetrics(ctx, ln, metricsLn)
 }

@@ -60,8 +60,19 @@ const (
 	serviceAccountPrefix = "system:serviceaccount:"
 	// reviewCacheTTL bounds how long a TokenReview answer is trusted.
 	reviewCacheTTL = time.Minute
-	// maxReviewCache bounds the TokenReview cache; beyond it answers are simply not cached.
-	maxReviewCache = 16384
+	// maxReviewsPerSubject bounds the cached answers of one ServiceAccount: one per pod token
+	// in use (the pods of a Deployment share a ServiceAccount, each with a token of its own).
+	// Beyond it that ServiceAccount's further tokens are confirmed on every use; no other's
+	// answer is evicted or refused room.
+	maxReviewsPerSubject = 1024
+	// maxReviewCache is the memory safety net of the whole cache (about 80 bytes an entry):
+	// past it only a ServiceAccount holding more than its fair share (maxReviewCache /
+	// ServiceAccounts cached) is refused room, so the cache stays below about twice that and
+	// one ServiceAccount, capped far below it, can never reach it alone.
+	maxReviewCache = 65536
+	// reviewSweepEvery spaces the sweeps of expired answers, which happen only when a bound is
+	// reached.
+	reviewSweepEvery = time.Second
 	// clusterKeysCooldown is the least time between two fetches of the cluster's keys.
 	clusterKeysCooldown = 10 * time.Second
 	// apiTimeout bounds one discovery, key or TokenReview call.
@@ -206,57 +217,113 @@ func (ck *clusterKeys) fetch(ctx context.Context) {
 	ck.log.Info("service-account issuer keys loaded", "issuer", issuer, "keys", len(keys))
 }
 
-// reviewCache holds positive TokenReview answers by token hash.
+// reviewCache holds positive TokenReview answers by token hash, with a count per
+// ServiceAccount so that none can crowd out the others (see maxReviewsPerSubject).
 type reviewCache struct {
-	mu      sync.RWMutex
-	entries map[[32]byte]reviewEntry
+	mu       sync.RWMutex
+	entries  map[[32]byte]reviewEntry
+	subjects map[string]*subjectReviews
+	// perSubject and soft are maxReviewsPerSubject and maxReviewCache (lower in tests).
+	perSubject int
+	soft       int
+	lastSweep  time.Time
+}
+
+// subjectReviews is one ServiceAccount's share of the cache; its key is shared by its entries.
+type subjectReviews struct {
+	key string
+	n   int
 }
 
 type reviewEntry struct {
-	subject  string
-	deadline time.Time
+	subject *subjectReviews
+	// deadline is in Unix nanoseconds.
+	deadline int64
+}
+
+func newReviewCache() *reviewCache {
+	return &reviewCache{entries: map[[32]byte]reviewEntry{}, subjects: map[string]*subjectReviews{},
+		perSubject: maxReviewsPerSubject, soft: maxReviewCache}
 }
 
 func (rc *reviewCache) get(h *[32]byte, now time.Time) (string, bool) {
 	rc.mu.RLock()
 	e, ok := rc.entries[*h]
 	rc.mu.RUnlock()
-	if !ok || !now.Before(e.deadline) {
+	if !ok || now.UnixNano() >= e.deadline {
 		return "", false
 	}
-	return e.subject, true
+	return e.subject.key, true
 }
 
+// put caches a confirmed token of subject ("<namespace>/<name>") until deadline, unless that
+// subject has no room left.
 func (rc *reviewCache) put(h [32]byte, subject string, deadline, now time.Time) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if rc.entries == nil {
-		rc.entries = map[[32]byte]reviewEntry{}
+	if e, ok := rc.entries[h]; ok && e.subject.key == subject {
+		e.deadline = deadline.UnixNano() // confirmed again after its answer expired
+		rc.entries[h] = e
+		return
 	}
-	if len(rc.entries) >= maxReviewCache {
-		for k, e := range rc.entries {
-			if !now.Before(e.deadline) {
-				delete(rc.entries, k)
-			}
-		}
-		if len(rc.entries) >= maxReviewCache {
+	sr := rc.subjects[subject]
+	if rc.full(sr) {
+		rc.sweep(now)
+		sr = rc.subjects[subject]
+		if rc.full(sr) {
 			return
 		}
 	}
-	rc.entries[h] = reviewEntry{subject: subject, deadline: deadline}
+	if sr == nil {
+		sr = &subjectReviews{key: subject}
+		rc.subjects[subject] = sr
+	}
+	sr.n++
+	rc.entries[h] = reviewEntry{subject: sr, deadline: deadline.UnixNano()}
+}
+
+// full reports whether the subject may not add an answer: it holds its cap, or the cache is
+// past its safety net and the subject holds at least its fair share.
+func (rc *reviewCache) full(sr *subjectReviews) bool {
+	n := 0
+	if sr != nil {
+		n = sr.n
+	}
+	if n >= rc.perSubject {
+		return true
+	}
+	return len(rc.entries) >= rc.soft && n >= rc.soft/max(1, len(rc.subjects))
+}
+
+// sweep drops the expired answers, at most once per reviewSweepEvery.
+func (rc *reviewCache) sweep(now time.Time) {
+	if now.Sub(rc.lastSweep) < reviewSweepEvery {
+		return
+	}
+	rc.lastSweep = now
+	t := now.UnixNano()
+	for k, e := range rc.entries {
+		if t < e.deadline {
+			continue
+		}
+		delete(rc.entries, k)
+		if e.subject.n--; e.subject.n == 0 {
+			delete(rc.subjects, e.subject.key)
+		}
+	}
 }
 
 // serviceAccounts authenticates ServiceAccount clients.
 type serviceAccounts struct {
 	api     clusterAPI
 	keys    clusterKeys
-	cache   reviewCache
+	cache   *reviewCache
 	reviews singleflight.Group
 }
 
 // bindCluster gives the server the API it verifies ServiceAccount tokens with.
 func (s *Server) bindCluster(api clusterAPI) {
-	sa := &serviceAccounts{api: api}
+	sa := &serviceAccounts{api: api, cache: newReviewCache()}
 	sa.keys.api, sa.keys.log = api, s.log.WithName("serviceaccounts")
 	s.serviceAccounts.Store(sa)
 }
@@ -266,18 +333,18 @@ func (s *Server) bindCluster(api clusterAPI) {
 func (s *Server) authenticateServiceAccount(ctx context.Context, req *tokenRequest, h *[32]byte, a *assertion, now time.Time) (*Client, *oauthError) {
 	sa := s.serviceAccounts.Load()
 	if sa == nil {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	key, ok := subjectKey(a.sub)
 	if !ok {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	c := s.index.lookupSubject(key)
 	if c == nil || (len(req.id) > 0 && string(req.id) != c.id) {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(a.sub)
 	}
 	if !s.verifyServiceAccountToken(ctx, sa, a, now) || !sa.confirm(ctx, string(req.assertion), *h, a, s.opts.Issuer, now) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(a.sub)
 	}
 	return c, nil
 }

@@ -55,10 +55,11 @@ type saFixture struct {
 	reviews *atomic.Int32
 }
 
-func newSAFixture(t testing.TB) *saFixture {
+func newSAFixture(t testing.TB, mut ...func(*Options)) *saFixture {
 	t.Helper()
 	reviews := &atomic.Int32{}
-	ls := startLiveServerWith(t, countTokenReviews(reviews), func(o *Options) { o.AuthFailureBurst = 1000; o.AuditLog = io.Discard })
+	opts := append([]func(*Options){func(o *Options) { o.AuthFailureBurst = 1000; o.AuditLog = io.Discard }}, mut...)
+	ls := startLiveServerWith(t, countTokenReviews(reviews), opts...)
 	ls.clock.Set(time.Now())
 	cfg, _ := apiServer(t)
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -302,4 +303,84 @@ func forgeServiceAccountToken(t testing.TB, real string) string {
 	}
 	out, _ := jws.CompactSerialize()
 	return out
+}
+
+// TestReviewCacheIsPerSubject: a ServiceAccount at its cap has no further answers cached; the
+// others' answers stay, and theirs are still cached; past the safety net only a subject above
+// its fair share is refused; expired answers make room again.
+func TestReviewCacheIsPerSubject(t *testing.T) {
+	rc := newReviewCache()
+	rc.perSubject, rc.soft = 4, 10
+	now := testT0
+	until := now.Add(reviewCacheTTL)
+	hash := func(s string) [32]byte { return hashAssertion([]byte(s)) }
+	rc.put(hash("victim-1"), "apps/victim", until, now)
+	for i := 0; i < 20; i++ {
+		rc.put(hash(fmt.Sprint("flood-", i)), "apps/flood", until, now)
+	}
+	if n := rc.subjects["apps/flood"].n; n != rc.perSubject {
+		t.Fatalf("the flooding subject holds %d answers, want its cap %d", n, rc.perSubject)
+	}
+	for _, tok := range []string{"victim-1", "victim-2"} {
+		h := hash(tok)
+		rc.put(h, "apps/victim", until, now)
+		if sub, ok := rc.get(&h, now); !ok || sub != "apps/victim" {
+			t.Fatalf("%s is not cached after the flood: %q %v", tok, sub, ok)
+		}
+	}
+	// Past the safety net (10 entries): subjects above 10/4 are refused, a new one is not.
+	for i := 0; i < 4; i++ {
+		rc.put(hash(fmt.Sprint("other-", i)), "apps/other", until, now)
+	}
+	h := hash("newcomer")
+	rc.put(h, "apps/newcomer", until, now)
+	if _, ok := rc.get(&h, now); !ok {
+		t.Fatal("a subject with no answer cached was refused room past the safety net")
+	}
+	if len(rc.entries) > 2*rc.soft {
+		t.Fatalf("%d entries, more than twice the safety net", len(rc.entries))
+	}
+	later := until.Add(time.Second)
+	h = hash("flood-after")
+	rc.put(h, "apps/flood", later.Add(reviewCacheTTL), later)
+	if _, ok := rc.get(&h, later); !ok || len(rc.entries) != 1 || len(rc.subjects) != 1 {
+		t.Fatalf("expired answers were not swept: %d entries, %d subjects", len(rc.entries), len(rc.subjects))
+	}
+}
+
+// TestServiceAccountFloodKeepsOthersCached: against the real API server, one ServiceAccount
+// exchanges more distinct tokens than its share of the TokenReview cache; another
+// ServiceAccount's tokens, old and new, are still answered from the cache (one TokenReview
+// each), and the flood's tokens are all still accepted.
+func TestServiceAccountFloodKeepsOthersCached(t *testing.T) {
+	f := newSAFixture(t)
+	cache := f.serviceAccounts.Load().cache
+	cache.mu.Lock()
+	cache.perSubject, cache.soft = 4, 16
+	cache.mu.Unlock()
+	for _, sa := range []string{"robot", "flood"} {
+		f.serviceAccount(t, f.ns, sa)
+		f.bind(t, f.ns, sa)
+	}
+	exchangeOK := func(tok string) {
+		t.Helper()
+		if code, tr := f.exchange(t, tok); code != 200 {
+			t.Fatalf("status %d %s", code, tr.Error)
+		}
+	}
+	before := f.token(t, f.ns, "robot", f.url)
+	exchangeOK(before)
+	for i := 0; i < 24; i++ {
+		exchangeOK(f.token(t, f.ns, "flood", f.url))
+	}
+	after := f.token(t, f.ns, "robot", f.url)
+	reviews := f.reviews.Load()
+	exchangeOK(after) // one TokenReview: first use
+	for i := 0; i < 3; i++ {
+		exchangeOK(before)
+		exchangeOK(after)
+	}
+	if n := f.reviews.Load() - reviews; n != 1 {
+		t.Fatalf("%d TokenReviews for robot's two tokens after the flood, want 1 (its first use of the new one)", n)
+	}
 }

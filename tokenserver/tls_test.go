@@ -57,7 +57,7 @@ func servedSerial(addr string, ca *x509.Certificate) (string, error) {
 	roots.AddCert(ca)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + addr + "/healthz")
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + addr + JWKSPath)
 	if err != nil {
 		return "", err
 	}
@@ -92,7 +92,7 @@ func TestTLSServingAndRenewal(t *testing.T) {
 	g.Expect(servedSerial(addr, ca.Cert)).To(Equal(first.SerialNumber.String()))
 
 	// Plain HTTP is not served.
-	if resp, err := http.Get(ls.url + "/healthz"); err == nil {
+	if resp, err := http.Get(ls.url + JWKSPath); err == nil {
 		resp.Body.Close()
 		g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "plain HTTP to a TLS port")
 	}

@@ -51,13 +51,23 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.admit(w, r, errMethodNotAllowed, (*Server).serveToken)
 }
 
-// admit is the prelude both POST endpoints share: the method, the global in-flight cap (503),
-// a pooled request state, and the RFC 6749 §5.2 answer for whatever serve refuses. serve is a
-// method expression, so nothing is allocated per request.
+// admit is the prelude both POST endpoints share: the method, a pooled request state, the
+// body, the global in-flight cap (503), and the RFC 6749 §5.2 answer for whatever serve
+// refuses. serve is a method expression, so nothing is allocated per request.
+//
+// The body is read before a slot is taken: a client that sends its body slowly (or never)
+// holds its own connection for at most Options.BodyReadTimeout, never one of the MaxInFlight
+// slots that every other request needs.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
 	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
 	if r.Method != http.MethodPost {
 		s.refuse(w, notPost)
+		return
+	}
+	st := s.pool.Get().(*reqState)
+	defer s.release(st)
+	if err := s.receiveForm(w, r, st); err != nil {
+		s.refuse(w, err)
 		return
 	}
 	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
@@ -66,11 +76,31 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthErr
 		return
 	}
 	defer s.inFlight.Add(-1)
-	st := s.pool.Get().(*reqState)
-	defer s.release(st)
 	if err := serve(s, w, r, st); err != nil {
 		s.refuse(w, err)
 	}
+}
+
+// receiveForm checks the content type and reads the body into st under the body deadline.
+func (s *Server) receiveForm(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
+	if !isFormContentType(r.Header["Content-Type"]) {
+		return errContentType
+	}
+	s.readingBodies.Add(1)
+	defer s.readingBodies.Add(-1)
+	rc := http.NewResponseController(w)
+	// A ResponseWriter without deadlines (a test recorder) is read without one; on a real
+	// connection this bounds the body whatever its claimed Content-Length.
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+	if err := readBody(r, st, s.opts.MaxBodyBytes); err != nil {
+		// The deadline stays: whatever is left of the body must not hold the connection
+		// while net/http tries to discard it after the answer.
+		return err
+	}
+	// The whole body is in memory. Lift the deadline so that it cannot fire while the
+	// request is served: net/http's background read would cancel the request's context.
+	_ = rc.SetReadDeadline(time.Time{})
+	return nil
 }
 
 func (s *Server) observe(start time.Time) {
@@ -96,7 +126,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, st *reqState
 	if ks.active == nil {
 		return errNoSigningKey
 	}
-	if err := parseTokenRequest(r, st, s.opts.MaxBodyBytes); err != nil {
+	if err := parseTokenRequest(r, st); err != nil {
 		return err
 	}
 	req := &st.req
@@ -138,7 +168,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 	c := s.index.lookup(req.id)
 	if c == nil {
 		subtle.ConstantTimeCompare(presented[:], unknownClientHash[:])
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(string(req.id))
 	}
 	match := 0
 	for i := range c.secrets {
@@ -149,7 +179,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 		}
 	}
 	if match != 1 || len(req.secret) == 0 || c.method != string(authv1alpha1.AuthClientSecret) {
-		return nil, s.authFailed(c)
+		return nil, s.authFailed(c.id)
 	}
 	return c, nil
 }
@@ -165,7 +195,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	}
 	a, err := parseAssertion(req.assertion)
 	if err != nil {
-		return nil, s.authFailed(nil)
+		return nil, s.authFailed(string(req.id))
 	}
 	if isServiceAccountSubject(a.sub) {
 		return s.authenticateServiceAccount(ctx, req, &h, a, now)
@@ -173,14 +203,12 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	return s.authenticatePrivateKeyJWT(req, a, now)
 }
 
-// authFailed answers a failed authentication: 401, or 429 once the client id's failure budget
-// is spent. Unknown ids share one budget, so they cannot grow memory.
-func (s *Server) authFailed(c *Client) *oauthError {
-	lim := s.unknownFailures
-	if c != nil {
-		lim = c.failures
-	}
-	if lim.Allow() {
+// authFailed answers a failed authentication of the presented id (client id, or the sub of a
+// ServiceAccount token): 401, or 429 once the failure budget of that id's slot in the failure
+// table is spent. Known and unknown ids go through the same table, so the answer never says
+// which an id is.
+func (s *Server) authFailed(presented string) *oauthError {
+	if s.failures.limiter(presented).Allow() {
 		return errAuthFailed
 	}
 	return errAuthFailuresExceed

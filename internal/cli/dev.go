@@ -52,11 +52,12 @@ import (
 )
 
 type devFlags struct {
-	addr       string
-	dir        string
-	samples    bool
-	samplesDir string
-	namespace  string
+	addr        string
+	metricsAddr string
+	dir         string
+	samples     bool
+	samplesDir  string
+	namespace   string
 	// credentialsNamespace holds what the token server reads (see DevConfig).
 	credentialsNamespace string
 }
@@ -66,6 +67,7 @@ func devFlagSet() (*flag.FlagSet, *devFlags, *zap.Options) {
 	fs := newFlagSet("dev", "Runs the whole system locally: an embedded control plane (etcd + kube-apiserver), the CRDs,\nthe controller and the token server in this process, and the samples. Ctrl-C stops everything.")
 	f := &devFlags{}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address of the token server (issuer http://<addr>)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:0", "listen address of the token server's metrics port (/metrics, /healthz, /readyz; port 0: a free port, printed)")
 	fs.StringVar(&f.dir, "dir", ".dev", "directory for the kubeconfig")
 	fs.BoolVar(&f.samples, "samples", true, "apply the samples")
 	fs.StringVar(&f.samplesDir, "samples-dir", "", "apply YAML from this directory instead of the built-in samples")
@@ -87,7 +89,7 @@ func runDev(ctx context.Context, args []string) error {
 // returns, including when ctx ends during start-up.
 func Dev(ctx context.Context, f *devFlags, out io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "m2m dev: "+format+"\n", a...) }
-	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, Dir: f.dir, Namespace: f.namespace, CredentialsNamespace: f.credentialsNamespace, Say: say})
+	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, MetricsAddr: f.metricsAddr, Dir: f.dir, Namespace: f.namespace, CredentialsNamespace: f.credentialsNamespace, Say: say})
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,9 @@ type DevConfig struct {
 	// Addr is the token server's listen address; port 0 picks a free port (the issuer then
 	// names the port chosen).
 	Addr string
+	// MetricsAddr is the listen address of the token server's metrics port (/healthz,
+	// /readyz, /metrics); empty means a free loopback port.
+	MetricsAddr string
 	// Dir receives the kubeconfig.
 	Dir string
 	// Namespace is the system namespace.
@@ -64,6 +67,9 @@ type DevSystem struct {
 	Issuer string
 	// Addr is the address the token server listens on.
 	Addr string
+	// MetricsURL is the base URL of the token server's metrics port (/healthz, /readyz,
+	// /metrics).
+	MetricsURL string
 
 	env     *envtest.Environment
 	cancel  context.CancelFunc
@@ -115,20 +121,40 @@ func (d *DevSystem) start(ctx context.Context, c DevConfig) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", c.Addr, err)
 	}
+	metricsLn, err := listenMetrics(c.MetricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	d.Addr = devAddr(c.Addr, ln)
 	d.Issuer = "http://" + d.Addr
+	d.MetricsURL = "http://" + metricsLn.Addr().String()
 	// The components live until Stop, not until ctx (which may only bound the start-up).
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	if err := startController(runCtx, d.Config, c, d.Issuer, d.errs); err != nil {
 		_ = ln.Close()
+		_ = metricsLn.Close()
 		return err
 	}
 	opts := devTokenServerOptions(c, d.Issuer)
 	d.running = 2
-	go func() { d.errs <- wrapErr("token server", tokenserver.RunOn(runCtx, d.Config, opts, ln)) }()
+	go func() { d.errs <- wrapErr("token server", tokenserver.RunOn(runCtx, d.Config, opts, ln, metricsLn)) }()
 	d.say("token server: %s (metadata %s/.well-known/oauth-authorization-server)", d.Issuer, d.Issuer)
+	d.say("token server metrics and probes: %s/metrics, /healthz, /readyz", d.MetricsURL)
 	return nil
+}
+
+// listenMetrics opens the token server's metrics port: addr, or a free loopback port.
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (token server metrics): %w", addr, err)
+	}
+	return ln, nil
 }
 
 // devAddr is the address to name in the issuer: the one asked for, unless it asked for any

@@ -79,7 +79,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	DeferCleanup(sys.Stop)
 	k8s = sys.Client
 	Eventually(func(g Gomega) {
-		resp, err := http.Get(sys.Issuer + "/readyz")
+		resp, err := http.Get(sys.MetricsURL + "/readyz")
 		g.Expect(err).NotTo(HaveOccurred())
 		defer resp.Body.Close()
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK), "token server not ready")
