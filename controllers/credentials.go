@@ -128,7 +128,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 	}
 	ch, st, err := r.decideCredentials(ctx, s, r.Client)
 	if err == errConflict {
-		return r.followRecord(ctx, s)
+		return r.followConflict(ctx, s)
 	}
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 	if (ch.writeRec || ch.writeCred) && !keeps && !createsBoth(st) {
 		ch, st, err = r.decideCredentials(ctx, s, r.APIReader)
 		if err == errConflict {
-			return r.followRecord(ctx, s)
+			return r.followConflict(ctx, s)
 		}
 		if err != nil {
 			return err
@@ -153,6 +153,8 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 	}
 	if err := r.writeCredentials(ctx, s, st, ch); err != nil {
 		if err == errConflict {
+			// A record, if there is one, was written first: it follows the spec and the grants.
+			s.requeueAt(s.now.Add(conflictRecheck))
 			return nil
 		}
 		return err
@@ -288,8 +290,20 @@ func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientSc
 func setNameConflict(s *clientScope) {
 	c := s.client
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretNameConflict",
-		fmt.Sprintf("Secret %s/%s exists and is not owned by this M2MClient (another object's, or its ownerReference was removed), so it is left untouched: delete it, or create a new M2MClient with a free spec.secretName. "+
+		fmt.Sprintf("Secret %s/%s exists and is not owned by this M2MClient (another object's, or its ownerReference was removed), so it is left untouched: delete it (checked again every 10s), or create a new M2MClient with a free spec.secretName. "+
 			"Meanwhile the token server follows this client's grants and spec.disabled, and accepts only credentials delivered before; no secret is issued or rotated", c.Namespace, secretNameOf(c)))
+}
+
+// conflictRecheck is how often a client whose credential Secret name is held by a Secret it does
+// not own looks again: the Secret's removal sends no event the controller sees (its cache holds
+// only Secrets the controller wrote, and a Secret without this client's ownerReference maps to
+// no client), so the conflict would otherwise last until the M2MClient is touched.
+const conflictRecheck = 10 * time.Second
+
+// followConflict is followRecord for a name conflict, checked again after conflictRecheck.
+func (r *M2MClientReconciler) followConflict(ctx context.Context, s *clientScope) error {
+	s.requeueAt(s.now.Add(conflictRecheck))
+	return r.followRecord(ctx, s)
 }
 
 // followRecord keeps the record, which is what the token server obeys, in line with the spec and

@@ -352,6 +352,13 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(cur.OwnerReferences).To(BeEmpty())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, recordKey(c), &corev1.Secret{}))).To(BeTrue())
 		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal("SecretNameConflict"))
+
+		// Deleting the foreign Secret sends the controller no event (its cache holds only the
+		// Secrets it wrote); the conflict still clears on its own, without touching the client.
+		Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).
+			WithTimeout(15 * time.Second).Should(Equal("CredentialsIssued"))
+		Expect(metav1.IsControlledBy(credSecret(c), get(c))).To(BeTrue())
 	})
 
 	It("reflects spec.disabled in the record and keeps the credential Secret", func() {
