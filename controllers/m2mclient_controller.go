@@ -98,7 +98,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 	})
 }
 
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
@@ -118,10 +118,10 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, r.reconcileDelete(ctx, c)
 	}
 	// The finalizer goes on before anything is written, so nothing can be left behind.
-	if controllerutil.AddFinalizer(c, authv1alpha1.Finalizer) {
-		if err := r.Update(ctx, c); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
+	if err := patchFinalizers(ctx, r.Client, c, func(o client.Object) bool {
+		return controllerutil.AddFinalizer(o, authv1alpha1.Finalizer)
+	}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 	}
 
 	base := c.DeepCopy()
@@ -322,11 +322,29 @@ func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alph
 			return fmt.Errorf("deleting credential Secret: %w", err)
 		}
 	}
-	controllerutil.RemoveFinalizer(c, authv1alpha1.Finalizer)
-	if err := r.Update(ctx, c); err != nil {
-		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
+	err = patchFinalizers(ctx, r.Client, c, func(o client.Object) bool {
+		return controllerutil.RemoveFinalizer(o, authv1alpha1.Finalizer)
+	})
+	if err = client.IgnoreNotFound(err); err != nil {
+		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
+}
+
+// patchFinalizers applies mutate to the object's finalizers and, when it changed them, writes
+// metadata.finalizers alone: a JSON merge patch guarded by the resourceVersion. Never a full
+// Update: that would re-encode the user's spec through this controller's Go types (1h becomes
+// 1h0m0s), take ownership of its fields from the GitOps tool that applied them, and drop any
+// field a newer CRD added that these types lack.
+func patchFinalizers(ctx context.Context, c client.Client, o client.Object, mutate func(client.Object) bool) error {
+	base, ok := o.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("cannot copy %T", o)
+	}
+	if !mutate(o) {
+		return nil
+	}
+	return c.Patch(ctx, o, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // SetupWithManager wires the watches: the client itself (spec, labels, annotations — not
