@@ -120,6 +120,8 @@ func v(verbs ...string) []string { return verbs }
 var controllerGrants = slices.Concat(
 	grants("", "namespaces", v("list", "watch"), exercised, "M2MClient controller: caches Namespaces to resolve grants by namespaceSelector and re-resolve on label changes"),
 	grants("", "namespaces", v("get"), cachedRead, "M2MClient controller: r.Get(Namespace), served by the cache"),
+	grants("", "serviceaccounts", v("list", "watch"), exercised, "M2MClient controller: a metadata-only cache of ServiceAccounts, to report a ServiceAccount-method client whose ServiceAccount is missing and heal it when it appears"),
+	grants("", "serviceaccounts", v("get"), cachedRead, "M2MClient controller: r.Get(ServiceAccount metadata), served by the cache"),
 	grants("", "configmaps", v("list", "watch"), exercised, "M2MClient controller: the JWKS cache watches ConfigMaps labelled auth.m2m.dev/jwks=true (spec.authentication.jwksFrom); it never reads one past the cache"),
 	grants("", "secrets", v("list", "watch"), exercised, "manager cache: managed Secrets in every namespace (credential Secrets, records, signing keys, TLS); the JWKS cache: Secrets labelled auth.m2m.dev/jwks=true"),
 	grants("", "secrets", v("get"), exercised, "reads past the label-filtered cache (APIReader): credential Secrets, signing keys, TLS Secrets"),

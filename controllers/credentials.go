@@ -751,6 +751,10 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 	}
 	var notFound *jwksNotFoundError
 	switch {
+	case s.serviceAccountMissing:
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "ServiceAccountNotFound",
+			fmt.Sprintf("ServiceAccount %s/%s does not exist, so no pod can present its token: create it, or fix spec.authentication.serviceAccountName", c.Namespace, c.Spec.Authentication.ServiceAccountName))
+		return
 	case errors.As(s.jwksErr, &notFound):
 		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "JWKSNotFound",
 			fmt.Sprintf("%v; every assertion is refused until it is there", s.jwksErr))

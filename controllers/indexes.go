@@ -35,6 +35,9 @@ const (
 	indexClientAudiences = "status.audiences"
 	// indexPolicyAudience indexes ScopePolicies by effective audience.
 	indexPolicyAudience = "audience"
+	// indexClientServiceAccount indexes ServiceAccount-method M2MClients by
+	// "<namespace>/<serviceAccountName>".
+	indexClientServiceAccount = "spec.authentication.serviceAccountName"
 )
 
 func setupIndexes(mgr ctrl.Manager) error {
@@ -62,6 +65,14 @@ func setupIndexes(mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing M2MClients by jwksFrom: %w", err)
+	}
+	if err := idx.IndexField(ctx, &authv1alpha1.M2MClient{}, indexClientServiceAccount, func(o client.Object) []string {
+		if key, ok := serviceAccountKey(o.(*authv1alpha1.M2MClient)); ok {
+			return []string{key}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing M2MClients by ServiceAccount: %w", err)
 	}
 	if err := idx.IndexField(ctx, &authv1alpha1.ScopePolicy{}, indexPolicyAudience, func(o client.Object) []string {
 		return []string{resolve.Audience(o.(*authv1alpha1.ScopePolicy))}

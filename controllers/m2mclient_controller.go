@@ -75,6 +75,9 @@ type clientScope struct {
 	jwks       []byte
 	jwksErr    error
 	jwksSource string
+	// serviceAccountMissing is set when the ServiceAccount of a ServiceAccount-method client
+	// does not exist: no pod can present its token.
+	serviceAccountMissing bool
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
@@ -106,6 +109,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one M2MClient's Secrets and status in line with its spec.
@@ -140,6 +144,7 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.reconcileIdentity,
 		r.reconcileScopes,
 		r.reconcileClientKeys,
+		r.reconcileServiceAccount,
 		r.reconcileCABundle,
 		r.reconcileCredentials,
 	}
@@ -279,8 +284,43 @@ func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *client
 	return nil
 }
 
-// reconcileReady summarises: Ready means the client can get a token now.
+// reconcileServiceAccount checks that the ServiceAccount of a ServiceAccount-method client
+// exists (from a metadata-only cache of ServiceAccounts, watched so that creating it heals the
+// client at once).
+func (r *M2MClientReconciler) reconcileServiceAccount(ctx context.Context, s *clientScope) error {
+	if methodOf(s.client) != authv1alpha1.AuthServiceAccount {
+		return nil
+	}
+	sa := &metav1.PartialObjectMetadata{}
+	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.client.Namespace, Name: s.client.Spec.Authentication.ServiceAccountName}, sa)
+	if apierrors.IsNotFound(err) {
+		s.serviceAccountMissing = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading ServiceAccount %s/%s: %w", s.client.Namespace, s.client.Spec.Authentication.ServiceAccountName, err)
+	}
+	return nil
+}
+
+// serviceAccountKey is "<namespace>/<serviceAccountName>" of a ServiceAccount-method client.
+func serviceAccountKey(c *authv1alpha1.M2MClient) (string, bool) {
+	if methodOf(c) != authv1alpha1.AuthServiceAccount || c.Spec.Authentication.ServiceAccountName == "" {
+		return "", false
+	}
+	return c.Namespace + "/" + c.Spec.Authentication.ServiceAccountName, true
+}
+
+// reconcileReady summarises: Ready means the client is as its spec declares: it can get a token
+// now, or it is disabled (a settled state Git chose, so healthy). setHealth then derives
+// Reconciling and Stalled for GitOps tools.
 func (r *M2MClientReconciler) reconcileReady(s *clientScope) {
+	r.setReady(s)
+	setHealth(&s.client.Status.Conditions, s.client.Generation)
+}
+
+func (r *M2MClientReconciler) setReady(s *clientScope) {
 	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
 	switch {
 	case creds == nil || creds.Status != metav1.ConditionTrue:
@@ -290,8 +330,8 @@ func (r *M2MClientReconciler) reconcileReady(s *clientScope) {
 		}
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	case s.client.Spec.Disabled:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "Disabled",
-			"spec.disabled is true: the token server refuses this client; set it to false to resume")
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Disabled",
+			"spec.disabled is true, as declared: the token server refuses this client; set it to false to resume")
 	case len(s.resolution.Granted) == 0:
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "NoScopesGranted",
 			"no scope is granted, so no token can be issued; see the ScopesGranted condition")
@@ -368,6 +408,7 @@ func (r *M2MClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind(r.JWKSCache, client.Object(&corev1.ConfigMap{}), r.jwksSourceHandler("ConfigMap"))).
 		Watches(&authv1alpha1.ScopePolicy{}, r.policyHandler()).
 		Watches(&authv1alpha1.AudienceBinding{}, bindingHandler(r.enqueueForAudience)).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.serviceAccountToClients), builder.OnlyMetadata).
 		Watches(&corev1.Namespace{}, r.namespaceHandler(),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).

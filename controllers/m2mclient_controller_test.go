@@ -317,7 +317,8 @@ var _ = Describe("M2MClient controller", func() {
 		Eventually(func(g Gomega) {
 			cur := get(c)
 			g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
-			g.Expect(cur.Status.Conditions).To(HaveLen(3))
+			// Ready, CredentialsReady, ScopesGranted and Stalled (nothing is granted).
+			g.Expect(cur.Status.Conditions).To(HaveLen(4))
 		}).Should(Succeed())
 		versions := func() []string {
 			recObj, _ := record(c)
@@ -379,6 +380,7 @@ var _ = Describe("M2MClient controller", func() {
 	})
 
 	It("writes no secret for the ServiceAccount method", func() {
+		Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "robot"}})).To(Succeed())
 		c := newClient(ns, "secretless", func(c *authv1alpha1.M2MClient) {
 			c.Spec.Authentication = &authv1alpha1.Authentication{Method: authv1alpha1.AuthServiceAccount, ServiceAccountName: "robot"}
 		})

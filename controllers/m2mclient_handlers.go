@@ -170,3 +170,17 @@ func (r *M2MClientReconciler) namespaceHandler() handler.EventHandler {
 		return out
 	})
 }
+
+// serviceAccountToClients maps a ServiceAccount (created or deleted) to the clients bound to it.
+func (r *M2MClientReconciler) serviceAccountToClients(ctx context.Context, o client.Object) []reconcile.Request {
+	var list authv1alpha1.M2MClientList
+	if err := r.List(ctx, &list, client.MatchingFields{indexClientServiceAccount: o.GetNamespace() + "/" + o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "listing M2MClients by ServiceAccount", "serviceAccount", o.GetNamespace()+"/"+o.GetName())
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}

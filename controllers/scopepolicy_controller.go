@@ -79,6 +79,7 @@ func (r *ScopePolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 
+	setHealth(&p.Status.Conditions, p.Generation)
 	if equality.Semantic.DeepEqual(base.Status, p.Status) {
 		return ctrl.Result{}, nil
 	}

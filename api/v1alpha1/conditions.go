@@ -18,7 +18,8 @@ package v1alpha1
 
 // Condition types.
 const (
-	// ConditionReady is True when the object is fully reconciled and usable.
+	// ConditionReady is True when the object is reconciled to what its spec declares: for an
+	// M2MClient, tokens can be issued, or spec.disabled is true and they are refused as declared.
 	ConditionReady = "Ready"
 	// ConditionCredentialsReady is True when the credential Secret and record are in place.
 	ConditionCredentialsReady = "CredentialsReady"
@@ -26,6 +27,12 @@ const (
 	ConditionScopesGranted = "ScopesGranted"
 	// ConditionAudienceConflict is True on a ScopePolicy whose audience another policy holds.
 	ConditionAudienceConflict = "AudienceConflict"
+	// ConditionReconciling is True while work is pending (kstatus InProgress): Ready is False
+	// for a reason that time or a retry cures.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when Ready is False for a reason waiting will not cure (kstatus
+	// Failed): someone must change the spec, a policy, a Secret or a ServiceAccount.
+	ConditionStalled = "Stalled"
 )
 
 // Well-known labels, annotations and Secret types.

@@ -1,0 +1,60 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+)
+
+// stalledReasons are the Ready=False reasons that waiting will not cure: someone must change
+// the spec, a policy, a Secret or a ServiceAccount. kstatus (Flux) reports them as Failed, not
+// as InProgress forever.
+var stalledReasons = map[string]bool{
+	"SecretNameConflict":     true,
+	"InvalidJWKS":            true,
+	"JWKSNotFound":           true,
+	"NoScopesGranted":        true,
+	"ServiceAccountNotFound": true,
+	"AudienceConflict":       true,
+	ReasonAudienceNotBound:   true,
+}
+
+// setHealth derives the kstatus conditions from Ready (github.com/kubernetes-sigs/cli-utils
+// kstatus conventions, read by Flux and by the Argo CD health checks in docs/gitops.md):
+// Stalled=True (Failed) when Ready is False for a reason waiting will not cure, Reconciling=True
+// (InProgress) when it is False for any other reason (work pending, a write being retried); and
+// neither when Ready is True (Current).
+func setHealth(conds *[]metav1.Condition, generation int64) {
+	ready := meta.FindStatusCondition(*conds, authv1alpha1.ConditionReady)
+	meta.RemoveStatusCondition(conds, authv1alpha1.ConditionStalled)
+	meta.RemoveStatusCondition(conds, authv1alpha1.ConditionReconciling)
+	switch {
+	case ready == nil:
+		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
+			Reason: "Reconciling", Message: "not reconciled yet", ObservedGeneration: generation})
+	case ready.Status == metav1.ConditionTrue:
+	case stalledReasons[ready.Reason]:
+		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
+	default:
+		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
+			Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
+	}
+}
