@@ -68,11 +68,15 @@ func AttackTokens(iss *Issuer) []Attack {
 		{"HS256 keyed with the raw public key", a.hmacToken(a.rawPublic())},
 		{"embedded jwk (attacker key)", a.attackerToken(header("jwk", a.attackerJWK(), "kid", nil))},
 		{"embedded jwk with real kid", a.attackerToken(header("jwk", a.attackerJWK()))},
+		{"embedded jwk: the trusted key, signed by it", a.trusted(header("jwk", a.trustedJWK()), nil)},
 		{"jku (attacker key set)", a.attackerToken(header("jku", "https://attacker.example/jwks.json", "kid", "attacker"))},
 		{"x5u (attacker certificate URL)", a.attackerToken(header("x5u", "https://attacker.example/cert.pem", "kid", "attacker"))},
 		{"x5c (attacker certificate)", a.attackerToken(header("x5c", []string{a.attackerCert()}, "kid", nil))},
 		{"jku signed by the trusted key", a.trusted(header("jku", "https://attacker.example/jwks.json"), nil)},
 		{"attacker key with real kid", a.twinToken()},
+		{"b64 signed by the trusted key", a.trusted(header("b64", true), nil)},
+		{"JWE zip in a JWS signed by the trusted key", a.trusted(header("zip", "DEF"), nil)},
+		{"JWE enc in a JWS signed by the trusted key", a.trusted(header("enc", "A128GCM"), nil)},
 		{"unknown crit", a.trusted(header("crit", []string{"urn:example:policy"}, "urn:example:policy", "x"), nil)},
 		{"typ JWT", a.trusted(header("typ", "JWT"), nil)},
 		{"typ absent", a.trusted(header("typ", nil), nil)},
@@ -81,7 +85,7 @@ func AttackTokens(iss *Issuer) []Attack {
 		{"wrong aud", a.trusted(nil, claims("aud", "someone-else.example"))},
 		{"expired", a.trusted(nil, claims("iat", a.now-7200, "nbf", a.now-7200, "exp", a.now-3600))},
 		{"nbf in the future", a.trusted(nil, claims("nbf", a.now+3600))},
-		{"iat in the future", a.trusted(nil, claims("iat", a.now+3600, "nbf", a.now+3600))},
+		{"iat in the future", a.trusted(nil, claims("iat", a.now+3600, "nbf", nil))},
 		{"exp absent", a.trusted(nil, claims("exp", nil))},
 		{"300 KB token", a.trusted(nil, claims("pad", strings.Repeat("A", 300<<10)))},
 		{"JWE (5 parts)", a.jwe()},
@@ -235,6 +239,14 @@ func (a *attacker) rawPublic() []byte {
 		return pub
 	}
 	panic(fmt.Sprintf("verifytest: unsupported key %T", a.public))
+}
+
+// trustedJWK is the trusted public key itself, kid and all: a token that carries it and is
+// signed by it verifies only if the "jwk" header is ignored rather than refused, so only that
+// refusal stops it.
+func (a *attacker) trustedJWK() jose.JSONWebKey {
+	k, _ := a.iss.Key(a.kid)
+	return *k
 }
 
 func (a *attacker) attackerJWK() jose.JSONWebKey {
