@@ -247,8 +247,7 @@ func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientSco
 		return r.createCredentials(ctx, s, ch)
 	}
 	if ch.writeRec {
-		if err := r.apply(ctx, st.recObj, ch.record); err != nil {
-			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
+		if err := r.writeRecord(ctx, s, st.recObj, ch.record); err != nil {
 			return err
 		}
 	}
@@ -280,9 +279,46 @@ func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientSc
 		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretWriteFailed", "could not write the credential Secret; retrying")
 		return err
 	}
-	if err := r.apply(ctx, nil, ch.record); err != nil {
+	return r.writeRecord(ctx, s, nil, ch.record)
+}
+
+// writeRecord creates or updates the record. Before creating one it deletes the records of
+// earlier objects of the same namespace and name, which hold the same client id (ids derive
+// from the name): they are left only when such an object went without its finalizer running,
+// and two records claiming one id would make the token server refuse the client.
+func (r *M2MClientReconciler) writeRecord(ctx context.Context, s *clientScope, existing, desired *corev1.Secret) error {
+	write := func() error {
+		if existing == nil {
+			if err := r.removeStaleRecords(ctx, s.client); err != nil {
+				return err
+			}
+		}
+		return r.apply(ctx, existing, desired)
+	}
+	if err := write(); err != nil {
 		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
 		return err
+	}
+	return nil
+}
+
+// removeStaleRecords deletes the records labelled with this client's id that belong to another
+// object (another UID) of the same namespace and name: an object of that name no longer exists,
+// since this one does.
+func (r *M2MClientReconciler) removeStaleRecords(ctx context.Context, c *authv1alpha1.M2MClient) error {
+	var list corev1.SecretList
+	if err := r.List(ctx, &list, client.InNamespace(r.CredentialsNamespace), client.MatchingLabels{authv1alpha1.LabelClientID: c.Status.ClientID}); err != nil {
+		return fmt.Errorf("listing credential records of client id %s: %w", c.Status.ClientID, err)
+	}
+	for i := range list.Items {
+		old := &list.Items[i]
+		if old.Name == recordName(c) || old.Labels[authv1alpha1.LabelClientNamespace] != c.Namespace || old.Labels[authv1alpha1.LabelClientName] != labelSafe(c.Name) {
+			continue
+		}
+		if err := r.Delete(ctx, old, client.Preconditions{UID: &old.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting the stale credential record %s: %w", old.Name, err)
+		}
+		logf.FromContext(ctx).Info("deleted the credential record of an earlier object of this name", "record", old.Name)
 	}
 	return nil
 }

@@ -177,11 +177,16 @@ func (r *M2MClientReconciler) patchStatus(ctx context.Context, base, c *authv1al
 	return nil
 }
 
-// reconcileIdentity assigns the client id: derived from the UID, so it is the same on every
-// run and survives a lost status.
+// reconcileIdentity assigns the client id: derived from the namespace and name, so it is the
+// same on every run, survives a lost status, and stays the same when the object is deleted and
+// created again or restored from a backup. A client that was given the id derived from its UID
+// (before ids were derived from names) keeps it for its life.
 func (r *M2MClientReconciler) reconcileIdentity(_ context.Context, s *clientScope) error {
-	s.client.Status.ClientID = credential.ClientIDFor(string(s.client.UID))
-	s.client.Status.SecretName = secretNameOf(s.client)
+	c := s.client
+	if legacy := credential.ClientIDFor(string(c.UID)); c.Status.ClientID != legacy {
+		c.Status.ClientID = credential.ClientIDForName(c.Namespace, c.Name)
+	}
+	c.Status.SecretName = secretNameOf(c)
 	return nil
 }
 

@@ -188,7 +188,9 @@ type M2MClientSpec struct {
 
 // M2MClientStatus is what the controller observed and decided.
 type M2MClientStatus struct {
-	// ClientID is assigned once and never changes for this object's life.
+	// ClientID is derived from the namespace and name, so it stays the same when the object is
+	// deleted and created again (kubectl replace --force, a cluster rebuilt from Git, a restore);
+	// it never changes for an object's life.
 	// +optional
 	ClientID string `json:"clientID,omitempty"`
 

@@ -137,10 +137,19 @@ func ParseHash(s string) (Hash, error) {
 
 var clientIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// ClientIDFor derives the client id of the M2MClient with the given UID. Deriving it (rather than
-// drawing it at random) makes it stable across controller restarts and lost status, unique for
-// the object's life (UIDs are), and new when the object is deleted and created again.
+// ClientIDFor derives the client id of the M2MClient with the given UID: the id clients created
+// before ids were derived from names keep (see ClientIDForName).
 func ClientIDFor(uid string) string {
 	sum := sha256.Sum256([]byte("auth.m2m.dev/client-id\x00" + uid))
+	return ClientIDPrefix + clientIDEncoding.EncodeToString(sum[:15])
+}
+
+// ClientIDForName derives the client id of the M2MClient namespace/name. Deriving it from the
+// name rather than the UID keeps it across `kubectl replace --force`, a cluster rebuilt from Git
+// and a backup restore, so that APIs authorising by client id and PrivateKeyJWT clients
+// configured with it keep working. Only the namespace's own team can create that name in that
+// namespace, so no team can claim another's id; ids do not collide ("/" never occurs in a name).
+func ClientIDForName(namespace, name string) string {
+	sum := sha256.Sum256([]byte("auth.m2m.dev/client-id-by-name\x00" + namespace + "/" + name))
 	return ClientIDPrefix + clientIDEncoding.EncodeToString(sum[:15])
 }
