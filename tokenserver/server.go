@@ -61,9 +61,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -247,6 +249,7 @@ func (s *Server) notReady() string {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
+		ErrorLog:          httpErrorLog(s.log),
 		ReadHeaderTimeout: serverReadHeaderTimeout,
 		ReadTimeout:       serverReadTimeout,
 		WriteTimeout:      serverWriteTimeout,
@@ -303,6 +306,7 @@ func (s *Server) serveOn(srv *http.Server, ln net.Listener) error {
 func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.metricsHandler,
+		ErrorLog:          httpErrorLog(s.log),
 		ReadHeaderTimeout: serverReadHeaderTimeout,
 		ReadTimeout:       serverReadTimeout,
 		WriteTimeout:      serverWriteTimeout,
@@ -394,4 +398,18 @@ func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln, metricsLn ne
 	s.log.Info("token server listening", "addr", ln.Addr().String(), "metricsAddr", metricsLn.Addr().String(),
 		"issuer", s.opts.Issuer, "namespace", s.opts.Namespace, "tlsSecret", s.opts.TLSSecret)
 	return s.ServeWithMetrics(ctx, ln, metricsLn)
+}
+
+// httpErrorLog routes net/http's own error log (TLS handshake errors, a client's HTTP request on
+// the HTTPS port) to the structured logger, so that JSON logs stay JSON. The lines name the
+// peer's address and the error, never request data.
+func httpErrorLog(l logr.Logger) *log.Logger {
+	return log.New(logrWriter{l.WithName("http")}, "", 0)
+}
+
+type logrWriter struct{ l logr.Logger }
+
+func (w logrWriter) Write(p []byte) (int, error) {
+	w.l.Info("HTTP server error", "detail", strings.TrimSpace(string(p)))
+	return len(p), nil
 }

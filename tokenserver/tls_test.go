@@ -23,9 +23,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,7 +79,14 @@ func TestTLSServingAndRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	var first *x509.Certificate
+	var logMu sync.Mutex
+	var logs []string
 	ls := startLiveServer(t, func(o *Options) {
+		o.Logger = funcr.New(func(prefix, args string) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			logs = append(logs, prefix+" "+args)
+		}, funcr.Options{})
 		o.TLSSecret = tlsSecretName
 		o.Issuer = strings.Replace(o.Issuer, "http://", "https://", 1)
 		var sec *corev1.Secret
@@ -96,6 +105,12 @@ func TestTLSServingAndRenewal(t *testing.T) {
 		resp.Body.Close()
 		g.Expect(resp.StatusCode).To(Equal(http.StatusBadRequest), "plain HTTP to a TLS port")
 	}
+	// net/http reports that handshake on its error log, which goes to the structured logger.
+	g.Eventually(func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Join(logs, "\n")
+	}).Should(MatchRegexp(`http.*"HTTP server error".*TLS handshake error`))
 
 	renewed, second := servingSecret(t, ls.ns, ca)
 	cur := &corev1.Secret{}
