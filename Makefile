@@ -96,12 +96,13 @@ docker-build: ## Build the container image (needs a Docker engine).
 ##@ Deployment
 
 .PHONY: install
-install: manifests ## Install the CRDs into the cluster in ~/.kube/config.
-	kubectl apply --server-side -k config/crd
+install: manifests ## Install the foundation (CRDs and the two namespaces) into the cluster in ~/.kube/config.
+	$(GO) run ./hack/render config/foundation | kubectl apply --server-side -f -
 
 .PHONY: uninstall
-uninstall: manifests ## Remove the CRDs.
-	kubectl delete --ignore-not-found -k config/crd
+uninstall: ## Delete the foundation: EVERY M2MClient, ScopePolicy, credential, signing key and the CA (CONFIRM=yes).
+	@[ "$(CONFIRM)" = yes ] || { echo "make uninstall deletes every M2MClient, ScopePolicy and credential in the cluster, the signing keys and the CA; run 'make uninstall CONFIRM=yes' to do it, or 'make undeploy' to remove only the workloads" >&2; exit 1; }
+	$(GO) run ./hack/render config/foundation | kubectl delete --ignore-not-found -f -
 
 .PHONY: render
 render: ## Print the complete install as YAML, with IMG as the image of both components.
@@ -112,8 +113,8 @@ deploy: manifests ## Deploy everything into the cluster in ~/.kube/config, runni
 	$(GO) run ./hack/render --image $(IMG) config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: ## Remove the deployment (and the CRDs, so every M2MClient and ScopePolicy).
-	$(GO) run ./hack/render config/default | kubectl delete --ignore-not-found -f -
+undeploy: ## Remove the workloads; the foundation (CRDs, namespaces, every credential, the signing keys and the CA) stays.
+	$(GO) run ./hack/render config/workloads | kubectl delete --ignore-not-found -f -
 
 ##@ Dependencies
 
