@@ -48,6 +48,30 @@ func specOf(g Gomega, ns, name string) map[string]any {
 	return spec
 }
 
+// withCRD changes a CRD of the suite's API server for the rest of the spec (a newer, or an
+// older, CRD than this controller's) and restores it afterwards.
+func withCRD(name string, mutate func(*apiextensionsv1.CustomResourceDefinition)) {
+	s := scheme.New()
+	ExpectWithOffset(1, apiextensionsv1.AddToScheme(s)).To(Succeed())
+	crds, err := client.New(cfg, client.Options{Scheme: s})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	ExpectWithOffset(1, crds.Get(ctx, client.ObjectKey{Name: name}, crd)).To(Succeed())
+	original := crd.DeepCopy()
+	mutate(crd)
+	ExpectWithOffset(1, crds.Update(ctx, crd)).To(Succeed())
+	DeferCleanup(func() {
+		Eventually(func() error {
+			cur := &apiextensionsv1.CustomResourceDefinition{}
+			if err := crds.Get(ctx, client.ObjectKeyFromObject(original), cur); err != nil {
+				return err
+			}
+			cur.Spec = original.Spec
+			return crds.Update(ctx, cur)
+		}).Should(Succeed())
+	})
+}
+
 var _ = Describe("GitOps: the controller never writes a user's spec", func() {
 	It("leaves what an SSA field manager applied untouched: a second apply and a diff are clean", func() {
 		ns := newNamespace(nil)
@@ -91,26 +115,10 @@ spec:
 	})
 
 	It("keeps a field of a newer CRD that its Go types do not know", func() {
-		s := scheme.New()
-		Expect(apiextensionsv1.AddToScheme(s)).To(Succeed())
-		crds, err := client.New(cfg, client.Options{Scheme: s})
-		Expect(err).NotTo(HaveOccurred())
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		Expect(crds.Get(ctx, client.ObjectKey{Name: "m2mclients.auth.m2m.dev"}, crd)).To(Succeed())
-		original := crd.DeepCopy()
-		spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
-		spec.Properties["futureField"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
-		crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
-		Expect(crds.Update(ctx, crd)).To(Succeed())
-		DeferCleanup(func() {
-			Eventually(func() error {
-				cur := &apiextensionsv1.CustomResourceDefinition{}
-				if err := crds.Get(ctx, client.ObjectKeyFromObject(original), cur); err != nil {
-					return err
-				}
-				cur.Spec = original.Spec
-				return crds.Update(ctx, cur)
-			}).Should(Succeed())
+		withCRD("m2mclients.auth.m2m.dev", func(crd *apiextensionsv1.CustomResourceDefinition) {
+			spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+			spec.Properties["futureField"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
+			crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
 		})
 
 		ns := newNamespace(nil)

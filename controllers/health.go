@@ -27,13 +27,14 @@ import (
 // the spec, a policy, a Secret or a ServiceAccount. kstatus (Flux) reports them as Failed, not
 // as InProgress forever.
 var stalledReasons = map[string]bool{
-	"SecretNameConflict":     true,
-	"InvalidJWKS":            true,
-	"JWKSNotFound":           true,
-	"NoScopesGranted":        true,
-	"ServiceAccountNotFound": true,
-	"AudienceConflict":       true,
-	ReasonAudienceNotBound:   true,
+	"SecretNameConflict":        true,
+	"InvalidJWKS":               true,
+	"JWKSNotFound":              true,
+	"NoScopesGranted":           true,
+	"ServiceAccountNotFound":    true,
+	"AudienceConflict":          true,
+	ReasonAudienceNotBound:      true,
+	ReasonGrantWithoutNamespace: true,
 }
 
 // setHealth derives the kstatus conditions from Ready (github.com/kubernetes-sigs/cli-utils

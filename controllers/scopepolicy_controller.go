@@ -150,9 +150,29 @@ func (r *ScopePolicyReconciler) setHolding(ctx context.Context, p *authv1alpha1.
 	p.Status.Clients = int32(len(holding.Items))
 	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionFalse, "AudienceHeld",
 		fmt.Sprintf("this policy holds audience %q", aud))
+	if unbounded := unboundedGrants(p); len(unbounded) > 0 {
+		setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonGrantWithoutNamespace,
+			fmt.Sprintf("spec.grants%v.clients set neither namespaces nor namespaceSelector, so they match no client (client names and labels are chosen by each namespace's team): add namespaces, or namespaceSelector: {} for every namespace; the other grants apply", unbounded))
+		return nil
+	}
 	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
 		fmt.Sprintf("audience %q offers %d scopes through %d grants to %d clients", aud, len(p.Spec.Scopes), len(p.Spec.Grants), len(holding.Items)))
 	return nil
+}
+
+// ReasonGrantWithoutNamespace is the Ready reason of a policy stored before every grant had to
+// name a namespace boundary (the schema refuses new ones): such a grant matches nothing.
+const ReasonGrantWithoutNamespace = "GrantWithoutNamespace"
+
+// unboundedGrants lists the indexes of the grants without a namespace boundary.
+func unboundedGrants(p *authv1alpha1.ScopePolicy) []int {
+	var out []int
+	for i := range p.Spec.Grants {
+		if !resolve.Bounded(&p.Spec.Grants[i].Clients) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func setPolicyCondition(p *authv1alpha1.ScopePolicy, typ string, status metav1.ConditionStatus, reason, msg string) {

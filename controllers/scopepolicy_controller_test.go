@@ -22,6 +22,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -243,6 +244,37 @@ var _ = Describe("ScopePolicy resolution", func() {
 		Expect(k8sClient.Delete(ctx, holder)).To(Succeed())
 		Eventually(clients(challenger)).WithTimeout(3 * time.Second).Should(Equal(int32(2)))
 		Eventually(func() string { return policyCondition(challenger, authv1alpha1.ConditionReady).Reason }).Should(Equal("Ready"))
+	})
+
+	It("reports a stored grant without a namespace boundary, which matches nothing", func() {
+		// Stored before the schema required a boundary: the older CRD had no such rule.
+		withCRD("scopepolicies.auth.m2m.dev", func(crd *apiextensionsv1.CustomResourceDefinition) {
+			grant := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties["grants"].Items.Schema
+			clients := grant.Properties["clients"]
+			clients.XValidations = nil
+			grant.Properties["clients"] = clients
+		})
+		var p *authv1alpha1.ScopePolicy
+		Eventually(func() error {
+			p = &authv1alpha1.ScopePolicy{
+				ObjectMeta: metav1.ObjectMeta{Namespace: apiNS, Name: "api"},
+				Spec: authv1alpha1.ScopePolicySpec{Scopes: []authv1alpha1.ScopeDefinition{{Name: "invoices:read"}}, Grants: []authv1alpha1.Grant{
+					{Scopes: []authv1alpha1.GrantScope{"invoices:read"}, Clients: authv1alpha1.ClientMatcher{Names: []string{"worker"}}},
+				}},
+			}
+			return k8sClient.Create(ctx, p)
+		}).Should(Succeed())
+		created = append(created, p)
+		c := newClient(clientNS, "worker")
+		Eventually(func(g Gomega) {
+			cond := policyCondition(p, authv1alpha1.ConditionReady)
+			g.Expect(cond).NotTo(BeNil())
+			g.Expect(cond.Reason).To(Equal("GrantWithoutNamespace"))
+			g.Expect(cond.Message).To(ContainSubstring("spec.grants[0].clients"))
+			g.Expect(policyCondition(p, authv1alpha1.ConditionStalled)).NotTo(BeNil())
+		}).Should(Succeed())
+		record(c)
+		Consistently(func(g Gomega) map[string][]string { return grants(g, c) }, "300ms").Should(BeEmpty())
 	})
 
 	It("names a requested scope that no policy offers", func() {

@@ -136,22 +136,40 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 		return string(b)
 	}
 	for name, doc := range map[string]string{
-		"empty":             "",
-		"not json":          "{",
-		"trailing data":     enc(func(*Record) {}) + "{}",
-		"unknown field":     `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","extra":1}`,
-		"wrong version":     `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
-		"bad client id":     enc(func(r *Record) { r.ClientID = "nope" }),
-		"no namespace":      enc(func(r *Record) { r.Namespace = "" }),
-		"bad hash":          enc(func(r *Record) { r.Secrets[0].SHA256 = "xyz" }),
-		"negative ttl":      enc(func(r *Record) { r.TokenTTLSeconds = -1 }),
-		"empty audience":    enc(func(r *Record) { r.Grants[0].Audience = "" }),
-		"repeated audience": enc(func(r *Record) { r.Grants = append(r.Grants, r.Grants[0]) }),
-		"huge":              `{"version":1,"name":"` + strings.Repeat("a", maxRecordSize) + `"}`,
+		"empty":              "",
+		"not json":           "{",
+		"trailing data":      enc(func(*Record) {}) + "{}",
+		"unknown field":      `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","extra":1}`,
+		"two versions ahead": `{"version":3,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
+		"older version":      `{"version":0,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
+		"bad client id":      enc(func(r *Record) { r.ClientID = "nope" }),
+		"no namespace":       enc(func(r *Record) { r.Namespace = "" }),
+		"bad hash":           enc(func(r *Record) { r.Secrets[0].SHA256 = "xyz" }),
+		"negative ttl":       enc(func(r *Record) { r.TokenTTLSeconds = -1 }),
+		"empty audience":     enc(func(r *Record) { r.Grants[0].Audience = "" }),
+		"repeated audience":  enc(func(r *Record) { r.Grants = append(r.Grants, r.Grants[0]) }),
+		"huge":               `{"version":1,"name":"` + strings.Repeat("a", maxRecordSize) + `"}`,
 	} {
 		if _, err := DecodeRecord([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestDecodeRecordReadsTheNextVersion: a record of the next version (written by a newer
+// controller during an upgrade, or left behind by a rollback) is used, its new fields ignored;
+// one of this version with an unknown field is refused.
+func TestDecodeRecordReadsTheNextVersion(t *testing.T) {
+	next := `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"addedLater":true}],"addedLater":{"k":"v"}}`
+	r, err := DecodeRecord([]byte(next))
+	if err != nil {
+		t.Fatalf("a version-2 record was refused: %v", err)
+	}
+	if r.ClientID != "m2mc_a" || len(r.Grants) != 1 || r.Grants[0].Scopes[0] != "x:read" {
+		t.Fatalf("decoded %+v", r)
+	}
+	if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":2`, `"version":1`, 1))); err == nil {
+		t.Fatal("a version-1 record with unknown fields was accepted")
 	}
 }
 

@@ -17,12 +17,13 @@ limitations under the License.
 package credential
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/m2m-dev/m2m-operator/internal/storeddoc"
 )
 
 const (
@@ -95,23 +96,13 @@ func (r *Record) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// DecodeRecord parses and validates a record document. Any error means the record must be
+// DecodeRecord parses and validates a record document of this release's version or the next
+// (storeddoc: version skew during an upgrade or a rollback). Any error means the record must be
 // skipped: it is never half-used.
 func DecodeRecord(data []byte) (*Record, error) {
-	if len(data) == 0 {
-		return nil, errors.New("credential record is empty")
-	}
-	if len(data) > maxRecordSize {
-		return nil, fmt.Errorf("credential record is %d bytes, more than %d", len(data), maxRecordSize)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var r Record
-	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("decoding credential record: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("credential record has trailing data")
+	if err := storeddoc.Decode("credential record", data, maxRecordSize, RecordVersion, &r); err != nil {
+		return nil, err
 	}
 	if err := r.Validate(); err != nil {
 		return nil, err
@@ -121,8 +112,8 @@ func DecodeRecord(data []byte) (*Record, error) {
 
 // Validate checks the invariants the token server relies on.
 func (r *Record) Validate() error {
-	if r.Version != RecordVersion {
-		return fmt.Errorf("credential record version %d is not supported (want %d)", r.Version, RecordVersion)
+	if r.Version != RecordVersion && r.Version != RecordVersion+1 {
+		return fmt.Errorf("credential record version %d is not supported (this release reads %d and %d)", r.Version, RecordVersion, RecordVersion+1)
 	}
 	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
 		return fmt.Errorf("credential record has an invalid client id")

@@ -276,7 +276,7 @@ func expand(s string, declared, out map[string]bool) {
 // are chosen by each namespace's team, so on their own they would let any namespace in (the
 // schema refuses such a matcher; this is defence in depth).
 func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels labels.Set) bool {
-	if len(m.Namespaces) == 0 && m.NamespaceSelector == nil {
+	if !Bounded(m) {
 		return false
 	}
 	if len(m.Namespaces) > 0 && !contains(m.Namespaces, c.Namespace) {
@@ -292,6 +292,12 @@ func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels 
 		return false
 	}
 	return true
+}
+
+// Bounded reports whether the matcher draws a namespace boundary (namespaces or
+// namespaceSelector); one without matches nothing.
+func Bounded(m *authv1alpha1.ClientMatcher) bool {
+	return len(m.Namespaces) > 0 || m.NamespaceSelector != nil
 }
 
 // selectorMatches treats an invalid selector as matching nothing: a typo must never grant.

@@ -29,11 +29,12 @@ limitations under the License.
 package signingkey
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/m2m-dev/m2m-operator/internal/storeddoc"
 )
 
 const (
@@ -99,22 +100,12 @@ func (s *Set) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// Decode parses and validates a signing-key document.
+// Decode parses and validates a signing-key document of this release's version or the next
+// (storeddoc: version skew during an upgrade or a rollback).
 func Decode(data []byte) (*Set, error) {
-	if len(data) == 0 {
-		return nil, errors.New("signing-key document is empty")
-	}
-	if len(data) > maxDocumentSize {
-		return nil, fmt.Errorf("signing-key document is %d bytes, more than %d", len(data), maxDocumentSize)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var s Set
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("decoding signing-key document: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("signing-key document has trailing data")
+	if err := storeddoc.Decode("signing-key document", data, maxDocumentSize, FormatVersion, &s); err != nil {
+		return nil, err
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -125,8 +116,8 @@ func Decode(data []byte) (*Set, error) {
 // Validate checks the invariants: a known version, at most one active and one next key, unique
 // key ids, known algorithms and states, and times that fit the state.
 func (s *Set) Validate() error {
-	if s.Version != FormatVersion {
-		return fmt.Errorf("signing-key document version %d is not supported (want %d)", s.Version, FormatVersion)
+	if s.Version != FormatVersion && s.Version != FormatVersion+1 {
+		return fmt.Errorf("signing-key document version %d is not supported (this release reads %d and %d)", s.Version, FormatVersion, FormatVersion+1)
 	}
 	if len(s.Keys) > maxKeys {
 		return fmt.Errorf("signing-key document has %d keys, more than %d", len(s.Keys), maxKeys)

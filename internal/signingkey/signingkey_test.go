@@ -301,7 +301,7 @@ func TestDecodeRejectsBrokenDocuments(t *testing.T) {
 		"not json":      []byte("{"),
 		"unknown field": []byte(`{"version":1,"keys":[],"extra":1}`),
 		"trailing":      append(enc(func(*Set) {}), []byte("{}")...),
-		"version":       []byte(`{"version":2,"keys":[]}`),
+		"version":       []byte(`{"version":3,"keys":[]}`), // the next (2) is read; two ahead is not
 		"two active": enc(func(s *Set) {
 			k2 := s.Keys[0]
 			k2.KID = "other"

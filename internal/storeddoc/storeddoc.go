@@ -1,0 +1,62 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package storeddoc decodes the versioned JSON documents the controller stores in Secrets and the
+// token server reads (credential records, signing keys), with one rule for version skew: a
+// reader accepts the version it writes and the next one. Version N+1 may add optional fields
+// and must not change the meaning of the fields of version N, so a reader of version N decodes
+// an N+1 document, ignoring what it does not know; its own version it decodes strictly (an
+// unknown field there is an error). Upgrade the readers (token servers) before the writer (the
+// controller) starts writing the next version, and roll back in the reverse order.
+package storeddoc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Decode decodes the document data of kind (for messages) into v: at most maxSize bytes, one
+// JSON object with a "version" of current or current+1, and nothing after it.
+func Decode(kind string, data []byte, maxSize, current int, v any) error {
+	if len(data) == 0 {
+		return fmt.Errorf("%s is empty", kind)
+	}
+	if len(data) > maxSize {
+		return fmt.Errorf("%s is %d bytes, more than %d", kind, len(data), maxSize)
+	}
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
+		return fmt.Errorf("decoding %s: %w", kind, err)
+	}
+	if head.Version != current && head.Version != current+1 {
+		return fmt.Errorf("%s version %d is not supported (this release reads %d and %d)", kind, head.Version, current, current+1)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if head.Version == current {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", kind, err)
+	}
+	if dec.More() {
+		return errors.New(kind + " has trailing data")
+	}
+	return nil
+}
