@@ -173,6 +173,9 @@ func TestEveryContainerIsLockedDown(t *testing.T) {
 		if pod.ServiceAccountName == "" || pod.ServiceAccountName == "default" {
 			t.Errorf("%s runs as the default ServiceAccount", d.Name)
 		}
+		if pod.NodeSelector["kubernetes.io/os"] != "linux" {
+			t.Errorf("%s may be scheduled on a node that is not Linux (the image is Linux only)", d.Name)
+		}
 		for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
 			if problems := containerProblems(pod.SecurityContext, c); len(problems) > 0 {
 				t.Errorf("%s/%s: %s", d.Name, c.Name, strings.Join(problems, "; "))
@@ -486,13 +489,25 @@ func checkTokenServerPorts(t *testing.T, ts *appsv1.Deployment) {
 	if from, ok := admitted[8443]; !ok || !everyNamespace(from) {
 		t.Errorf("the token port is not admitted from every namespace: %+v", from)
 	}
-	from, ok := admitted[9090]
-	if !ok || len(from) == 0 || everyNamespace(from) {
-		t.Errorf("the metrics port must be admitted from labelled namespaces only: %+v", from)
+	onlyScrapers(t, tokenServerName, admitted[9090])
+	controllerPorts := map[int32][]networkingv1.NetworkPolicyPeer{}
+	for _, rule := range typed[networkingv1.NetworkPolicy](t, object(t, "NetworkPolicy", controllerName)).Spec.Ingress {
+		for _, p := range rule.Ports {
+			controllerPorts[p.Port.IntVal] = append(controllerPorts[p.Port.IntVal], rule.From...)
+		}
+	}
+	onlyScrapers(t, controllerName, controllerPorts[8443])
+}
+
+// onlyScrapers: a metrics port is admitted from the namespaces labelled as metrics scrapers only.
+func onlyScrapers(t *testing.T, component string, from []networkingv1.NetworkPolicyPeer) {
+	t.Helper()
+	if len(from) == 0 {
+		t.Errorf("%s: the metrics port must be admitted from labelled namespaces only, not from everywhere", component)
 	}
 	for _, p := range from {
 		if p.NamespaceSelector == nil || p.NamespaceSelector.MatchLabels["auth.m2m.dev/metrics-scraper"] != "true" {
-			t.Errorf("the metrics port admits %+v", p)
+			t.Errorf("%s: the metrics port admits %+v", component, p)
 		}
 	}
 }

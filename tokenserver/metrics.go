@@ -98,7 +98,8 @@ func newMetrics(s *Server) *metrics {
 	}, func() float64 { return float64(s.readingBodies.Load()) })
 	m.registry.MustRegister(issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
 		m.keyLoadErrors, m.keySecretDeleted, inFlight, reading, &keyAgeCollector{s: s},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector())
 	return m
 }
 

@@ -41,6 +41,14 @@ func TestTokenPortServesNoProbesOrMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsNameTheBuild: go_build_info says which version runs.
+func TestMetricsNameTheBuild(t *testing.T) {
+	ts := newTestServer(t)
+	if body := ts.probe("/metrics").Body.String(); !strings.Contains(body, "go_build_info{") {
+		t.Error("no go_build_info on /metrics")
+	}
+}
+
 var issuedSeries = regexp.MustCompile(`(?m)^m2m_tokenserver_tokens_issued_total\{audience="([^"]*)"\} (\d+)$`)
 
 // issuedByAudience reads tokens_issued_total from the metrics port.

@@ -18,10 +18,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -30,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
@@ -111,6 +115,10 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating controller manager: %w", err)
+	}
+	// go_build_info names the version running; registering twice (tests, m2m dev) is harmless.
+	if err := ctrlmetrics.Registry.Register(collectors.NewBuildInfoCollector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return nil, fmt.Errorf("registering the build-info metric: %w", err)
 	}
 	if err := controllers.SetupWithManager(mgr, f.clients); err != nil {
 		return nil, err

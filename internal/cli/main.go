@@ -43,6 +43,7 @@ var commands = map[string]command{
 	"controller":  {"reconcile M2MClients and ScopePolicies; manage signing keys and credentials", runController},
 	"tokenserver": {"serve the OAuth 2.0 token, JWKS, metadata and introspection endpoints", runTokenServer},
 	"dev":         {"run everything locally: control plane, CRDs, controller, token server, samples", runDev},
+	"version":     {"print the version, commit and Go version of this binary", runVersion},
 }
 
 // Main runs the subcommand named by args[0] and returns the process exit code.

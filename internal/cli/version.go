@@ -1,0 +1,60 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+)
+
+// Version describes this binary from the build information the Go toolchain records: the
+// module version (a tag when built from one), the VCS revision and whether the tree was
+// modified, and the Go version. The same information is exported as the go_build_info metric.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "m2m (no build information)"
+	}
+	out := "m2m " + bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" {
+		out += " (commit " + rev
+		if modified == "true" {
+			out += ", modified"
+		}
+		out += ")"
+	}
+	return out + " " + bi.GoVersion
+}
+
+func runVersion(_ context.Context, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments")
+	}
+	_, err := fmt.Fprintln(os.Stdout, Version())
+	return err
+}

@@ -1,0 +1,33 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package cli
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestVersionNamesTheBuild(t *testing.T) {
+	v := Version()
+	if !strings.HasPrefix(v, "m2m ") || !strings.HasSuffix(v, runtime.Version()) {
+		t.Fatalf("Version() = %q, want \"m2m <version> [(commit …)] %s\"", v, runtime.Version())
+	}
+	if _, ok := commands["version"]; !ok {
+		t.Fatal("no version command")
+	}
+}
