@@ -101,7 +101,7 @@ var _ = Describe("M2MClient controller", func() {
 			g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
 			g.Expect(cur.Status.SecretRotatedAt).NotTo(BeNil())
 			g.Expect(cur.Status.DeniedScopes).To(ConsistOf("invoices:read"))
-			g.Expect(condition(c, authv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(condition(c, authv1alpha1.ConditionReady)).To(HaveField("Status", metav1.ConditionFalse))
 		}).Should(Succeed())
 		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("CredentialsCreated"))
 
@@ -393,8 +393,11 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(rec.ServiceAccountName).To(Equal("robot"))
 		Expect(keysOf(cred.Data)).To(ConsistOf("client_id", "token_url", "issuer", "scope", "audience", "ca.crt"))
 		Expect(cred.Annotations).To(BeEmpty(), "no secret, so no rotation bookkeeping")
-		Eventually(func() string { return condition(c, authv1alpha1.ConditionCredentialsReady).Message }).
-			Should(ContainSubstring("ServiceAccount robot with audience https://m2m.test"))
+		Eventually(func(g Gomega) string {
+			cond := condition(c, authv1alpha1.ConditionCredentialsReady)
+			g.Expect(cond).NotTo(BeNil())
+			return cond.Message
+		}).Should(ContainSubstring("ServiceAccount robot with audience https://m2m.test"))
 	})
 
 	It("copies a PrivateKeyJWT client's public JWKS into the record, and no secret anywhere", func() {

@@ -39,6 +39,7 @@ func FlagReference() []byte {
 		{"controller", first(controllerFlagSet())},
 		{"tokenserver", first4(tokenServerFlagSet())},
 		{"dev", first(devFlagSet())},
+		{"version", versionFlagSet()},
 	} {
 		fmt.Fprintf(&b, "\n## m2m %s\n\n```text\n$ m2m %s --help\n", c.name, c.name)
 		c.fs.SetOutput(&b)

@@ -18,6 +18,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -51,8 +52,17 @@ func Version() string {
 	return out + " " + bi.GoVersion
 }
 
+// versionFlagSet is the flag set of `m2m version`: none but --help.
+func versionFlagSet() *flag.FlagSet {
+	return newFlagSet("version", "Prints the version, commit and Go version of this binary.")
+}
+
 func runVersion(_ context.Context, args []string) error {
-	if len(args) > 0 {
+	fs := versionFlagSet()
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
 		return fmt.Errorf("takes no arguments")
 	}
 	_, err := fmt.Fprintln(os.Stdout, Version())
