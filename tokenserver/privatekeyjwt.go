@@ -23,7 +23,8 @@ package tokenserver
 // Rules: iss = sub = the client id; aud names this server's issuer or its token endpoint URL;
 // exp is in the future and at most 5 minutes (plus the clock-skew leeway) ahead; nbf and iat,
 // when present, are not in the future; jti is required and is accepted once. Algorithms
-// ES256, EdDSA, RS256 and PS256, each bound to its key type; never HS* or none. A kid, when the
+// ES256, EdDSA (also named Ed25519, RFC 9864), RS256 and PS256, each bound to its key type;
+// never HS* or none. A kid, when the
 // header has one, selects the key; without one, every key of the JWKS that fits the algorithm
 // is tried.
 //

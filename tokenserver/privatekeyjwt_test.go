@@ -502,3 +502,37 @@ func TestOneClientCannotLockOutOtherAssertions(t *testing.T) {
 		t.Fatalf("the flooding client is still refused after its assertions expired: %s", tr.ErrorDescription)
 	}
 }
+
+// signEd25519Name signs claims with an Ed25519 key under RFC 9864's fully-specified algorithm
+// name "Ed25519", as openid-client, oauth4webapi and jose do (go-jose knows only "EdDSA").
+func signEd25519Name(k clientKey, claims map[string]any) string {
+	hdr := `{"alg":"Ed25519","typ":"JWT"}`
+	if k.kid != "" {
+		hdr = `{"alg":"Ed25519","kid":"` + k.kid + `","typ":"JWT"}`
+	}
+	return unsigned(hdr, claims, func(in string) []byte { return ed25519.Sign(k.priv.(ed25519.PrivateKey), []byte(in)) })
+}
+
+// TestPrivateKeyJWTEd25519AlgorithmName: an assertion signed with alg "Ed25519" is accepted
+// like "EdDSA", whichever name the client's JWK declares; the name binds to Ed25519 keys only.
+func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
+	ts := newTestServer(t, manyFailures)
+	now := ts.clock.Now()
+	ed := newClientKey(t, jose.EdDSA, "ed")
+	for _, declared := range []string{"", "EdDSA", "Ed25519"} {
+		doc, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ed.priv.Public(), KeyID: "ed", Algorithm: declared, Use: "sig"}}})
+		id, _ := ts.addClient(t, func(r *credential.Record) { r.Method, r.Secrets, r.JWKS = credential.MethodPrivateKeyJWT, nil, doc })
+		if got := ts.status(t, assertionForm(signEd25519Name(ed, assertionClaimsFor(id, now)))); got != "200 " {
+			t.Errorf("JWK alg %q, assertion alg Ed25519: %s", declared, got)
+		}
+		if got := ts.status(t, assertionForm(ed.sign(t, assertionClaimsFor(id, now)))); got != "200 " {
+			t.Errorf("JWK alg %q, assertion alg EdDSA: %s", declared, got)
+		}
+	}
+	ec := newClientKey(t, jose.ES256, "ec")
+	id := ts.addKeyClient(t, ec, ed)
+	forged := unsigned(`{"alg":"Ed25519","kid":"ec"}`, assertionClaimsFor(id, now), func(in string) []byte { return rawES256(t, ec, in) })
+	if got := ts.status(t, assertionForm(forged)); got != "401 invalid_client" {
+		t.Errorf("alg Ed25519 over an EC key's signature: %s", got)
+	}
+}
