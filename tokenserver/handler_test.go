@@ -29,6 +29,7 @@ import (
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
 func TestIssueWithBasicAndPost(t *testing.T) {
@@ -669,9 +670,13 @@ func TestMetadata(t *testing.T) {
 			"introspection_endpoint":                testIssuer + "/oauth2/introspect",
 			"grant_types_supported":                 []any{"client_credentials"},
 			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "private_key_jwt"},
-			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "RS256", "PS256"},
-			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "RS256", "PS256"},
-			"response_types_supported":                                 []any{},
+			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "Ed25519", "RS256", "PS256"},
+			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "Ed25519", "RS256", "PS256"},
+			// What go-oidc's default verifier, oauth2-proxy and Authlib's validators need
+			// (see buildMetadata): the key's algorithm first, RS256 as OIDC Discovery §3 requires.
+			"id_token_signing_alg_values_supported": []any{"ES256", "RS256"},
+			"subject_types_supported":               []any{"public"},
+			"response_types_supported":              []any{"id_token"},
 		}
 		for k, v := range want {
 			got, _ := json.Marshal(md[k])
@@ -680,11 +685,58 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("%s: %s = %s, want %s", path, k, got, exp)
 			}
 		}
-		for _, absent := range []string{"scopes_supported", "authorization_endpoint"} {
+		for _, absent := range []string{"scopes_supported", "authorization_endpoint", "userinfo_endpoint"} {
 			if _, ok := md[absent]; ok {
 				t.Errorf("%s: %s should be omitted", path, absent)
 			}
 		}
+	}
+}
+
+// TestMetadataFollowsSigningKeys: id_token_signing_alg_values_supported names the algorithm of
+// every published key, the active one first, through a change of algorithm.
+func TestMetadataFollowsSigningKeys(t *testing.T) {
+	ts := newTestServer(t)
+	algs := func() string {
+		var md struct {
+			Algs []string `json:"id_token_signing_alg_values_supported"`
+		}
+		w := ts.do(httptest.NewRequest(http.MethodGet, OIDCMetadataPath, nil))
+		if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(md.Algs, " ")
+	}
+	if got := algs(); got != "ES256 RS256" {
+		t.Fatalf("ES256 key: %s", got)
+	}
+	policy := signingkey.Policy{Algorithm: signingkey.EdDSA, RotationInterval: 720 * time.Hour, PublishAhead: time.Hour, RetainAfterRetire: 25 * time.Hour}
+	now := ts.clock.Now()
+	for _, step := range []struct {
+		at   time.Time
+		want string
+	}{
+		{now, "ES256 EdDSA RS256"},                    // EdDSA published ahead
+		{now.Add(2 * time.Hour), "EdDSA ES256 RS256"}, // EdDSA signs, ES256 retired
+	} {
+		res, err := signingkey.Advance(ts.set, step.at, policy, signingkey.Generate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.set = res.Set
+		if err := ts.SetKeys(res.Set); err != nil {
+			t.Fatal(err)
+		}
+		if got := algs(); got != step.want {
+			t.Errorf("at +%s: %s, want %s", step.at.Sub(now), got, step.want)
+		}
+	}
+	rs := activeKeySet(t, signingkey.RS256, now)
+	if err := ts.SetKeys(rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := algs(); got != "RS256" {
+		t.Errorf("RS256 key: %s", got)
 	}
 }
 

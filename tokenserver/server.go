@@ -106,7 +106,6 @@ type Server struct {
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
 	draining        atomic.Bool
-	metadata        []byte
 	publicCache     []string
 	wwwAuthenticate []string
 	pool            sync.Pool
@@ -130,7 +129,11 @@ func New(opts Options) (*Server, error) {
 		s.log = ctrllog.Log.WithName("tokenserver")
 	}
 	s.audit = auditLog{w: opts.AuditLog}
-	s.keys.Store(emptyKeySet())
+	empty, err := emptyKeySet().withMetadata(opts.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
@@ -147,11 +150,6 @@ func New(opts Options) (*Server, error) {
 		},
 		onBroken: s.metrics.brokenTotal.Inc,
 	})
-	md, err := buildMetadata(opts.Issuer)
-	if err != nil {
-		return nil, err
-	}
-	s.metadata = md
 	if s.verifier, err = s.newIntrospectionVerifier(); err != nil {
 		return nil, fmt.Errorf("building the introspection verifier: %w", err)
 	}
@@ -209,6 +207,9 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 	}
 	ks, err := buildKeySet(set)
 	if err != nil {
+		return err
+	}
+	if ks, err = ks.withMetadata(s.opts.Issuer); err != nil {
 		return err
 	}
 	ks.reusePublic(s.keys.Load())
