@@ -37,6 +37,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
@@ -183,7 +184,7 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 		},
 		"exp too far ahead": func() string {
 			c := assertionClaimsFor(id, now)
-			c["exp"] = now.Add(time.Hour).Unix()
+			c["exp"] = now.Add(DefaultMaxAssertionLifetime + assertionLeeway + time.Second).Unix()
 			return key.sign(t, c)
 		},
 		"expired": func() string {
@@ -391,7 +392,7 @@ func TestAssertionMethodRules(t *testing.T) {
 // set refuses only its client, with the seconds until its oldest entry expires; replays are
 // still recognised when full; expired entries free their room.
 func TestReplaySetIsPerClientAndBounded(t *testing.T) {
-	l := newReplayLimits(0.01, 5) // cap 5 + ceil(0.01 × 330) = 9
+	l := newReplayLimits(0.01, 5, 5*time.Minute) // cap 5 + ceil(0.01 × 330) = 9
 	if l.perClient != 9 {
 		t.Fatalf("per-client cap %d, want 9", l.perClient)
 	}
@@ -431,9 +432,9 @@ func TestReplaySetIsPerClientAndBounded(t *testing.T) {
 // one assertion per 1/rate seconds, each living the longest allowed, never reaches its cap.
 func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 	const rateLimit, burst = 0.5, 7
-	l := newReplayLimits(rateLimit, burst)
+	l := newReplayLimits(rateLimit, burst, DefaultMaxAssertionLifetime)
 	var rs replaySet
-	lifetime := int64((maxAssertionLifetime + assertionLeeway) / time.Second)
+	lifetime := int64((DefaultMaxAssertionLifetime + assertionLeeway) / time.Second)
 	now := testT0.Unix()
 	n := 0
 	for ; n < burst; n++ {
@@ -453,7 +454,7 @@ func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 // TestReplaySafetyNetSparesSmallClients: once the replica-wide safety net is reached, a client
 // holding more than its fair share is refused, one holding little is not.
 func TestReplaySafetyNetSparesSmallClients(t *testing.T) {
-	l := newReplayLimits(1e6, 1e6)
+	l := newReplayLimits(1e6, 1e6, DefaultMaxAssertionLifetime)
 	l.soft = 100
 	var big, small replaySet
 	now := testT0.Unix()
@@ -534,5 +535,55 @@ func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
 	forged := unsigned(`{"alg":"Ed25519","kid":"ec"}`, assertionClaimsFor(id, now), func(in string) []byte { return rawES256(t, ec, in) })
 	if got := ts.status(t, assertionForm(forged)); got != "401 invalid_client" {
 		t.Errorf("alg Ed25519 over an EC key's signature: %s", got)
+	}
+}
+
+// TestAssertionLifetimeUpToOneHour: an assertion that lives an hour (Authlib's exp = iat +
+// 3600) is accepted by default, and its jti is refused again until it expires; a lower
+// --max-assertion-lifetime refuses it; the per-client replay cap follows the option and
+// stays bounded.
+func TestAssertionLifetimeUpToOneHour(t *testing.T) {
+	ts := newTestServer(t, manyFailures)
+	key := newClientKey(t, jose.ES256, "k1")
+	id := ts.addKeyClient(t, key)
+	now := ts.clock.Now()
+	c := assertionClaimsFor(id, now)
+	c["exp"] = now.Add(time.Hour).Unix()
+	a := key.sign(t, c)
+	if got := ts.status(t, assertionForm(a)); got != "200 " {
+		t.Fatalf("a 1-hour assertion: %s", got)
+	}
+	ts.clock.Add(59 * time.Minute)
+	if got := ts.status(t, assertionForm(a)); got != "401 invalid_client" {
+		t.Fatalf("the same assertion replayed 59 minutes later: %s", got)
+	}
+
+	short := newTestServer(t, func(o *Options) { o.MaxAssertionLifetime = 5 * time.Minute })
+	sid := short.addKeyClient(t, key)
+	now = short.clock.Now()
+	c = assertionClaimsFor(sid, now)
+	c["exp"] = now.Add(time.Hour).Unix()
+	if got := short.status(t, assertionForm(key.sign(t, c))); got != "401 invalid_client" {
+		t.Fatalf("a 1-hour assertion with --max-assertion-lifetime=5m: %s", got)
+	}
+	c["exp"], c["jti"] = now.Add(5*time.Minute).Unix(), randomJTI()
+	if got := short.status(t, assertionForm(key.sign(t, c))); got != "200 " {
+		t.Fatalf("a 5-minute assertion with --max-assertion-lifetime=5m: %s", got)
+	}
+
+	d := DefaultOptions()
+	if got, want := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, d.MaxAssertionLifetime).perClient, 72700; got != want {
+		t.Errorf("default per-client replay cap %d, want %d (100 + 20/s × 3630 s)", got, want)
+	}
+	if got := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, 5*time.Minute).perClient; got != 6700 {
+		t.Errorf("per-client replay cap with a 5-minute lifetime %d, want 6700", got)
+	}
+	if got := newReplayLimits(1e6, 1e6, time.Hour).perClient; got != maxReplayEntries {
+		t.Errorf("per-client replay cap with huge limits %d, want the safety net %d", got, maxReplayEntries)
+	}
+	for _, bad := range []time.Duration{-time.Second, time.Hour + time.Second} {
+		if _, err := New(Options{MaxAssertionLifetime: bad}); err == nil {
+			t.Errorf("MaxAssertionLifetime %s was accepted", bad)
+		}
 	}
 }

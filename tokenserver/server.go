@@ -136,7 +136,7 @@ func New(opts Options) (*Server, error) {
 	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
-	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
+	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
 	s.index = newIndex(indexConfig{
 		issuer:     opts.Issuer,
 		issueRate:  rate.Limit(opts.RateLimit),
