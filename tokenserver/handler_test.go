@@ -214,11 +214,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "Basic without colon", auth: []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(id))}, body: good, status: 400, code: errInvalidRequest},
 		{name: "Basic bad percent-encoding", auth: []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(id+":%G0"))}, body: good, status: 400, code: errInvalidRequest},
 		{name: "Bearer scheme", auth: []string{"Bearer abc"}, body: good, status: 401, code: errInvalidClient},
-		{name: "no credentials", body: good, status: 401, code: errInvalidClient},
-		{name: "client_id without secret", body: good + "&client_id=" + id, status: 401, code: errInvalidClient},
-		{name: "secret without client_id", body: good + "&client_secret=" + secret, status: 401, code: errInvalidClient},
+		{name: "no credentials", body: good, status: 400, code: errInvalidClient},
+		{name: "client_id without secret", body: good + "&client_id=" + id, status: 400, code: errInvalidClient},
+		{name: "secret without client_id", body: good + "&client_secret=" + secret, status: 400, code: errInvalidClient},
 		{name: "wrong secret (Basic)", auth: []string{basicAuth(id, otherLastChar(secret))}, body: good, status: 401, code: errInvalidClient},
-		{name: "wrong secret (post)", body: good + "&client_id=" + id + "&client_secret=nope", status: 401, code: errInvalidClient},
+		{name: "wrong secret (post)", body: good + "&client_id=" + id + "&client_secret=nope", status: 400, code: errInvalidClient},
 		{name: "unknown client", auth: []string{basicAuth("m2mc_doesnotexist", secret)}, body: good, status: 401, code: errInvalidClient},
 		{name: "another client's secret", auth: []string{basicAuth(otherID, secret)}, body: good, status: 401, code: errInvalidClient},
 		{name: "PrivateKeyJWT client with its hash", auth: []string{basicAuth(psID, psSecret)}, body: good, status: 401, code: errInvalidClient},
@@ -232,7 +232,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "unknown audience", body: good + creds + "&audience=admin.kube-system", status: 400, code: errInvalidTarget},
 		{name: "two resources", body: good + creds + "&resource=" + audBilling + "&resource=" + audBilling, status: 400, code: errInvalidTarget},
 		{name: "resource and audience differ", body: good + creds + "&resource=" + audBilling + "&audience=other", status: 400, code: errInvalidRequest},
-		{name: "secret in the query only", method: http.MethodPost, body: good + "&client_id=" + id, status: 401, code: errInvalidClient},
+		{name: "secret in the query only", method: http.MethodPost, body: good + "&client_id=" + id, status: 400, code: errInvalidClient},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -277,6 +277,13 @@ func TestHostileRequests(t *testing.T) {
 			case 401:
 				if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Basic realm="`) {
 					t.Errorf("WWW-Authenticate %q", w.Header().Get("WWW-Authenticate"))
+				}
+				if len(c.auth) == 0 {
+					t.Errorf("401 without an Authorization header (RFC 6749 §5.2: 400 invalid_client)")
+				}
+			default:
+				if v := w.Header().Get("WWW-Authenticate"); v != "" {
+					t.Errorf("%d with WWW-Authenticate %q", c.status, v)
 				}
 			}
 		})
@@ -375,8 +382,13 @@ func TestNoAudienceAtAll(t *testing.T) {
 	ts := newTestServer(t)
 	id, secret := ts.addClient(t, func(r *credential.Record) { r.Grants = nil })
 	w := ts.do(tokenReq(grant(), id, secret))
-	if tr := decodeResponse(t, w.Body); w.Code != 400 || tr.Error != errInvalidTarget {
-		t.Fatalf("status %d error %q", w.Code, tr.Error)
+	if tr := decodeResponse(t, w.Body); w.Code != 400 || tr.Error != errInvalidScope || tr.ErrorDescription != "no scope is granted to the client" {
+		t.Fatalf("nothing named: status %d error %q %q, want 400 invalid_scope", w.Code, tr.Error, tr.ErrorDescription)
+	}
+	form := grant()
+	form.Set("audience", audBilling)
+	if tr := decodeResponse(t, ts.do(tokenReq(form, id, secret)).Body); tr.Error != errInvalidTarget {
+		t.Fatalf("an audience named: error %q, want invalid_target", tr.Error)
 	}
 }
 

@@ -167,7 +167,7 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 		if c.Subject != id || c.ClientID != id {
 			t.Fatalf("sub %q client_id %q, want %q", c.Subject, c.ClientID, id)
 		}
-		if got := ts.status(t, assertionForm(a)); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(a)); got != "400 invalid_client" {
 			t.Fatalf("replayed assertion: %s", got)
 		}
 	})
@@ -245,8 +245,8 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 	}
 	for name, make := range refused {
 		t.Run(name, func(t *testing.T) {
-			if got := ts.status(t, assertionForm(make())); got != "401 invalid_client" {
-				t.Fatalf("got %s, want 401 invalid_client", got)
+			if got := ts.status(t, assertionForm(make())); got != "400 invalid_client" {
+				t.Fatalf("got %s, want 400 invalid_client", got)
 			}
 		})
 	}
@@ -303,7 +303,7 @@ func TestPrivateKeyJWTAlgorithmsAndAudiences(t *testing.T) {
 	t.Run("client_id, when sent, must match", func(t *testing.T) {
 		f := assertionForm(keys[0].sign(t, assertionClaimsFor(id, now)))
 		f.Set("client_id", "m2mc_other")
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 		f = assertionForm(keys[0].sign(t, assertionClaimsFor(id, now)))
@@ -345,7 +345,7 @@ func TestAssertionMethodRules(t *testing.T) {
 	t.Run("an unsupported assertion type", func(t *testing.T) {
 		f := assertionForm(valid())
 		f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
@@ -353,26 +353,26 @@ func TestAssertionMethodRules(t *testing.T) {
 		f := grant()
 		f.Set("client_id", id)
 		f.Set("client_secret", secret)
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a ClientSecret client cannot use an assertion, even one its id signs", func(t *testing.T) {
 		other := newClientKey(t, jose.ES256, "k1")
-		if got := ts.status(t, assertionForm(other.sign(t, assertionClaimsFor(secretID, now)))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(other.sign(t, assertionClaimsFor(secretID, now)))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a ServiceAccount-looking assertion without an API server is refused", func(t *testing.T) {
 		c := assertionClaimsFor(id, now)
 		c["iss"], c["sub"] = "https://kubernetes.default.svc", "system:serviceaccount:payments:robot"
-		if got := ts.status(t, assertionForm(key.sign(t, c))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(key.sign(t, c))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a client whose JWKS was found invalid has no key", func(t *testing.T) {
 		noKeys, _ := ts.addClient(t, func(r *credential.Record) { r.Method, r.Secrets = credential.MethodPrivateKeyJWT, nil })
-		if got := ts.status(t, assertionForm(key.sign(t, assertionClaimsFor(noKeys, now)))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(key.sign(t, assertionClaimsFor(noKeys, now)))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
@@ -533,7 +533,7 @@ func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
 	ec := newClientKey(t, jose.ES256, "ec")
 	id := ts.addKeyClient(t, ec, ed)
 	forged := unsigned(`{"alg":"Ed25519","kid":"ec"}`, assertionClaimsFor(id, now), func(in string) []byte { return rawES256(t, ec, in) })
-	if got := ts.status(t, assertionForm(forged)); got != "401 invalid_client" {
+	if got := ts.status(t, assertionForm(forged)); got != "400 invalid_client" {
 		t.Errorf("alg Ed25519 over an EC key's signature: %s", got)
 	}
 }
@@ -554,7 +554,7 @@ func TestAssertionLifetimeUpToOneHour(t *testing.T) {
 		t.Fatalf("a 1-hour assertion: %s", got)
 	}
 	ts.clock.Add(59 * time.Minute)
-	if got := ts.status(t, assertionForm(a)); got != "401 invalid_client" {
+	if got := ts.status(t, assertionForm(a)); got != "400 invalid_client" {
 		t.Fatalf("the same assertion replayed 59 minutes later: %s", got)
 	}
 
@@ -563,7 +563,7 @@ func TestAssertionLifetimeUpToOneHour(t *testing.T) {
 	now = short.clock.Now()
 	c = assertionClaimsFor(sid, now)
 	c["exp"] = now.Add(time.Hour).Unix()
-	if got := short.status(t, assertionForm(key.sign(t, c))); got != "401 invalid_client" {
+	if got := short.status(t, assertionForm(key.sign(t, c))); got != "400 invalid_client" {
 		t.Fatalf("a 1-hour assertion with --max-assertion-lifetime=5m: %s", got)
 	}
 	c["exp"], c["jti"] = now.Add(5*time.Minute).Unix(), randomJTI()

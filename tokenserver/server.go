@@ -30,8 +30,10 @@ limitations under the License.
 //     same 401 invalid_client. A disabled client that authenticates correctly gets 400
 //     unauthorized_client ("not authorized to use this grant", RFC 6749 §5.2): it has proved who
 //     it is, so telling it why is safe and saves its operators a guess.
-//   - Every 401 carries WWW-Authenticate: Basic (RFC 9110 §11.6.1 requires it on a 401; RFC 6749
-//     §5.2 requires it when Basic was used).
+//   - A failed client authentication is 401 with WWW-Authenticate: Basic when the client used the
+//     Authorization header (RFC 6749 §5.2), and 400 invalid_client otherwise (client_secret_post,
+//     a client assertion, no credentials): RFC 9110 §11.6.1 requires WWW-Authenticate on every
+//     401, and a challenge for a scheme the client did not use misleads OAuth libraries.
 //   - resource (RFC 8707) and audience name the same thing: the audience string exactly (it need
 //     not be an absolute URI). Both may be sent if equal. A second resource is invalid_target
 //     (one audience per token); any other repeated parameter is invalid_request.

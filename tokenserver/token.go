@@ -61,23 +61,23 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
 	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
 	if r.Method != http.MethodPost {
-		s.refuse(w, notPost)
+		s.refuse(w, r, notPost)
 		return
 	}
 	st := s.pool.Get().(*reqState)
 	defer s.release(st)
 	if err := s.receiveForm(w, r, st); err != nil {
-		s.refuse(w, err)
+		s.refuse(w, r, err)
 		return
 	}
 	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
 		s.inFlight.Add(-1)
-		s.refuse(w, errOverloaded)
+		s.refuse(w, r, errOverloaded)
 		return
 	}
 	defer s.inFlight.Add(-1)
 	if err := serve(s, w, r, st); err != nil {
-		s.refuse(w, err)
+		s.refuse(w, r, err)
 	}
 }
 
@@ -115,9 +115,18 @@ func (s *Server) release(st *reqState) {
 	s.pool.Put(st)
 }
 
-func (s *Server) refuse(w http.ResponseWriter, e *oauthError) {
+// refuse answers e. A failed client authentication is 401 with WWW-Authenticate only when the
+// client used the Authorization header; otherwise (client_secret_post, a client assertion, no
+// credentials) it is 400 invalid_client without it (RFC 6749 §5.2). openid-client and
+// oauth4webapi read a 401 with WWW-Authenticate as an HTTP authentication challenge, not as
+// the OAuth error.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
 	s.metrics.refuse(e.code)
-	writeError(w, e, s.wwwAuthenticate)
+	var challenge []string
+	if len(r.Header["Authorization"]) > 0 {
+		challenge = s.wwwAuthenticate
+	}
+	writeError(w, e, challenge)
 }
 
 // serveToken is the token request: parse, authenticate, authorise, sign, answer.
@@ -269,7 +278,7 @@ func (c *Client) resolveAudience(req *tokenRequest) (*audience, *oauthError) {
 	}
 	switch len(c.audiences) {
 	case 0:
-		return nil, errTargetNone
+		return nil, errNothingGranted
 	case 1:
 		return c.audiences[0], nil
 	}
