@@ -67,48 +67,67 @@ const (
 	maxReplayEntries = 500000
 )
 
-// authenticatePrivateKeyJWT authenticates a private_key_jwt assertion.
+// authenticatePrivateKeyJWT authenticates a private_key_jwt assertion; a refusal is logged
+// with its reason (refusals.go).
 func (s *Server) authenticatePrivateKeyJWT(req *tokenRequest, a *assertion, now time.Time) (*Client, *oauthError) {
 	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
-		return nil, s.authFailed(a.iss)
+		return nil, s.refuseAssertion(refusedClientMismatch, a.iss, a)
 	}
 	c := s.index.lookup([]byte(a.iss))
-	if c == nil || c.method != credential.MethodPrivateKeyJWT {
-		return nil, s.authFailed(a.iss)
+	switch {
+	case c == nil:
+		return nil, s.refuseAssertion(refusedUnknownClient, a.iss, a)
+	case c.method != credential.MethodPrivateKeyJWT:
+		return nil, s.refuseAssertion(refusedWrongMethod, a.iss, a)
 	}
-	if !c.verifyAssertion(a) || !s.assertionClaimsValid(a, now) {
-		return nil, s.authFailed(a.iss)
+	if why := c.verifyAssertion(a); why != "" {
+		return nil, s.refuseAssertion(why, a.iss, a)
+	}
+	if why := s.assertionClaimsRefusal(a, now); why != "" {
+		return nil, s.refuseAssertion(why, a.iss, a)
 	}
 	switch ans, retryAfter := c.replay.remember(s.replayLimits, a.jti, a.exp, now.Unix()); ans {
 	case replayFull:
 		return nil, replayLimited(retryAfter)
 	case replaySeen:
-		return nil, s.authFailed(a.iss)
+		return nil, s.refuseAssertion(refusedReplayed, a.iss, a)
 	}
 	return c, nil
 }
 
-// verifyAssertion checks the signature against the client's keys.
-func (c *Client) verifyAssertion(a *assertion) bool {
+// verifyAssertion checks the signature against the client's keys: "" when one verifies it,
+// else whether no key fitted the header's kid and alg or none verified.
+func (c *Client) verifyAssertion(a *assertion) refusal {
+	why := refusedNoMatchingKey
 	for i := range c.keys {
 		k := &c.keys[i]
 		if (a.kid != "" && k.KID != a.kid) || !contains(k.Algs, a.alg) {
 			continue
 		}
 		if verifySignature(a.alg, k.Key, a.signingInput, a.sig) {
-			return true
+			return ""
 		}
+		why = refusedBadSignature
 	}
-	return false
+	return why
 }
 
-// assertionClaimsValid checks aud, exp (future, and at most MaxAssertionLifetime ahead), nbf,
-// iat and jti.
-func (s *Server) assertionClaimsValid(a *assertion, now time.Time) bool {
-	if a.jti == "" || !a.hasAudience(s.opts.Issuer, s.opts.Issuer+TokenPath) || !timesValid(a, now) {
-		return false
+// assertionClaimsRefusal checks jti, aud, exp (future, and at most MaxAssertionLifetime
+// ahead), nbf and iat: "" when they hold.
+func (s *Server) assertionClaimsRefusal(a *assertion, now time.Time) refusal {
+	switch {
+	case a.jti == "":
+		return refusedMissingJTI
+	case !a.hasAudience(s.opts.Issuer, s.opts.Issuer+TokenPath):
+		return refusedWrongAudience
 	}
-	return a.exp <= now.Add(s.opts.MaxAssertionLifetime+assertionLeeway).Unix()
+	if why := timesRefusal(a, now); why != "" {
+		return why
+	}
+	if a.exp > now.Add(s.opts.MaxAssertionLifetime+assertionLeeway).Unix() {
+		return refusedLifetime
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {

@@ -104,7 +104,9 @@ type Server struct {
 	// readingBodies counts the requests whose body is being read (they hold no slot yet).
 	readingBodies atomic.Int64
 	// failures slows down repeated authentication failures, by presented id.
-	failures        *failureTable
+	failures *failureTable
+	// refusals logs and counts refused client assertions by reason.
+	refusals        *refusalLog
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
 	draining        atomic.Bool
@@ -137,6 +139,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
+	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
 	s.index = newIndex(indexConfig{

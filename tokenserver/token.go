@@ -196,7 +196,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 // authenticateAssertion authenticates an RFC 7523 client assertion: a ServiceAccount token
 // confirmed within the last minute is answered from the cache by its hash; any other assertion
 // is parsed and goes to the ServiceAccount method when its sub is a ServiceAccount, else to
-// private_key_jwt. Every failure is the same 401 invalid_client.
+// private_key_jwt. Every failure is the same invalid_client; the reason is logged and counted.
 func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
 	h := hashAssertion(req.assertion)
 	if c := s.cachedServiceAccount(req, &h, now); c != nil {
@@ -204,7 +204,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	}
 	a, err := parseAssertion(req.assertion)
 	if err != nil {
-		return nil, s.authFailed(string(req.id))
+		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
 	}
 	if isServiceAccountSubject(a.sub) {
 		return s.authenticateServiceAccount(ctx, req, &h, a, now)
