@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
@@ -706,8 +708,21 @@ func TestMetadata(t *testing.T) {
 }
 
 // TestMetadataFollowsSigningKeys: id_token_signing_alg_values_supported names the algorithm of
-// every published key, the active one first, through a change of algorithm.
+// every published key, the active one first, through a change of algorithm; before any key is
+// loaded, every algorithm the server may sign with (never a list without the coming key's).
 func TestMetadataFollowsSigningKeys(t *testing.T) {
+	bare, err := New(Options{Issuer: testIssuer, Logger: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	w := httptest.NewRecorder()
+	bare.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, OIDCMetadataPath, nil))
+	if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil || strings.Join(md.Algs, " ") != "ES256 RS256 EdDSA" {
+		t.Fatalf("before any key is loaded: %d %v %v, want every algorithm the server may sign with", w.Code, md.Algs, err)
+	}
 	ts := newTestServer(t)
 	algs := func() string {
 		var md struct {

@@ -69,13 +69,20 @@ type authorizationServerMetadata struct {
 //     the active key's first, so a verifier that reads the document while a next key of another
 //     algorithm is published keeps working after the switch. OIDC Discovery §3 requires RS256 in
 //     the list (Authlib checks it), so it is added when no key uses it: a verifier allowing RS256
-//     still needs an RSA key from this JWKS, and there is none then.
+//     still needs an RSA key from this JWKS, and there is none then. Before any key is loaded
+//     it lists every algorithm the server can sign with.
 func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 	// private_key_jwt covers both assertion methods: a client's own key, and a projected
 	// ServiceAccount token (a JWT signed by the cluster, sent the same way).
 	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
 	algs := credential.ClientAssertionAlgorithms
 	idTokenAlgs := slices.Clone(signingAlgs)
+	if len(idTokenAlgs) == 0 {
+		// No key loaded yet (the server is not ready): every algorithm it may sign with, so
+		// that a verifier reading the document now (go-oidc reads it once) still accepts the
+		// tokens of the key that arrives.
+		idTokenAlgs = []string{signingkey.ES256, signingkey.RS256, signingkey.EdDSA}
+	}
 	if !slices.Contains(idTokenAlgs, signingkey.RS256) {
 		idTokenAlgs = append(idTokenAlgs, signingkey.RS256)
 	}
@@ -148,8 +155,9 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	if !allowGet(w, r) {
 		return
 	}
-	md := s.keys.Load().metadata
+	ks := s.keys.Load()
 	h := w.Header()
+	md := ks.metadata
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = s.publicCache
 	h["Content-Length"] = []string{strconv.Itoa(len(md))}

@@ -396,7 +396,7 @@ func tryLine(ctx context.Context, c client.Client, m *authv1alpha1.M2MClient, ad
 		return fmt.Sprintf("ASSERTION=$(kubectl --kubeconfig %s -n %s create token %s --audience http://%s --duration 10m)\n%s",
 			kubeconfig, m.Namespace, m.Spec.Authentication.ServiceAccountName, addr, assertion), true
 	case m.Spec.Authentication != nil && m.Spec.Authentication.Method == authv1alpha1.AuthPrivateKeyJWT:
-		return fmt.Sprintf("# sign an ES256 JWT with the private key of spec.authentication.jwks: iss=sub=%s, aud=http://%s, exp<=5m ahead, a fresh jti\nASSERTION=<that JWT>\n%s",
+		return fmt.Sprintf("# sign an ES256 JWT with the private key of spec.authentication.jwks: iss=sub=%s, aud=http://%s, exp<=1h ahead, a fresh jti\nASSERTION=<that JWT>\n%s",
 			id, addr, assertion), true
 	case secret == "":
 		return "", false
