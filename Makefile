@@ -54,6 +54,12 @@ test: manifests generate fmt vet ## Run all tests against a real envtest control
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
 		$(GO) test ./... -coverprofile cover.out $(TEST_FLAGS)
 
+.PHONY: interop
+interop: ## Interop suite: Go (go-oidc, golang-jwt + keyfunc, jwx, x/oauth2) and Node (openid-client, oauth4webapi, jose, express-oauth2-jwt-bearer; pinned, npm ci) libraries against the real system, for each signing algorithm.
+	hack/interop-npm.sh
+	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
+		sh -c 'cd test/interop && $(GO) test ./... -count=1 -timeout 20m $(TEST_FLAGS)'
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target briefly (FUZZTIME=10s).
 	hack/fuzz.sh $(or $(FUZZTIME),10s)

@@ -208,7 +208,8 @@ func verifySignature(alg string, key any, signingInput, sig []byte) bool {
 	case *ecdsa.PublicKey:
 		return verifyECDSA(alg, k, signingInput, sig)
 	case ed25519.PublicKey:
-		return alg == "EdDSA" && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, signingInput, sig)
+		// "Ed25519" is RFC 9864's fully-specified name of EdDSA over this key type.
+		return (alg == "EdDSA" || alg == "Ed25519") && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, signingInput, sig)
 	case *rsa.PublicKey:
 		return verifyRSA(alg, k, signingInput, sig)
 	}

@@ -82,8 +82,8 @@ func TestAssertionSignedByTheClientsOwnKeyStillObeysEveryRule(t *testing.T) {
 	}
 	for name, make := range refused {
 		t.Run(name, func(t *testing.T) {
-			if got := ts.status(t, assertionForm(make())); got != "401 invalid_client" {
-				t.Fatalf("got %s, want 401 invalid_client", got)
+			if got := ts.status(t, assertionForm(make())); got != "400 invalid_client" {
+				t.Fatalf("got %s, want 400 invalid_client (a client assertion: no Authorization header, RFC 6749 §5.2)", got)
 			}
 		})
 	}
@@ -102,7 +102,7 @@ func TestAssertionAlgorithmBoundToTheDeclaredAlg(t *testing.T) {
 	}
 	ps := rs
 	ps.alg = jose.PS256
-	if got := ts.status(t, assertionForm(ps.sign(t, assertionClaimsFor(id, now)))); got != "401 invalid_client" {
+	if got := ts.status(t, assertionForm(ps.sign(t, assertionClaimsFor(id, now)))); got != "400 invalid_client" {
 		t.Fatalf("PS256 by a key declared RS256: %s", got)
 	}
 }
@@ -114,17 +114,21 @@ func TestEmptySecretNeverMatches(t *testing.T) {
 	id, _ := ts.addClient(t, func(r *credential.Record) {
 		r.Secrets = []credential.SecretHash{{SHA256: credential.HashSecret("").String()}}
 	})
-	for name, req := range map[string]func() string{
-		"basic": func() string { return fmt.Sprint(ts.do(tokenReq(grant(), id, "")).Code) },
-		"post": func() string {
+	// invalid_client is 401 when the client used the Authorization header, else 400 (§5.2).
+	for name, tc := range map[string]struct {
+		req  func() string
+		want string
+	}{
+		"basic": {func() string { return fmt.Sprint(ts.do(tokenReq(grant(), id, "")).Code) }, "401"},
+		"post": {func() string {
 			f := grant()
 			f.Set("client_id", id)
 			f.Set("client_secret", "")
 			return fmt.Sprint(ts.do(tokenReq(f, "", "")).Code)
-		},
+		}, "400"},
 	} {
-		if got := req(); got != "401" {
-			t.Errorf("%s with an empty secret: %s", name, got)
+		if got := tc.req(); got != tc.want {
+			t.Errorf("%s with an empty secret: %s, want %s", name, got, tc.want)
 		}
 	}
 }

@@ -76,12 +76,14 @@ var (
 	errScopeEmpty          = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "no scope is granted to the client for this audience"}
 	errTargetUnknown       = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the requested audience is not one the client may get tokens for"}
 	errTargetAmbiguous     = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client has several audiences: name one with resource or audience"}
-	errTargetNone          = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "the client is granted no audience"}
-	errManyResources       = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "only one resource per token is supported"}
-	errOverloaded          = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the server is overloaded; retry later", retryAfter: 1}
-	errNoSigningKey        = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "no signing key is loaded yet; retry later", retryAfter: 1}
-	errSigningFailed       = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the token could not be signed; retry later", retryAfter: 1}
-	errAuthFailuresExceed  = &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "too many failed authentications for this client; retry later", retryAfter: 1}
+	// errNothingGranted: a client granted nothing that names no audience asked for scopes it
+	// does not have (invalid_scope), not for a target; naming an audience stays invalid_target.
+	errNothingGranted     = &oauthError{status: http.StatusBadRequest, code: errInvalidScope, description: "no scope is granted to the client"}
+	errManyResources      = &oauthError{status: http.StatusBadRequest, code: errInvalidTarget, description: "only one resource per token is supported"}
+	errOverloaded         = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the server is overloaded; retry later", retryAfter: 1}
+	errNoSigningKey       = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "no signing key is loaded yet; retry later", retryAfter: 1}
+	errSigningFailed      = &oauthError{status: http.StatusServiceUnavailable, code: errTemporarilyUnavailable, description: "the token could not be signed; retry later", retryAfter: 1}
+	errAuthFailuresExceed = &oauthError{status: http.StatusTooManyRequests, code: errSlowDown, description: "too many failed authentications for this client; retry later", retryAfter: 1}
 )
 
 // rateLimited is a 429 for a client over its issuance rate.
@@ -103,23 +105,28 @@ var (
 	hdrAllowGet  = []string{"GET, HEAD"}
 )
 
-// writeError writes an RFC 6749 §5.2 error response. wwwAuthenticate is sent with every 401
-// (RFC 9110 §11.6.1 requires the header on a 401; RFC 6749 §5.2 when Basic was used).
+// writeError writes an RFC 6749 §5.2 error response. A 401 (invalid_client) is sent as such,
+// with wwwAuthenticate, only when wwwAuthenticate is set, that is when the client used the
+// Authorization header; without it the same error is a 400 (RFC 9110 §11.6.1 requires
+// WWW-Authenticate on every 401, and RFC 6749 §5.2 the 401 only when the header was used).
 func writeError(w http.ResponseWriter, e *oauthError, wwwAuthenticate []string) {
 	h := w.Header()
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = hdrNoStore
 	h["Pragma"] = hdrNoCache
-	if e.status == http.StatusMethodNotAllowed {
+	status := e.status
+	switch {
+	case status == http.StatusMethodNotAllowed:
 		h["Allow"] = hdrAllowPost
-	}
-	if e.status == http.StatusUnauthorized {
+	case status == http.StatusUnauthorized && wwwAuthenticate == nil:
+		status = http.StatusBadRequest
+	case status == http.StatusUnauthorized:
 		h["Www-Authenticate"] = wwwAuthenticate
 	}
 	if e.retryAfter > 0 {
 		h["Retry-After"] = []string{strconv.Itoa(e.retryAfter)}
 	}
-	w.WriteHeader(e.status)
+	w.WriteHeader(status)
 	b := make([]byte, 0, 64+len(e.description))
 	b = append(b, `{"error":"`...)
 	b = append(b, e.code...)

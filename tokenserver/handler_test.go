@@ -27,8 +27,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
 func TestIssueWithBasicAndPost(t *testing.T) {
@@ -213,11 +216,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "Basic without colon", auth: []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(id))}, body: good, status: 400, code: errInvalidRequest},
 		{name: "Basic bad percent-encoding", auth: []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(id+":%G0"))}, body: good, status: 400, code: errInvalidRequest},
 		{name: "Bearer scheme", auth: []string{"Bearer abc"}, body: good, status: 401, code: errInvalidClient},
-		{name: "no credentials", body: good, status: 401, code: errInvalidClient},
-		{name: "client_id without secret", body: good + "&client_id=" + id, status: 401, code: errInvalidClient},
-		{name: "secret without client_id", body: good + "&client_secret=" + secret, status: 401, code: errInvalidClient},
+		{name: "no credentials", body: good, status: 400, code: errInvalidClient},
+		{name: "client_id without secret", body: good + "&client_id=" + id, status: 400, code: errInvalidClient},
+		{name: "secret without client_id", body: good + "&client_secret=" + secret, status: 400, code: errInvalidClient},
 		{name: "wrong secret (Basic)", auth: []string{basicAuth(id, otherLastChar(secret))}, body: good, status: 401, code: errInvalidClient},
-		{name: "wrong secret (post)", body: good + "&client_id=" + id + "&client_secret=nope", status: 401, code: errInvalidClient},
+		{name: "wrong secret (post)", body: good + "&client_id=" + id + "&client_secret=nope", status: 400, code: errInvalidClient},
 		{name: "unknown client", auth: []string{basicAuth("m2mc_doesnotexist", secret)}, body: good, status: 401, code: errInvalidClient},
 		{name: "another client's secret", auth: []string{basicAuth(otherID, secret)}, body: good, status: 401, code: errInvalidClient},
 		{name: "PrivateKeyJWT client with its hash", auth: []string{basicAuth(psID, psSecret)}, body: good, status: 401, code: errInvalidClient},
@@ -231,7 +234,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "unknown audience", body: good + creds + "&audience=admin.kube-system", status: 400, code: errInvalidTarget},
 		{name: "two resources", body: good + creds + "&resource=" + audBilling + "&resource=" + audBilling, status: 400, code: errInvalidTarget},
 		{name: "resource and audience differ", body: good + creds + "&resource=" + audBilling + "&audience=other", status: 400, code: errInvalidRequest},
-		{name: "secret in the query only", method: http.MethodPost, body: good + "&client_id=" + id, status: 401, code: errInvalidClient},
+		{name: "secret in the query only", method: http.MethodPost, body: good + "&client_id=" + id, status: 400, code: errInvalidClient},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -276,6 +279,13 @@ func TestHostileRequests(t *testing.T) {
 			case 401:
 				if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Basic realm="`) {
 					t.Errorf("WWW-Authenticate %q", w.Header().Get("WWW-Authenticate"))
+				}
+				if len(c.auth) == 0 {
+					t.Errorf("401 without an Authorization header (RFC 6749 §5.2: 400 invalid_client)")
+				}
+			default:
+				if v := w.Header().Get("WWW-Authenticate"); v != "" {
+					t.Errorf("%d with WWW-Authenticate %q", c.status, v)
 				}
 			}
 		})
@@ -374,8 +384,13 @@ func TestNoAudienceAtAll(t *testing.T) {
 	ts := newTestServer(t)
 	id, secret := ts.addClient(t, func(r *credential.Record) { r.Grants = nil })
 	w := ts.do(tokenReq(grant(), id, secret))
-	if tr := decodeResponse(t, w.Body); w.Code != 400 || tr.Error != errInvalidTarget {
-		t.Fatalf("status %d error %q", w.Code, tr.Error)
+	if tr := decodeResponse(t, w.Body); w.Code != 400 || tr.Error != errInvalidScope || tr.ErrorDescription != "no scope is granted to the client" {
+		t.Fatalf("nothing named: status %d error %q %q, want 400 invalid_scope", w.Code, tr.Error, tr.ErrorDescription)
+	}
+	form := grant()
+	form.Set("audience", audBilling)
+	if tr := decodeResponse(t, ts.do(tokenReq(form, id, secret)).Body); tr.Error != errInvalidTarget {
+		t.Fatalf("an audience named: error %q, want invalid_target", tr.Error)
 	}
 }
 
@@ -669,9 +684,13 @@ func TestMetadata(t *testing.T) {
 			"introspection_endpoint":                testIssuer + "/oauth2/introspect",
 			"grant_types_supported":                 []any{"client_credentials"},
 			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "private_key_jwt"},
-			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "RS256", "PS256"},
-			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "RS256", "PS256"},
-			"response_types_supported":                                 []any{},
+			"token_endpoint_auth_signing_alg_values_supported":         []any{"ES256", "EdDSA", "Ed25519", "RS256", "PS256"},
+			"introspection_endpoint_auth_signing_alg_values_supported": []any{"ES256", "EdDSA", "Ed25519", "RS256", "PS256"},
+			// What go-oidc's default verifier, oauth2-proxy and Authlib's validators need
+			// (see buildMetadata): the key's algorithm first, RS256 as OIDC Discovery §3 requires.
+			"id_token_signing_alg_values_supported": []any{"ES256", "RS256"},
+			"subject_types_supported":               []any{"public"},
+			"response_types_supported":              []any{"id_token"},
 		}
 		for k, v := range want {
 			got, _ := json.Marshal(md[k])
@@ -680,11 +699,71 @@ func TestMetadata(t *testing.T) {
 				t.Errorf("%s: %s = %s, want %s", path, k, got, exp)
 			}
 		}
-		for _, absent := range []string{"scopes_supported", "authorization_endpoint"} {
+		for _, absent := range []string{"scopes_supported", "authorization_endpoint", "userinfo_endpoint"} {
 			if _, ok := md[absent]; ok {
 				t.Errorf("%s: %s should be omitted", path, absent)
 			}
 		}
+	}
+}
+
+// TestMetadataFollowsSigningKeys: id_token_signing_alg_values_supported names the algorithm of
+// every published key, the active one first, through a change of algorithm; before any key is
+// loaded, every algorithm the server may sign with (never a list without the coming key's).
+func TestMetadataFollowsSigningKeys(t *testing.T) {
+	bare, err := New(Options{Issuer: testIssuer, Logger: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Algs []string `json:"id_token_signing_alg_values_supported"`
+	}
+	w := httptest.NewRecorder()
+	bare.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, OIDCMetadataPath, nil))
+	if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil || strings.Join(md.Algs, " ") != "ES256 RS256 EdDSA" {
+		t.Fatalf("before any key is loaded: %d %v %v, want every algorithm the server may sign with", w.Code, md.Algs, err)
+	}
+	ts := newTestServer(t)
+	algs := func() string {
+		var md struct {
+			Algs []string `json:"id_token_signing_alg_values_supported"`
+		}
+		w := ts.do(httptest.NewRequest(http.MethodGet, OIDCMetadataPath, nil))
+		if err := json.Unmarshal(w.Body.Bytes(), &md); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(md.Algs, " ")
+	}
+	if got := algs(); got != "ES256 RS256" {
+		t.Fatalf("ES256 key: %s", got)
+	}
+	policy := signingkey.Policy{Algorithm: signingkey.EdDSA, RotationInterval: 720 * time.Hour, PublishAhead: time.Hour, RetainAfterRetire: 25 * time.Hour}
+	now := ts.clock.Now()
+	for _, step := range []struct {
+		at   time.Time
+		want string
+	}{
+		{now, "ES256 EdDSA RS256"},                    // EdDSA published ahead
+		{now.Add(2 * time.Hour), "EdDSA ES256 RS256"}, // EdDSA signs, ES256 retired
+	} {
+		res, err := signingkey.Advance(ts.set, step.at, policy, signingkey.Generate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.set = res.Set
+		if err := ts.SetKeys(res.Set); err != nil {
+			t.Fatal(err)
+		}
+		if got := algs(); got != step.want {
+			t.Errorf("at +%s: %s, want %s", step.at.Sub(now), got, step.want)
+		}
+	}
+	rs := activeKeySet(t, signingkey.RS256, now)
+	if err := ts.SetKeys(rs); err != nil {
+		t.Fatal(err)
+	}
+	if got := algs(); got != "RS256" {
+		t.Errorf("RS256 key: %s", got)
 	}
 }
 

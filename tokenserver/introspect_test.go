@@ -234,15 +234,16 @@ func TestIntrospectionRequestErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		"no credentials":  {introspectReq(url.Values{"token": {tok}}, "", ""), 401, errInvalidClient},
-		"wrong secret":    {introspectReq(url.Values{"token": {tok}}, id, "wrong"), 401, errInvalidClient},
-		"unknown client":  {introspectReq(url.Values{"token": {tok}}, "m2mc_nobody", secret), 401, errInvalidClient},
-		"token missing":   {introspectReq(url.Values{}, id, secret), 400, errInvalidRequest},
-		"token repeated":  {introspectReq(url.Values{"token": {tok, tok}}, id, secret), 400, errInvalidRequest},
-		"two auth ways":   {introspectReq(url.Values{"token": {tok}, "client_secret": {secret}}, id, secret), 400, errInvalidRequest},
-		"content type":    {withCT("application/json"), 400, errInvalidRequest},
-		"GET":             {httptest.NewRequest(http.MethodGet, IntrospectionPath+"?token="+tok, nil), 405, errInvalidRequest},
-		"body over limit": {introspectReq(url.Values{"token": {strings.Repeat("A", DefaultMaxBodyBytes)}}, id, secret), 413, errInvalidRequest},
+		"no credentials":      {introspectReq(url.Values{"token": {tok}}, "", ""), 400, errInvalidClient},
+		"wrong secret (post)": {introspectReq(url.Values{"token": {tok}, "client_id": {id}, "client_secret": {"wrong"}}, "", ""), 400, errInvalidClient},
+		"wrong secret":        {introspectReq(url.Values{"token": {tok}}, id, "wrong"), 401, errInvalidClient},
+		"unknown client":      {introspectReq(url.Values{"token": {tok}}, "m2mc_nobody", secret), 401, errInvalidClient},
+		"token missing":       {introspectReq(url.Values{}, id, secret), 400, errInvalidRequest},
+		"token repeated":      {introspectReq(url.Values{"token": {tok, tok}}, id, secret), 400, errInvalidRequest},
+		"two auth ways":       {introspectReq(url.Values{"token": {tok}, "client_secret": {secret}}, id, secret), 400, errInvalidRequest},
+		"content type":        {withCT("application/json"), 400, errInvalidRequest},
+		"GET":                 {httptest.NewRequest(http.MethodGet, IntrospectionPath+"?token="+tok, nil), 405, errInvalidRequest},
+		"body over limit":     {introspectReq(url.Values{"token": {strings.Repeat("A", DefaultMaxBodyBytes)}}, id, secret), 413, errInvalidRequest},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := ts.do(tc.r)
@@ -254,6 +255,9 @@ func TestIntrospectionRequestErrors(t *testing.T) {
 			}
 			if tc.status == 401 && w.Header().Get("WWW-Authenticate") == "" {
 				t.Fatal("401 without WWW-Authenticate")
+			}
+			if tc.status != 401 && w.Header().Get("WWW-Authenticate") != "" {
+				t.Fatalf("%d with WWW-Authenticate", tc.status)
 			}
 		})
 	}

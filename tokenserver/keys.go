@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -62,6 +63,20 @@ type keySet struct {
 	keys   []keyInfo
 	// public holds every published key by kid, for introspection's verifier.
 	public map[string]*jose.JSONWebKey
+	// algs are the algorithms of the published keys, the active key's first, each once.
+	algs []string
+	// metadata is the metadata document naming algs (set by withMetadata).
+	metadata []byte
+}
+
+// withMetadata builds the key set's metadata document for the issuer.
+func (ks *keySet) withMetadata(issuer string) (*keySet, error) {
+	md, err := buildMetadata(issuer, ks.algs)
+	if err != nil {
+		return nil, err
+	}
+	ks.metadata = md
+	return ks, nil
 }
 
 // Key implements verify.KeySource over one key set version.
@@ -105,12 +120,19 @@ func buildKeySet(set *signingkey.Set) (*keySet, error) {
 		jwks.Keys = append(jwks.Keys, pub)
 		ks.public[k.KID] = &pub
 		ks.keys = append(ks.keys, keyInfo{kid: k.KID, state: k.State, createdAt: k.CreatedAt})
+		if !slices.Contains(ks.algs, k.Algorithm) {
+			ks.algs = append(ks.algs, k.Algorithm)
+		}
 		if k.State != signingkey.StateActive {
 			continue
 		}
 		if ks.active, err = newSigner(k.KID, k.Algorithm, priv); err != nil {
 			return nil, err
 		}
+	}
+	if ks.active != nil {
+		i := slices.Index(ks.algs, ks.active.alg)
+		ks.algs = slices.Insert(slices.Delete(ks.algs, i, i+1), 0, ks.active.alg)
 	}
 	b, err := json.Marshal(jwks)
 	if err != nil {

@@ -37,14 +37,16 @@ const (
 
 // metrics are the token server's Prometheus metrics, in a registry of its own.
 type metrics struct {
-	registry      *prometheus.Registry
-	issued        *audienceSeries
-	refused       map[string]prometheus.Counter
-	duration      prometheus.Histogram
-	clientsLoaded prometheus.Gauge
-	brokenRecords prometheus.Gauge
-	brokenTotal   prometheus.Counter
-	keyLoadErrors prometheus.Counter
+	registry *prometheus.Registry
+	issued   *audienceSeries
+	refused  map[string]prometheus.Counter
+	// assertionRefused counts refused client assertions by reason (refusals.go).
+	assertionRefused *prometheus.CounterVec
+	duration         prometheus.Histogram
+	clientsLoaded    prometheus.Gauge
+	brokenRecords    prometheus.Gauge
+	brokenTotal      prometheus.Counter
+	keyLoadErrors    prometheus.Counter
 	// keySecretDeleted counts deletions of the signing-key Secret seen by this replica.
 	keySecretDeleted prometheus.Counter
 }
@@ -69,6 +71,10 @@ func newMetrics(s *Server) *metrics {
 	for _, code := range refusalCodes {
 		m.refused[code] = refused.WithLabelValues(code)
 	}
+	m.assertionRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "client_assertion_refused_total",
+		Help: "Client assertions (private_key_jwt, ServiceAccount tokens) refused, by reason; each refusal is also logged at info.",
+	}, []string{"reason"})
 	m.duration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricsNamespace, Name: "token_request_duration_seconds",
 		Help:    "Time to answer a token request, issued or refused.",
@@ -96,7 +102,7 @@ func newMetrics(s *Server) *metrics {
 		Namespace: metricsNamespace, Name: "token_request_bodies_reading",
 		Help: "Token and introspection requests whose body is still being received (they hold no in-flight slot yet).",
 	}, func() float64 { return float64(s.readingBodies.Load()) })
-	m.registry.MustRegister(issued, refused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
+	m.registry.MustRegister(issued, refused, m.assertionRefused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
 		m.keyLoadErrors, m.keySecretDeleted, inFlight, reading, &keyAgeCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())

@@ -49,6 +49,9 @@ const (
 	DefaultBodyReadTimeout = 5 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultDrainDelay      = 5 * time.Second
+	// DefaultMaxAssertionLifetime is how far ahead a private_key_jwt assertion's exp may be:
+	// 1 hour, what Authlib sets (exp = iat + 3600, no option) and the most Okta accepts.
+	DefaultMaxAssertionLifetime = time.Hour
 )
 
 // Options configure the token server.
@@ -87,6 +90,11 @@ type Options struct {
 	AuthFailureRate float64
 	// AuthFailureBurst is the burst of failed authentications per presented client id.
 	AuthFailureBurst int
+	// MaxAssertionLifetime is how far ahead of now a private_key_jwt assertion's exp may be
+	// (plus 30 s of clock-skew leeway), at most DefaultMaxAssertionLifetime. Each accepted jti
+	// is remembered until its exp, so this also sizes each client's replay set (see
+	// privatekeyjwt.go).
+	MaxAssertionLifetime time.Duration
 	// MaxInFlight caps concurrent token requests; beyond it the answer is 503.
 	MaxInFlight int
 	// MaxBodyBytes caps a token request body; beyond it the answer is 413.
@@ -113,23 +121,24 @@ type Options struct {
 // DefaultOptions returns the options with every default filled in.
 func DefaultOptions() Options {
 	return Options{
-		Issuer:           DefaultIssuer,
-		Addr:             DefaultAddr,
-		MetricsAddr:      DefaultMetricsAddr,
-		Namespace:        DefaultNamespace,
-		SigningKeySecret: signingkey.DefaultSecretName,
-		DefaultTokenTTL:  DefaultTokenTTL,
-		MaxTokenTTL:      DefaultMaxTokenTTL,
-		JWKSMaxAge:       DefaultJWKSMaxAge,
-		RateLimit:        DefaultRateLimit,
-		RateBurst:        DefaultRateBurst,
-		AuthFailureRate:  DefaultAuthFailureRate,
-		AuthFailureBurst: DefaultAuthFailBurst,
-		MaxInFlight:      DefaultMaxInFlight,
-		MaxBodyBytes:     DefaultMaxBodyBytes,
-		BodyReadTimeout:  DefaultBodyReadTimeout,
-		ShutdownTimeout:  DefaultShutdownTimeout,
-		DrainDelay:       DefaultDrainDelay,
+		Issuer:               DefaultIssuer,
+		Addr:                 DefaultAddr,
+		MetricsAddr:          DefaultMetricsAddr,
+		Namespace:            DefaultNamespace,
+		SigningKeySecret:     signingkey.DefaultSecretName,
+		DefaultTokenTTL:      DefaultTokenTTL,
+		MaxTokenTTL:          DefaultMaxTokenTTL,
+		JWKSMaxAge:           DefaultJWKSMaxAge,
+		RateLimit:            DefaultRateLimit,
+		RateBurst:            DefaultRateBurst,
+		AuthFailureRate:      DefaultAuthFailureRate,
+		AuthFailureBurst:     DefaultAuthFailBurst,
+		MaxAssertionLifetime: DefaultMaxAssertionLifetime,
+		MaxInFlight:          DefaultMaxInFlight,
+		MaxBodyBytes:         DefaultMaxBodyBytes,
+		BodyReadTimeout:      DefaultBodyReadTimeout,
+		ShutdownTimeout:      DefaultShutdownTimeout,
+		DrainDelay:           DefaultDrainDelay,
 	}
 }
 
@@ -149,6 +158,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.RateBurst, "rate-burst", d.RateBurst, "tokens each client may get from this replica in a burst")
 	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per presented client id (known or not) before answering 429")
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per presented client id")
+	fs.DurationVar(&o.MaxAssertionLifetime, "max-assertion-lifetime", d.MaxAssertionLifetime, "how far ahead a private_key_jwt assertion's exp may be (at most 1h); each jti is remembered until its exp")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
 	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")
@@ -171,6 +181,7 @@ func (o *Options) complete() error {
 	fill(&o.RateBurst, d.RateBurst)
 	fill(&o.AuthFailureRate, d.AuthFailureRate)
 	fill(&o.AuthFailureBurst, d.AuthFailureBurst)
+	fill(&o.MaxAssertionLifetime, d.MaxAssertionLifetime)
 	fill(&o.MaxInFlight, d.MaxInFlight)
 	fill(&o.MaxBodyBytes, d.MaxBodyBytes)
 	fill(&o.BodyReadTimeout, d.BodyReadTimeout)
@@ -212,6 +223,8 @@ func (o *Options) validate() error {
 		return errors.New("--drain-delay must not be negative")
 	case o.MaxInFlight < 0 || o.MaxBodyBytes < 0:
 		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
+	case o.MaxAssertionLifetime < time.Second || o.MaxAssertionLifetime > DefaultMaxAssertionLifetime:
+		return fmt.Errorf("--max-assertion-lifetime must be between 1s and %s", DefaultMaxAssertionLifetime)
 	case o.BodyReadTimeout < 0 || o.BodyReadTimeout > serverReadTimeout:
 		return fmt.Errorf("--body-read-timeout must be between 0 and %s", serverReadTimeout)
 	}

@@ -21,23 +21,27 @@ package tokenserver
 // M2MClient into the record.
 //
 // Rules: iss = sub = the client id; aud names this server's issuer or its token endpoint URL;
-// exp is in the future and at most 5 minutes (plus the clock-skew leeway) ahead; nbf and iat,
+// exp is in the future and at most Options.MaxAssertionLifetime (default 1 hour, the most
+// Okta accepts and what Authlib sets; plus the clock-skew leeway) ahead; nbf and iat,
 // when present, are not in the future; jti is required and is accepted once. Algorithms
-// ES256, EdDSA, RS256 and PS256, each bound to its key type; never HS* or none. A kid, when the
+// ES256, EdDSA (also named Ed25519, RFC 9864), RS256 and PS256, each bound to its key type;
+// never HS* or none. A kid, when the
 // header has one, selects the key; without one, every key of the JWKS that fits the algorithm
 // is tried.
 //
 // Replay: each replica remembers every accepted assertion's jti until the assertion's exp, in a
 // set of the client's own (see replaySet). This stops a replay to the same replica. It does not
-// stop one replay per other replica within the assertion's lifetime (at most 5 minutes):
-// replicas share no state. A client's issuance rate limit applies per replica too. Strict
+// stop one replay per other replica within the assertion's own lifetime (at most
+// Options.MaxAssertionLifetime): replicas share no state. A client's issuance rate limit applies per replica too. Strict
 // single use across replicas would need shared state, which this server deliberately does not
 // have; keep assertion lifetimes short.
 //
 // The replay sets are per client so that no client can fill a structure others need: each
 // holds at most burst + rate × (maximum assertion lifetime + leeway) entries, the most a client
-// within its issuance rate limit can have unexpired at once (6,700 with the default limits; an
-// entry is a 64-bit keyed hash of the jti and its exp, about 40 bytes in a Go map). A client
+// within its issuance rate limit can have unexpired at once (72,700 with the default limits and
+// lifetime, 6,700 with a 5-minute lifetime; an entry is a 64-bit keyed hash of the jti and its
+// exp, about 40 bytes in a Go map, so at most about 3 MB for a client that sends a fresh
+// 1-hour assertion at its full issuance rate for an hour). A client
 // over its cap is refused 429 slow_down with Retry-After until its oldest entry expires; no
 // other client notices. Beyond the per-client caps, maxReplayEntries is the replica's memory
 // safety net: once all sets together hold that many, only a client holding more than its fair
@@ -58,54 +62,72 @@ import (
 )
 
 const (
-	// maxAssertionLifetime is how far ahead a private_key_jwt assertion's exp may be.
-	maxAssertionLifetime = 5 * time.Minute
 	// maxReplayEntries is the replica's memory safety net over all clients' replay sets (see
 	// the comment above): about 20-40 MB at most.
 	maxReplayEntries = 500000
 )
 
-// authenticatePrivateKeyJWT authenticates a private_key_jwt assertion.
+// authenticatePrivateKeyJWT authenticates a private_key_jwt assertion; a refusal is logged
+// with its reason (refusals.go).
 func (s *Server) authenticatePrivateKeyJWT(req *tokenRequest, a *assertion, now time.Time) (*Client, *oauthError) {
 	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
-		return nil, s.authFailed(a.iss)
+		return nil, s.refuseAssertion(refusedClientMismatch, a.iss, a)
 	}
 	c := s.index.lookup([]byte(a.iss))
-	if c == nil || c.method != credential.MethodPrivateKeyJWT {
-		return nil, s.authFailed(a.iss)
+	switch {
+	case c == nil:
+		return nil, s.refuseAssertion(refusedUnknownClient, a.iss, a)
+	case c.method != credential.MethodPrivateKeyJWT:
+		return nil, s.refuseAssertion(refusedWrongMethod, a.iss, a)
 	}
-	if !c.verifyAssertion(a) || !s.assertionClaimsValid(a, now) {
-		return nil, s.authFailed(a.iss)
+	if why := c.verifyAssertion(a); why != "" {
+		return nil, s.refuseAssertion(why, a.iss, a)
+	}
+	if why := s.assertionClaimsRefusal(a, now); why != "" {
+		return nil, s.refuseAssertion(why, a.iss, a)
 	}
 	switch ans, retryAfter := c.replay.remember(s.replayLimits, a.jti, a.exp, now.Unix()); ans {
 	case replayFull:
 		return nil, replayLimited(retryAfter)
 	case replaySeen:
-		return nil, s.authFailed(a.iss)
+		return nil, s.refuseAssertion(refusedReplayed, a.iss, a)
 	}
 	return c, nil
 }
 
-// verifyAssertion checks the signature against the client's keys.
-func (c *Client) verifyAssertion(a *assertion) bool {
+// verifyAssertion checks the signature against the client's keys: "" when one verifies it,
+// else whether no key fitted the header's kid and alg or none verified.
+func (c *Client) verifyAssertion(a *assertion) refusal {
+	why := refusedNoMatchingKey
 	for i := range c.keys {
 		k := &c.keys[i]
 		if (a.kid != "" && k.KID != a.kid) || !contains(k.Algs, a.alg) {
 			continue
 		}
 		if verifySignature(a.alg, k.Key, a.signingInput, a.sig) {
-			return true
+			return ""
 		}
+		why = refusedBadSignature
 	}
-	return false
+	return why
 }
 
-// assertionClaimsValid checks aud, exp (future, and at most 5 minutes ahead), nbf, iat and jti.
-func (s *Server) assertionClaimsValid(a *assertion, now time.Time) bool {
-	if a.jti == "" || !a.hasAudience(s.opts.Issuer, s.opts.Issuer+TokenPath) || !timesValid(a, now) {
-		return false
+// assertionClaimsRefusal checks jti, aud, exp (future, and at most MaxAssertionLifetime
+// ahead), nbf and iat: "" when they hold.
+func (s *Server) assertionClaimsRefusal(a *assertion, now time.Time) refusal {
+	switch {
+	case a.jti == "":
+		return refusedMissingJTI
+	case !a.hasAudience(s.opts.Issuer, s.opts.Issuer+TokenPath):
+		return refusedWrongAudience
 	}
-	return a.exp <= now.Add(maxAssertionLifetime+assertionLeeway).Unix()
+	if why := timesRefusal(a, now); why != "" {
+		return why
+	}
+	if a.exp > now.Add(s.opts.MaxAssertionLifetime+assertionLeeway).Unix() {
+		return refusedLifetime
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {
@@ -138,16 +160,16 @@ type replayLimits struct {
 	active atomic.Int64
 }
 
-func newReplayLimits(issueRate rate.Limit, issueBurst int) *replayLimits {
-	return &replayLimits{seed: maphash.MakeSeed(), perClient: replayCap(issueRate, issueBurst), soft: maxReplayEntries}
+func newReplayLimits(issueRate rate.Limit, issueBurst int, maxLifetime time.Duration) *replayLimits {
+	return &replayLimits{seed: maphash.MakeSeed(), perClient: replayCap(issueRate, issueBurst, maxLifetime), soft: maxReplayEntries}
 }
 
 // replayCap is burst + rate × (maximum assertion lifetime + leeway): an entry lives until its
 // assertion's exp, at most that window after it was accepted, and a token bucket lets at most
 // burst + rate × window requests through in any window. A client within its issuance rate
-// limit therefore never reaches it.
-func replayCap(issueRate rate.Limit, issueBurst int) int {
-	window := (maxAssertionLifetime + assertionLeeway).Seconds()
+// limit therefore never reaches it. It never exceeds maxReplayEntries.
+func replayCap(issueRate rate.Limit, issueBurst int, maxLifetime time.Duration) int {
+	window := (maxLifetime + assertionLeeway).Seconds()
 	n := float64(issueBurst) + math.Ceil(float64(issueRate)*window)
 	return int(math.Max(1, math.Min(n, maxReplayEntries)))
 }

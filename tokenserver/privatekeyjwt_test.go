@@ -37,6 +37,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
@@ -166,7 +167,7 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 		if c.Subject != id || c.ClientID != id {
 			t.Fatalf("sub %q client_id %q, want %q", c.Subject, c.ClientID, id)
 		}
-		if got := ts.status(t, assertionForm(a)); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(a)); got != "400 invalid_client" {
 			t.Fatalf("replayed assertion: %s", got)
 		}
 	})
@@ -183,7 +184,7 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 		},
 		"exp too far ahead": func() string {
 			c := assertionClaimsFor(id, now)
-			c["exp"] = now.Add(time.Hour).Unix()
+			c["exp"] = now.Add(DefaultMaxAssertionLifetime + assertionLeeway + time.Second).Unix()
 			return key.sign(t, c)
 		},
 		"expired": func() string {
@@ -244,8 +245,8 @@ func TestPrivateKeyJWTAcceptance(t *testing.T) {
 	}
 	for name, make := range refused {
 		t.Run(name, func(t *testing.T) {
-			if got := ts.status(t, assertionForm(make())); got != "401 invalid_client" {
-				t.Fatalf("got %s, want 401 invalid_client", got)
+			if got := ts.status(t, assertionForm(make())); got != "400 invalid_client" {
+				t.Fatalf("got %s, want 400 invalid_client", got)
 			}
 		})
 	}
@@ -302,7 +303,7 @@ func TestPrivateKeyJWTAlgorithmsAndAudiences(t *testing.T) {
 	t.Run("client_id, when sent, must match", func(t *testing.T) {
 		f := assertionForm(keys[0].sign(t, assertionClaimsFor(id, now)))
 		f.Set("client_id", "m2mc_other")
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 		f = assertionForm(keys[0].sign(t, assertionClaimsFor(id, now)))
@@ -344,7 +345,7 @@ func TestAssertionMethodRules(t *testing.T) {
 	t.Run("an unsupported assertion type", func(t *testing.T) {
 		f := assertionForm(valid())
 		f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
@@ -352,26 +353,26 @@ func TestAssertionMethodRules(t *testing.T) {
 		f := grant()
 		f.Set("client_id", id)
 		f.Set("client_secret", secret)
-		if got := ts.status(t, f); got != "401 invalid_client" {
+		if got := ts.status(t, f); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a ClientSecret client cannot use an assertion, even one its id signs", func(t *testing.T) {
 		other := newClientKey(t, jose.ES256, "k1")
-		if got := ts.status(t, assertionForm(other.sign(t, assertionClaimsFor(secretID, now)))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(other.sign(t, assertionClaimsFor(secretID, now)))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a ServiceAccount-looking assertion without an API server is refused", func(t *testing.T) {
 		c := assertionClaimsFor(id, now)
 		c["iss"], c["sub"] = "https://kubernetes.default.svc", "system:serviceaccount:payments:robot"
-		if got := ts.status(t, assertionForm(key.sign(t, c))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(key.sign(t, c))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
 	t.Run("a client whose JWKS was found invalid has no key", func(t *testing.T) {
 		noKeys, _ := ts.addClient(t, func(r *credential.Record) { r.Method, r.Secrets = credential.MethodPrivateKeyJWT, nil })
-		if got := ts.status(t, assertionForm(key.sign(t, assertionClaimsFor(noKeys, now)))); got != "401 invalid_client" {
+		if got := ts.status(t, assertionForm(key.sign(t, assertionClaimsFor(noKeys, now)))); got != "400 invalid_client" {
 			t.Fatal(got)
 		}
 	})
@@ -391,7 +392,7 @@ func TestAssertionMethodRules(t *testing.T) {
 // set refuses only its client, with the seconds until its oldest entry expires; replays are
 // still recognised when full; expired entries free their room.
 func TestReplaySetIsPerClientAndBounded(t *testing.T) {
-	l := newReplayLimits(0.01, 5) // cap 5 + ceil(0.01 × 330) = 9
+	l := newReplayLimits(0.01, 5, 5*time.Minute) // cap 5 + ceil(0.01 × 330) = 9
 	if l.perClient != 9 {
 		t.Fatalf("per-client cap %d, want 9", l.perClient)
 	}
@@ -431,9 +432,9 @@ func TestReplaySetIsPerClientAndBounded(t *testing.T) {
 // one assertion per 1/rate seconds, each living the longest allowed, never reaches its cap.
 func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 	const rateLimit, burst = 0.5, 7
-	l := newReplayLimits(rateLimit, burst)
+	l := newReplayLimits(rateLimit, burst, DefaultMaxAssertionLifetime)
 	var rs replaySet
-	lifetime := int64((maxAssertionLifetime + assertionLeeway) / time.Second)
+	lifetime := int64((DefaultMaxAssertionLifetime + assertionLeeway) / time.Second)
 	now := testT0.Unix()
 	n := 0
 	for ; n < burst; n++ {
@@ -453,7 +454,7 @@ func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 // TestReplaySafetyNetSparesSmallClients: once the replica-wide safety net is reached, a client
 // holding more than its fair share is refused, one holding little is not.
 func TestReplaySafetyNetSparesSmallClients(t *testing.T) {
-	l := newReplayLimits(1e6, 1e6)
+	l := newReplayLimits(1e6, 1e6, DefaultMaxAssertionLifetime)
 	l.soft = 100
 	var big, small replaySet
 	now := testT0.Unix()
@@ -500,5 +501,89 @@ func TestOneClientCannotLockOutOtherAssertions(t *testing.T) {
 	w = ts.do(tokenReq(assertionForm(floodKey.sign(t, assertionClaimsFor(flood, ts.clock.Now()))), "", ""))
 	if tr := decodeResponse(t, w.Body); w.Code == http.StatusTooManyRequests && strings.Contains(tr.ErrorDescription, "assertions") {
 		t.Fatalf("the flooding client is still refused after its assertions expired: %s", tr.ErrorDescription)
+	}
+}
+
+// signEd25519Name signs claims with an Ed25519 key under RFC 9864's fully-specified algorithm
+// name "Ed25519", as openid-client, oauth4webapi and jose do (go-jose knows only "EdDSA").
+func signEd25519Name(k clientKey, claims map[string]any) string {
+	hdr := `{"alg":"Ed25519","typ":"JWT"}`
+	if k.kid != "" {
+		hdr = `{"alg":"Ed25519","kid":"` + k.kid + `","typ":"JWT"}`
+	}
+	return unsigned(hdr, claims, func(in string) []byte { return ed25519.Sign(k.priv.(ed25519.PrivateKey), []byte(in)) })
+}
+
+// TestPrivateKeyJWTEd25519AlgorithmName: an assertion signed with alg "Ed25519" is accepted
+// like "EdDSA", whichever name the client's JWK declares; the name binds to Ed25519 keys only.
+func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
+	ts := newTestServer(t, manyFailures)
+	now := ts.clock.Now()
+	ed := newClientKey(t, jose.EdDSA, "ed")
+	for _, declared := range []string{"", "EdDSA", "Ed25519"} {
+		doc, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ed.priv.Public(), KeyID: "ed", Algorithm: declared, Use: "sig"}}})
+		id, _ := ts.addClient(t, func(r *credential.Record) { r.Method, r.Secrets, r.JWKS = credential.MethodPrivateKeyJWT, nil, doc })
+		if got := ts.status(t, assertionForm(signEd25519Name(ed, assertionClaimsFor(id, now)))); got != "200 " {
+			t.Errorf("JWK alg %q, assertion alg Ed25519: %s", declared, got)
+		}
+		if got := ts.status(t, assertionForm(ed.sign(t, assertionClaimsFor(id, now)))); got != "200 " {
+			t.Errorf("JWK alg %q, assertion alg EdDSA: %s", declared, got)
+		}
+	}
+	ec := newClientKey(t, jose.ES256, "ec")
+	id := ts.addKeyClient(t, ec, ed)
+	forged := unsigned(`{"alg":"Ed25519","kid":"ec"}`, assertionClaimsFor(id, now), func(in string) []byte { return rawES256(t, ec, in) })
+	if got := ts.status(t, assertionForm(forged)); got != "400 invalid_client" {
+		t.Errorf("alg Ed25519 over an EC key's signature: %s", got)
+	}
+}
+
+// TestAssertionLifetimeUpToOneHour: an assertion that lives an hour (Authlib's exp = iat +
+// 3600) is accepted by default, and its jti is refused again until it expires; a lower
+// --max-assertion-lifetime refuses it; the per-client replay cap follows the option and
+// stays bounded.
+func TestAssertionLifetimeUpToOneHour(t *testing.T) {
+	ts := newTestServer(t, manyFailures)
+	key := newClientKey(t, jose.ES256, "k1")
+	id := ts.addKeyClient(t, key)
+	now := ts.clock.Now()
+	c := assertionClaimsFor(id, now)
+	c["exp"] = now.Add(time.Hour).Unix()
+	a := key.sign(t, c)
+	if got := ts.status(t, assertionForm(a)); got != "200 " {
+		t.Fatalf("a 1-hour assertion: %s", got)
+	}
+	ts.clock.Add(59 * time.Minute)
+	if got := ts.status(t, assertionForm(a)); got != "400 invalid_client" {
+		t.Fatalf("the same assertion replayed 59 minutes later: %s", got)
+	}
+
+	short := newTestServer(t, func(o *Options) { o.MaxAssertionLifetime = 5 * time.Minute })
+	sid := short.addKeyClient(t, key)
+	now = short.clock.Now()
+	c = assertionClaimsFor(sid, now)
+	c["exp"] = now.Add(time.Hour).Unix()
+	if got := short.status(t, assertionForm(key.sign(t, c))); got != "400 invalid_client" {
+		t.Fatalf("a 1-hour assertion with --max-assertion-lifetime=5m: %s", got)
+	}
+	c["exp"], c["jti"] = now.Add(5*time.Minute).Unix(), randomJTI()
+	if got := short.status(t, assertionForm(key.sign(t, c))); got != "200 " {
+		t.Fatalf("a 5-minute assertion with --max-assertion-lifetime=5m: %s", got)
+	}
+
+	d := DefaultOptions()
+	if got, want := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, d.MaxAssertionLifetime).perClient, 72700; got != want {
+		t.Errorf("default per-client replay cap %d, want %d (100 + 20/s × 3630 s)", got, want)
+	}
+	if got := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, 5*time.Minute).perClient; got != 6700 {
+		t.Errorf("per-client replay cap with a 5-minute lifetime %d, want 6700", got)
+	}
+	if got := newReplayLimits(1e6, 1e6, time.Hour).perClient; got != maxReplayEntries {
+		t.Errorf("per-client replay cap with huge limits %d, want the safety net %d", got, maxReplayEntries)
+	}
+	for _, bad := range []time.Duration{-time.Second, time.Hour + time.Second} {
+		if _, err := New(Options{MaxAssertionLifetime: bad}); err == nil {
+			t.Errorf("MaxAssertionLifetime %s was accepted", bad)
+		}
 	}
 }

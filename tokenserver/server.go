@@ -30,8 +30,10 @@ limitations under the License.
 //     same 401 invalid_client. A disabled client that authenticates correctly gets 400
 //     unauthorized_client ("not authorized to use this grant", RFC 6749 §5.2): it has proved who
 //     it is, so telling it why is safe and saves its operators a guess.
-//   - Every 401 carries WWW-Authenticate: Basic (RFC 9110 §11.6.1 requires it on a 401; RFC 6749
-//     §5.2 requires it when Basic was used).
+//   - A failed client authentication is 401 with WWW-Authenticate: Basic when the client used the
+//     Authorization header (RFC 6749 §5.2), and 400 invalid_client otherwise (client_secret_post,
+//     a client assertion, no credentials): RFC 9110 §11.6.1 requires WWW-Authenticate on every
+//     401, and a challenge for a scheme the client did not use misleads OAuth libraries.
 //   - resource (RFC 8707) and audience name the same thing: the audience string exactly (it need
 //     not be an absolute URI). Both may be sent if equal. A second resource is invalid_target
 //     (one audience per token); any other repeated parameter is invalid_request.
@@ -104,11 +106,12 @@ type Server struct {
 	// readingBodies counts the requests whose body is being read (they hold no slot yet).
 	readingBodies atomic.Int64
 	// failures slows down repeated authentication failures, by presented id.
-	failures        *failureTable
+	failures *failureTable
+	// refusals logs and counts refused client assertions by reason.
+	refusals        *refusalLog
 	clientsSynced   atomic.Bool
 	keysSynced      atomic.Bool
 	draining        atomic.Bool
-	metadata        []byte
 	publicCache     []string
 	wwwAuthenticate []string
 	pool            sync.Pool
@@ -132,10 +135,15 @@ func New(opts Options) (*Server, error) {
 		s.log = ctrllog.Log.WithName("tokenserver")
 	}
 	s.audit = auditLog{w: opts.AuditLog}
-	s.keys.Store(emptyKeySet())
+	empty, err := emptyKeySet().withMetadata(opts.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
+	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
-	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst)
+	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
 	s.index = newIndex(indexConfig{
 		issuer:     opts.Issuer,
 		issueRate:  rate.Limit(opts.RateLimit),
@@ -149,11 +157,6 @@ func New(opts Options) (*Server, error) {
 		},
 		onBroken: s.metrics.brokenTotal.Inc,
 	})
-	md, err := buildMetadata(opts.Issuer)
-	if err != nil {
-		return nil, err
-	}
-	s.metadata = md
 	if s.verifier, err = s.newIntrospectionVerifier(); err != nil {
 		return nil, fmt.Errorf("building the introspection verifier: %w", err)
 	}
@@ -211,6 +214,9 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 	}
 	ks, err := buildKeySet(set)
 	if err != nil {
+		return err
+	}
+	if ks, err = ks.withMetadata(s.opts.Issuer); err != nil {
 		return err
 	}
 	ks.reusePublic(s.keys.Load())

@@ -328,23 +328,29 @@ func (s *Server) bindCluster(api clusterAPI) {
 	s.serviceAccounts.Store(sa)
 }
 
-// authenticateServiceAccount authenticates a ServiceAccount token assertion. raw is the
-// assertion; a is its parse, nil when the cache answered before parsing was needed.
+// authenticateServiceAccount authenticates a ServiceAccount token assertion; a refusal is
+// logged with its reason (refusals.go).
 func (s *Server) authenticateServiceAccount(ctx context.Context, req *tokenRequest, h *[32]byte, a *assertion, now time.Time) (*Client, *oauthError) {
 	sa := s.serviceAccounts.Load()
 	if sa == nil {
-		return nil, s.authFailed(a.sub)
+		return nil, s.refuseAssertion(refusedNoCluster, a.sub, a)
 	}
 	key, ok := subjectKey(a.sub)
 	if !ok {
-		return nil, s.authFailed(a.sub)
+		return nil, s.refuseAssertion(refusedMalformed, a.sub, a)
 	}
 	c := s.index.lookupSubject(key)
-	if c == nil || (len(req.id) > 0 && string(req.id) != c.id) {
-		return nil, s.authFailed(a.sub)
+	switch {
+	case c == nil:
+		return nil, s.refuseAssertion(refusedUnknownClient, a.sub, a)
+	case len(req.id) > 0 && string(req.id) != c.id:
+		return nil, s.refuseAssertion(refusedClientMismatch, a.sub, a)
 	}
-	if !s.verifyServiceAccountToken(ctx, sa, a, now) || !sa.confirm(ctx, string(req.assertion), *h, a, s.opts.Issuer, now) {
-		return nil, s.authFailed(a.sub)
+	if why := s.serviceAccountTokenRefusal(ctx, sa, a, now); why != "" {
+		return nil, s.refuseAssertion(why, a.sub, a)
+	}
+	if !sa.confirm(ctx, string(req.assertion), *h, a, s.opts.Issuer, now) {
+		return nil, s.refuseAssertion(refusedTokenReview, a.sub, a)
 	}
 	return c, nil
 }
@@ -367,27 +373,37 @@ func (s *Server) cachedServiceAccount(req *tokenRequest, h *[32]byte, now time.T
 	return c
 }
 
-// verifyServiceAccountToken checks the signature with the cluster's keys, then iss, aud, exp
-// and nbf.
-func (s *Server) verifyServiceAccountToken(ctx context.Context, sa *serviceAccounts, a *assertion, now time.Time) bool {
+// serviceAccountTokenRefusal checks the signature with the cluster's keys, then iss, aud, exp
+// and nbf: "" when they hold.
+func (s *Server) serviceAccountTokenRefusal(ctx context.Context, sa *serviceAccounts, a *assertion, now time.Time) refusal {
 	if !serviceAccountAlgorithms[a.alg] || a.kid == "" {
-		return false
+		return refusedNoMatchingKey
 	}
 	issuer, key, ok := sa.keys.key(ctx, a.kid)
-	if !ok || a.iss != issuer || (key.Algorithm != "" && key.Algorithm != a.alg) {
-		return false
+	switch {
+	case !ok || (key.Algorithm != "" && key.Algorithm != a.alg):
+		return refusedNoMatchingKey
+	case a.iss != issuer:
+		return refusedWrongIssuer
+	case !verifySignature(a.alg, key.Key, a.signingInput, a.sig):
+		return refusedBadSignature
+	case !a.hasAudience(s.opts.Issuer):
+		return refusedWrongAudience
 	}
-	if !verifySignature(a.alg, key.Key, a.signingInput, a.sig) {
-		return false
-	}
-	return a.hasAudience(s.opts.Issuer) && timesValid(a, now)
+	return timesRefusal(a, now)
 }
 
-// timesValid: not expired, not before nbf or iat (with leeway for clock skew).
-func timesValid(a *assertion, now time.Time) bool {
+// timesRefusal: "" when not expired and not before nbf or iat (with leeway for clock skew).
+func timesRefusal(a *assertion, now time.Time) refusal {
 	t := now.Unix()
 	skew := int64(assertionLeeway / time.Second)
-	return t < a.exp && (a.nbf == 0 || a.nbf <= t+skew) && (a.iat == 0 || a.iat <= t+skew)
+	switch {
+	case t >= a.exp:
+		return refusedExpired
+	case (a.nbf != 0 && a.nbf > t+skew) || (a.iat != 0 && a.iat > t+skew):
+		return refusedNotYetValid
+	}
+	return ""
 }
 
 // confirm asks TokenReview once per token (concurrent first uses share one call) and caches

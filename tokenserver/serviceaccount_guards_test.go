@@ -199,8 +199,8 @@ func TestServiceAccountTokenServerChecksEachClaimItself(t *testing.T) {
 	}
 	for name, tok := range refused {
 		t.Run(name, func(t *testing.T) {
-			if got := f.status(t, assertionForm(tok)); got != "401 invalid_client" {
-				t.Fatalf("got %s, want 401 invalid_client", got)
+			if got := f.status(t, assertionForm(tok)); got != "400 invalid_client" {
+				t.Fatalf("got %s, want 400 invalid_client (a client assertion: no Authorization header, RFC 6749 §5.2)", got)
 			}
 		})
 	}
@@ -211,8 +211,8 @@ func TestServiceAccountTokenServerChecksEachClaimItself(t *testing.T) {
 func TestServiceAccountReviewedUserMustBeTheTokenSubject(t *testing.T) {
 	f := newSAGuardFixture(t)
 	f.cluster.username = "system:serviceaccount:apps:someone-else"
-	if got := f.status(t, assertionForm(f.ec.sign(t, f.claims()))); got != "401 invalid_client" {
-		t.Fatalf("got %s, want 401 invalid_client", got)
+	if got := f.status(t, assertionForm(f.ec.sign(t, f.claims()))); got != "400 invalid_client" {
+		t.Fatalf("got %s, want 400 invalid_client (a client assertion: no Authorization header, RFC 6749 §5.2)", got)
 	}
 }
 
@@ -227,7 +227,7 @@ func TestServiceAccountCachedAnswerKeepsItsLimits(t *testing.T) {
 	reviews := f.cluster.reviews.Load()
 	form := assertionForm(tok)
 	form.Set("client_id", "m2mc_someoneelse")
-	if got := f.status(t, form); got != "401 invalid_client" {
+	if got := f.status(t, form); got != "400 invalid_client" {
 		t.Fatalf("cached token with another client_id: %s", got)
 	}
 	if got := f.status(t, assertionForm(tok)); got != "200 " {
@@ -237,7 +237,7 @@ func TestServiceAccountCachedAnswerKeepsItsLimits(t *testing.T) {
 		t.Fatalf("%d TokenReviews for a cached token", n)
 	}
 	f.clock.Add(21 * time.Second) // past exp, within the cache TTL
-	if got := f.status(t, assertionForm(tok)); got != "401 invalid_client" {
+	if got := f.status(t, assertionForm(tok)); got != "400 invalid_client" {
 		t.Fatalf("cached token after its exp: %s", got)
 	}
 }

@@ -182,15 +182,15 @@ func TestServiceAccountAcceptance(t *testing.T) {
 	}
 	for name, make := range refused {
 		t.Run(name, func(t *testing.T) {
-			if code, tr := f.exchange(t, make(t)); code != 401 || tr.Error != errInvalidClient {
-				t.Fatalf("got %d %s, want 401 invalid_client", code, tr.Error)
+			if code, tr := f.exchange(t, make(t)); code != 400 || tr.Error != errInvalidClient {
+				t.Fatalf("got %d %s, want 400 invalid_client", code, tr.Error)
 			}
 		})
 	}
 	t.Run("client_id, when sent, must be robot's client", func(t *testing.T) {
 		form := assertionForm(f.token(t, f.ns, "robot", f.url))
 		form.Set("client_id", "m2mc_someoneelse")
-		if w := f.do(tokenReq(form, "", "")); w.Code != 401 {
+		if w := f.do(tokenReq(form, "", "")); w.Code != 400 {
 			t.Fatalf("status %d", w.Code)
 		}
 		form.Set("client_id", rec.ClientID)
@@ -205,7 +205,7 @@ func TestServiceAccountAcceptance(t *testing.T) {
 		}
 		f.clock.Add(11 * time.Minute) // TokenRequest's token lives 10 minutes
 		defer f.clock.Set(time.Now())
-		if code, tr := f.exchange(t, tok); code != 401 || tr.Error != errInvalidClient {
+		if code, tr := f.exchange(t, tok); code != 400 || tr.Error != errInvalidClient {
 			t.Fatalf("expired token: %d %s", code, tr.Error)
 		}
 	})
@@ -224,7 +224,7 @@ func TestServiceAccountAcceptance(t *testing.T) {
 		// wait for its own no first: then the token server must refuse a token it never
 		// confirmed, at once.
 		g.Eventually(func() bool { return f.apiAuthenticates(t, unused) }).WithTimeout(30 * time.Second).Should(BeFalse())
-		if code, tr := f.exchange(t, unused); code != 401 || tr.Error != errInvalidClient {
+		if code, tr := f.exchange(t, unused); code != 400 || tr.Error != errInvalidClient {
 			t.Fatalf("a token of the deleted ServiceAccount: %d %s", code, tr.Error)
 		}
 		// A token confirmed before the deletion is trusted for at most a minute more: once the
@@ -236,7 +236,7 @@ func TestServiceAccountAcceptance(t *testing.T) {
 			f.clock.Add(reviewCacheTTL)
 			code, tr := f.exchange(t, used)
 			return fmt.Sprint(code, " ", tr.Error)
-		}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Equal("401 invalid_client"))
+		}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Equal("400 invalid_client"))
 	})
 }
 
@@ -277,7 +277,7 @@ func TestTwoClientsBoundToOneServiceAccountAreBothRefused(t *testing.T) {
 	})
 	f.putRecord(t, second)
 	g := NewWithT(t)
-	g.Eventually(func() int { code, _ := f.exchange(t, f.token(t, f.ns, "shared", f.url)); return code }).WithTimeout(5 * time.Second).Should(Equal(401))
+	g.Eventually(func() int { code, _ := f.exchange(t, f.token(t, f.ns, "shared", f.url)); return code }).WithTimeout(5 * time.Second).Should(Equal(400))
 	g.Expect(f.k8s.Delete(context.Background(), f.recordSecret(t, second))).To(Succeed())
 	g.Eventually(func() string {
 		_, tr := f.exchange(t, f.token(t, f.ns, "shared", f.url))

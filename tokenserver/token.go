@@ -61,23 +61,23 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
 	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
 	if r.Method != http.MethodPost {
-		s.refuse(w, notPost)
+		s.refuse(w, r, notPost)
 		return
 	}
 	st := s.pool.Get().(*reqState)
 	defer s.release(st)
 	if err := s.receiveForm(w, r, st); err != nil {
-		s.refuse(w, err)
+		s.refuse(w, r, err)
 		return
 	}
 	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
 		s.inFlight.Add(-1)
-		s.refuse(w, errOverloaded)
+		s.refuse(w, r, errOverloaded)
 		return
 	}
 	defer s.inFlight.Add(-1)
 	if err := serve(s, w, r, st); err != nil {
-		s.refuse(w, err)
+		s.refuse(w, r, err)
 	}
 }
 
@@ -115,9 +115,18 @@ func (s *Server) release(st *reqState) {
 	s.pool.Put(st)
 }
 
-func (s *Server) refuse(w http.ResponseWriter, e *oauthError) {
+// refuse answers e. A failed client authentication is 401 with WWW-Authenticate only when the
+// client used the Authorization header; otherwise (client_secret_post, a client assertion, no
+// credentials) it is 400 invalid_client without it (RFC 6749 §5.2). openid-client and
+// oauth4webapi read a 401 with WWW-Authenticate as an HTTP authentication challenge, not as
+// the OAuth error.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
 	s.metrics.refuse(e.code)
-	writeError(w, e, s.wwwAuthenticate)
+	var challenge []string
+	if len(r.Header["Authorization"]) > 0 {
+		challenge = s.wwwAuthenticate
+	}
+	writeError(w, e, challenge)
 }
 
 // serveToken is the token request: parse, authenticate, authorise, sign, answer.
@@ -187,7 +196,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 // authenticateAssertion authenticates an RFC 7523 client assertion: a ServiceAccount token
 // confirmed within the last minute is answered from the cache by its hash; any other assertion
 // is parsed and goes to the ServiceAccount method when its sub is a ServiceAccount, else to
-// private_key_jwt. Every failure is the same 401 invalid_client.
+// private_key_jwt. Every failure is the same invalid_client; the reason is logged and counted.
 func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
 	h := hashAssertion(req.assertion)
 	if c := s.cachedServiceAccount(req, &h, now); c != nil {
@@ -195,7 +204,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, n
 	}
 	a, err := parseAssertion(req.assertion)
 	if err != nil {
-		return nil, s.authFailed(string(req.id))
+		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
 	}
 	if isServiceAccountSubject(a.sub) {
 		return s.authenticateServiceAccount(ctx, req, &h, a, now)
@@ -269,7 +278,7 @@ func (c *Client) resolveAudience(req *tokenRequest) (*audience, *oauthError) {
 	}
 	switch len(c.audiences) {
 	case 0:
-		return nil, errTargetNone
+		return nil, errNothingGranted
 	case 1:
 		return c.audiences[0], nil
 	}

@@ -20,10 +20,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
 // Endpoint paths, below the issuer's path.
@@ -35,8 +37,11 @@ const (
 	OIDCMetadataPath  = "/.well-known/openid-configuration"
 )
 
-// authorizationServerMetadata is the RFC 8414 document. response_types_supported is REQUIRED by
-// RFC 8414 §2; this server has no authorization endpoint, so it supports none and says so.
+// authorizationServerMetadata is the RFC 8414 document, served at both well-known paths; it
+// also carries the OpenID Connect Discovery 1.0 §3 fields that relying parties validating JWTs
+// from a non-login issuer read (RFC 8414 §7.1.2 registers them as authorization server
+// metadata too). Only endpoints this server has are named: no authorization_endpoint, no
+// userinfo_endpoint.
 type authorizationServerMetadata struct {
 	Issuer                                    string   `json:"issuer"`
 	TokenEndpoint                             string   `json:"token_endpoint"`
@@ -44,24 +49,52 @@ type authorizationServerMetadata struct {
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint"`
 	GrantTypesSupported                       []string `json:"grant_types_supported"`
 	ResponseTypesSupported                    []string `json:"response_types_supported"`
+	SubjectTypesSupported                     []string `json:"subject_types_supported"`
+	IDTokenSigningAlgsSupported               []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethodsSupported         []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgsSupported     []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
 }
 
-func buildMetadata(issuer string) ([]byte, error) {
+// buildMetadata encodes the metadata for the algorithms of the published signing keys.
+//
+//   - response_types_supported is REQUIRED and non-empty (RFC 8414 §2, OIDC Discovery §3;
+//     Authlib's validators refuse []). This server has no authorization endpoint, so no response
+//     type can actually be used; like Kubernetes' ServiceAccount issuer discovery document (also
+//     a non-login issuer), it publishes ["id_token"], and names no authorization endpoint.
+//   - subject_types_supported: ["public"], the same sub (the client id) for every audience.
+//   - id_token_signing_alg_values_supported: what go-oidc's default verifier (and so
+//     oauth2-proxy) accepts tokens signed with. It lists the algorithm of every published key,
+//     the active key's first, so a verifier that reads the document while a next key of another
+//     algorithm is published keeps working after the switch. OIDC Discovery §3 requires RS256 in
+//     the list (Authlib checks it), so it is added when no key uses it: a verifier allowing RS256
+//     still needs an RSA key from this JWKS, and there is none then. Before any key is loaded
+//     it lists every algorithm the server can sign with.
+func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 	// private_key_jwt covers both assertion methods: a client's own key, and a projected
 	// ServiceAccount token (a JWT signed by the cluster, sent the same way).
 	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
 	algs := credential.ClientAssertionAlgorithms
+	idTokenAlgs := slices.Clone(signingAlgs)
+	if len(idTokenAlgs) == 0 {
+		// No key loaded yet (the server is not ready): every algorithm it may sign with, so
+		// that a verifier reading the document now (go-oidc reads it once) still accepts the
+		// tokens of the key that arrives.
+		idTokenAlgs = []string{signingkey.ES256, signingkey.RS256, signingkey.EdDSA}
+	}
+	if !slices.Contains(idTokenAlgs, signingkey.RS256) {
+		idTokenAlgs = append(idTokenAlgs, signingkey.RS256)
+	}
 	b, err := json.Marshal(authorizationServerMetadata{
 		Issuer:                                    issuer,
 		TokenEndpoint:                             issuer + TokenPath,
 		JWKSURI:                                   issuer + JWKSPath,
 		IntrospectionEndpoint:                     issuer + IntrospectionPath,
 		GrantTypesSupported:                       []string{grantClientCredentials},
-		ResponseTypesSupported:                    []string{},
+		ResponseTypesSupported:                    []string{"id_token"},
+		SubjectTypesSupported:                     []string{"public"},
+		IDTokenSigningAlgsSupported:               idTokenAlgs,
 		TokenEndpointAuthMethodsSupported:         methods,
 		TokenEndpointAuthSigningAlgsSupported:     algs,
 		IntrospectionEndpointAuthMethodsSupported: methods,
@@ -117,19 +150,21 @@ func etagMatches(values []string, etag string) bool {
 	return false
 }
 
-// handleMetadata serves the RFC 8414 authorization server metadata.
+// handleMetadata serves the RFC 8414 authorization server metadata of the loaded key set.
 func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	if !allowGet(w, r) {
 		return
 	}
+	ks := s.keys.Load()
 	h := w.Header()
+	md := ks.metadata
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = s.publicCache
-	h["Content-Length"] = []string{strconv.Itoa(len(s.metadata))}
+	h["Content-Length"] = []string{strconv.Itoa(len(md))}
 	if r.Method == http.MethodHead {
 		return
 	}
-	_, _ = w.Write(s.metadata)
+	_, _ = w.Write(md)
 }
 
 // handleHealthz is always ok while the server serves.

@@ -64,8 +64,8 @@ type Authentication struct {
 
 	// JWKS holds the client's public keys, as a JSON Web Key Set document (RFC 7517), for the
 	// PrivateKeyJWT method: the client signs its RFC 7523 assertions with the matching private
-	// key, which never leaves it. Keys must be public EC P-256 (ES256), Ed25519 (EdDSA) or RSA of
-	// at least 2048 bits (RS256, PS256). For method PrivateKeyJWT, set exactly one of jwks and
+	// key, which never leaves it. Keys must be public EC P-256 (ES256), Ed25519 (EdDSA, also
+	// named Ed25519) or RSA of at least 2048 bits (RS256, PS256). For method PrivateKeyJWT, set exactly one of jwks and
 	// jwksFrom.
 	// +kubebuilder:validation:MaxLength=32768
 	// +kubebuilder:validation:XValidation:rule="self.trim().startsWith('{') && self.trim().endsWith('}')",message="spec.authentication.jwks must be a JWKS document: a JSON object with a keys array of public JWKs"

@@ -48,6 +48,7 @@ import (
 	"github.com/m2m-dev/m2m-operator/config"
 	"github.com/m2m-dev/m2m-operator/controllers"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
@@ -60,6 +61,8 @@ type devFlags struct {
 	namespace   string
 	// credentialsNamespace holds what the token server reads (see DevConfig).
 	credentialsNamespace string
+	// signingKeyAlgorithm is the controller's --signing-key-algorithm (see DevConfig).
+	signingKeyAlgorithm string
 }
 
 // devFlagSet is the flag set of `m2m dev`.
@@ -73,6 +76,7 @@ func devFlagSet() (*flag.FlagSet, *devFlags, *zap.Options) {
 	fs.StringVar(&f.samplesDir, "samples-dir", "", "apply YAML from this directory instead of the built-in samples")
 	fs.StringVar(&f.namespace, "namespace", "m2m-system", "system namespace: the token server's CA and the controller's Lease")
 	fs.StringVar(&f.credentialsNamespace, "credentials-namespace", DefaultCredentialsNamespace, "namespace of the credential records and signing keys, the only one the token server reads")
+	fs.StringVar(&f.signingKeyAlgorithm, "signing-key-algorithm", signingkey.ES256, "algorithm the tokens are signed with: ES256, RS256 or EdDSA (as the controller's flag of that name)")
 	return fs, f, logFlags(fs)
 }
 
@@ -89,7 +93,8 @@ func runDev(ctx context.Context, args []string) error {
 // returns, including when ctx ends during start-up.
 func Dev(ctx context.Context, f *devFlags, out io.Writer) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, "m2m dev: "+format+"\n", a...) }
-	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, MetricsAddr: f.metricsAddr, Dir: f.dir, Namespace: f.namespace, CredentialsNamespace: f.credentialsNamespace, Say: say})
+	sys, err := StartDev(ctx, DevConfig{Addr: f.addr, MetricsAddr: f.metricsAddr, Dir: f.dir, Namespace: f.namespace,
+		CredentialsNamespace: f.credentialsNamespace, SigningKeyAlgorithm: f.signingKeyAlgorithm, Say: say})
 	if err != nil {
 		return err
 	}
@@ -135,8 +140,7 @@ func drain(errs <-chan error, n int) {
 func startController(ctx context.Context, cfg *rest.Config, c DevConfig, issuer string, errs chan<- error) error {
 	fs := newFlagSet("controller", "")
 	cf := bindControllerFlags(fs)
-	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--namespace=" + c.Namespace, "--credentials-namespace=" + c.CredentialsNamespace, "--issuer=" + issuer}); err != nil {
+	if err := fs.Parse(devControllerArgs(c, issuer)); err != nil {
 		return err
 	}
 	mgr, err := newControllerManager(cfg, cf)
@@ -145,6 +149,16 @@ func startController(ctx context.Context, cfg *rest.Config, c DevConfig, issuer 
 	}
 	go func() { errs <- wrapErr("controller", mgr.Start(ctx)) }()
 	return nil
+}
+
+// devControllerArgs are the flags of the controller `m2m dev` runs.
+func devControllerArgs(c DevConfig, issuer string) []string {
+	args := []string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--namespace=" + c.Namespace, "--credentials-namespace=" + c.CredentialsNamespace, "--issuer=" + issuer}
+	if c.SigningKeyAlgorithm != "" {
+		args = append(args, "--signing-key-algorithm="+c.SigningKeyAlgorithm)
+	}
+	return args
 }
 
 // startControlPlane starts etcd and kube-apiserver with the CRDs installed. If ctx ends while
@@ -382,7 +396,7 @@ func tryLine(ctx context.Context, c client.Client, m *authv1alpha1.M2MClient, ad
 		return fmt.Sprintf("ASSERTION=$(kubectl --kubeconfig %s -n %s create token %s --audience http://%s --duration 10m)\n%s",
 			kubeconfig, m.Namespace, m.Spec.Authentication.ServiceAccountName, addr, assertion), true
 	case m.Spec.Authentication != nil && m.Spec.Authentication.Method == authv1alpha1.AuthPrivateKeyJWT:
-		return fmt.Sprintf("# sign an ES256 JWT with the private key of spec.authentication.jwks: iss=sub=%s, aud=http://%s, exp<=5m ahead, a fresh jti\nASSERTION=<that JWT>\n%s",
+		return fmt.Sprintf("# sign an ES256 JWT with the private key of spec.authentication.jwks: iss=sub=%s, aud=http://%s, exp<=1h ahead, a fresh jti\nASSERTION=<that JWT>\n%s",
 			id, addr, assertion), true
 	case secret == "":
 		return "", false

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
+	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/tokenserver"
 )
 
@@ -49,6 +50,9 @@ type DevConfig struct {
 	// CredentialsNamespace holds the credential records and signing keys, the only namespace
 	// the token server reads. Default DefaultCredentialsNamespace.
 	CredentialsNamespace string
+	// SigningKeyAlgorithm is the algorithm of the signing keys (the controller's
+	// --signing-key-algorithm): ES256 (the default when empty), RS256 or EdDSA.
+	SigningKeyAlgorithm string
 	// AuditLog receives the token server's audit lines; nil means its default (stderr).
 	AuditLog io.Writer
 	// Say reports progress; nil is silent.
@@ -85,6 +89,9 @@ func StartDev(ctx context.Context, c DevConfig) (*DevSystem, error) {
 	say := c.Say
 	if say == nil {
 		say = func(string, ...any) {}
+	}
+	if c.SigningKeyAlgorithm != "" && !signingkey.SupportedAlgorithm(c.SigningKeyAlgorithm) {
+		return nil, fmt.Errorf("--signing-key-algorithm %q is not supported (ES256, RS256, EdDSA)", c.SigningKeyAlgorithm)
 	}
 	env, cfg, err := startControlPlane(ctx, say)
 	if err != nil {

@@ -39,7 +39,12 @@ const (
 
 // ClientAssertionAlgorithms are the JWS algorithms a PrivateKeyJWT client may sign its
 // assertions with. HMAC and "none" are never accepted: the server holds no shared secret.
-var ClientAssertionAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+//
+// "Ed25519" is the fully-specified name (RFC 9864) of what "EdDSA" names polymorphically for an
+// Ed25519 key: the same signature over the same key. Current clients (openid-client,
+// oauth4webapi, jose) sign with "Ed25519", older ones with "EdDSA"; an Ed25519 key verifies
+// both, whichever of the two its JWK declares, and no other key type verifies either.
+var ClientAssertionAlgorithms = []string{"ES256", "EdDSA", "Ed25519", "RS256", "PS256"}
 
 // ClientKey is one public key of a PrivateKeyJWT client, with the algorithms it may verify.
 type ClientKey struct {
@@ -110,7 +115,10 @@ func parseClientKey(raw json.RawMessage) (ClientKey, error) {
 		if !contains(algs, jwk.Algorithm) {
 			return ClientKey{}, fmt.Errorf("alg %q does not fit the key type or is not one of %v", jwk.Algorithm, ClientAssertionAlgorithms)
 		}
-		algs = []string{jwk.Algorithm}
+		// An Ed25519 key keeps both of its algorithm's names: they are one algorithm.
+		if _, ed := jwk.Key.(ed25519.PublicKey); !ed {
+			algs = []string{jwk.Algorithm}
+		}
 	}
 	return ClientKey{KID: jwk.KeyID, Key: jwk.Key, Algs: algs}, nil
 }
@@ -124,7 +132,7 @@ func algorithmsFor(key any) ([]string, error) {
 		}
 		return []string{"ES256"}, nil
 	case ed25519.PublicKey:
-		return []string{"EdDSA"}, nil
+		return []string{"EdDSA", "Ed25519"}, nil
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA keys must have at least %d bits", minRSABits)
