@@ -51,8 +51,9 @@ envtest: ## Print (and, the first time, build or download) the envtest control-p
 
 .PHONY: test
 test: manifests generate fmt vet ## Run all tests against a real envtest control plane, with coverage.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
-		$(GO) test ./... -coverprofile cover.out $(TEST_FLAGS)
+	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
+		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
+		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" $(GO) test ./... -coverprofile cover.out $(TEST_FLAGS)
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target briefly (FUZZTIME=10s).
@@ -86,8 +87,8 @@ run: manifests generate fmt vet ## Run the controller against the cluster in ~/.
 
 .PHONY: dev
 dev: build ## Run the whole system locally: control plane, controller, token server, samples.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
-		bin/m2m dev --addr $(DEV_ADDR) --dir .dev
+	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
+		KUBEBUILDER_ASSETS="$$assets" bin/m2m dev --addr $(DEV_ADDR) --dir .dev
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

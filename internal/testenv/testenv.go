@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/m2m-dev/m2m-operator/internal/controlplane"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
 )
 
@@ -42,11 +43,12 @@ func RepoRoot() string {
 // Scheme returns a scheme with the built-in types and this project's API.
 func Scheme() *runtime.Scheme { return scheme.New() }
 
-// AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS, else hack/setup-envtest.sh (which
-// uses its cache, or builds them once).
+// AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS (which must hold both: the error
+// says what is missing and how to fix it), else hack/setup-envtest.sh (which uses its cache, or
+// builds them once).
 func AssetsDir() (string, error) {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d, nil
+		return d, controlplane.CheckEnv(d)
 	}
 	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "setup-envtest.sh"))
 	cmd.Stderr = os.Stderr
