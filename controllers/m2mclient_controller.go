@@ -98,7 +98,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 	})
 }
 
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
@@ -337,8 +337,9 @@ func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alph
 			return fmt.Errorf("deleting credential Secret: %w", err)
 		}
 	}
+	before := c.DeepCopy()
 	controllerutil.RemoveFinalizer(c, authv1alpha1.Finalizer)
-	if err := r.Update(ctx, c); err != nil {
+	if err := r.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
 	}
 	return nil

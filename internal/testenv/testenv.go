@@ -59,6 +59,22 @@ func AssetsDir() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Kubectl returns a kubectl for the tests that run the documented commands: $M2M_KUBECTL, else
+// the one `hack/setup-envtest.sh kubectl` builds once into the envtest cache, of the control
+// plane's version, so that no kubectl need be installed.
+func Kubectl() (string, error) {
+	if p := os.Getenv("M2M_KUBECTL"); p != "" {
+		return p, nil
+	}
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "setup-envtest.sh"), "kubectl")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/setup-envtest.sh kubectl: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // New returns an envtest environment with the CRDs from config/crd/bases.
 func New() (*envtest.Environment, error) {
 	dir, err := AssetsDir()
