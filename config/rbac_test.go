@@ -129,7 +129,7 @@ var controllerGrants = slices.Concat(
 	grants("", "secrets", v("delete"), exercised, "M2MClient finalizer: deletes the credential Secret and record"),
 	grants("auth.m2m.dev", "m2mclients", v("list", "watch"), exercised, "M2MClient controller: watches its primary resource"),
 	grants("auth.m2m.dev", "m2mclients", v("get"), cachedRead, "M2MClient controller: r.Get(M2MClient), served by the cache"),
-	grants("auth.m2m.dev", "m2mclients", v("patch"), exercised, "M2MClient controller: adds and removes the finalizer (a merge patch, so the spec is never rewritten)"),
+	grants("auth.m2m.dev", "m2mclients", v("update"), exercised, "M2MClient controller: adds and removes the finalizer"),
 	grants("auth.m2m.dev", "m2mclients/status", v("patch"), exercised, "M2MClient controller: patchStatus"),
 	grants("auth.m2m.dev", "m2mclients/finalizers", v("update"), admission, "OwnerReferencesPermissionEnforcement: blockOwnerDeletion on the credential Secret's owner reference"),
 	grants("auth.m2m.dev", "scopepolicies", v("list", "watch"), exercised, "both controllers watch ScopePolicies"),

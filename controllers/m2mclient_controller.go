@@ -98,7 +98,7 @@ func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, re
 	})
 }
 
-// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients/finalizers,verbs=update
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=scopepolicies,verbs=get;list;watch
@@ -117,12 +117,9 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !c.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, c)
 	}
-	// The finalizer goes on before anything is written, so nothing can be left behind. A patch,
-	// not an Update: an Update would write the whole spec back re-encoded ("15m" as "15m0s"), so
-	// that the next `kubectl apply` of the unchanged file would find the object changed.
-	before := c.DeepCopy()
+	// The finalizer goes on before anything is written, so nothing can be left behind.
 	if controllerutil.AddFinalizer(c, authv1alpha1.Finalizer) {
-		if err := r.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.Update(ctx, c); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
@@ -337,9 +334,8 @@ func (r *M2MClientReconciler) reconcileDelete(ctx context.Context, c *authv1alph
 			return fmt.Errorf("deleting credential Secret: %w", err)
 		}
 	}
-	before := c.DeepCopy()
 	controllerutil.RemoveFinalizer(c, authv1alpha1.Finalizer)
-	if err := r.Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Update(ctx, c); err != nil {
 		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
 	}
 	return nil

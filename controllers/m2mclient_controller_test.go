@@ -31,7 +31,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -309,24 +308,6 @@ var _ = Describe("M2MClient controller", func() {
 		}).Should(BeTrue())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(cred), &corev1.Secret{}))).To(BeTrue())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(recObj), &corev1.Secret{}))).To(BeTrue())
-	})
-
-	It("adds its finalizer without rewriting the spec as written (kubectl apply then finds it unchanged)", func() {
-		u := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": authv1alpha1.GroupVersion.String(), "kind": "M2MClient",
-			"metadata": map[string]any{"namespace": ns, "name": "as-written"},
-			"spec": map[string]any{"scopes": []any{"invoices:read"}, "tokenTTL": "15m",
-				"secretRotation": map[string]any{"interval": "720h", "gracePeriod": "1h"}},
-		}}
-		Expect(k8sClient.Create(ctx, u)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), u)).To(Succeed())
-			g.Expect(u.GetFinalizers()).To(ContainElement(authv1alpha1.Finalizer))
-		}).Should(Succeed())
-		Expect(u.GetGeneration()).To(Equal(int64(1)), "the spec was not written again")
-		Expect(u.Object).To(HaveKeyWithValue("spec", SatisfyAll(
-			HaveKeyWithValue("tokenTTL", "15m"),
-			HaveKeyWithValue("secretRotation", HaveKeyWithValue("interval", "720h")))))
 	})
 
 	It("causes no writes when reconciling an unchanged client ten times", func() {
