@@ -132,18 +132,24 @@ func drain(errs <-chan error, n int) {
 }
 
 func startController(ctx context.Context, cfg *rest.Config, c DevConfig, issuer string, errs chan<- error) error {
-	fs := newFlagSet("controller", "")
-	cf := bindControllerFlags(fs)
-	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--namespace=" + c.Namespace, "--credentials-namespace=" + c.CredentialsNamespace, "--issuer=" + issuer}); err != nil {
-		return err
-	}
-	mgr, err := newControllerManager(cfg, cf)
+	mgr, err := newDevControllerManager(cfg, c, issuer)
 	if err != nil {
 		return err
 	}
 	go func() { errs <- wrapErr("controller", mgr.Start(ctx)) }()
 	return nil
+}
+
+// newDevControllerManager is the controller `m2m dev` runs.
+func newDevControllerManager(cfg *rest.Config, c DevConfig, issuer string) (ctrl.Manager, error) {
+	fs := newFlagSet("controller", "")
+	cf := bindControllerFlags(fs)
+	if err := fs.Parse([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--namespace=" + c.Namespace, "--credentials-namespace=" + c.CredentialsNamespace, "--issuer=" + issuer}); err != nil {
+		return nil, err
+	}
+	cf.manyPerProcess = true // the tests start several systems in one process
+	return newControllerManager(cfg, cf)
 }
 
 // startControlPlane starts etcd and kube-apiserver with the CRDs installed. If ctx ends while
