@@ -51,8 +51,9 @@ envtest: ## Print (and, the first time, build or download) the envtest control-p
 
 .PHONY: test
 test: manifests generate fmt vet ## Run all tests against a real envtest control plane, with coverage.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
-		$(GO) test ./... -coverprofile cover.out $(TEST_FLAGS)
+	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
+		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
+		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" $(GO) test ./... -coverprofile cover.out $(TEST_FLAGS)
 
 .PHONY: interop
 interop: ## Interop suite: Go (go-oidc, golang-jwt + keyfunc, jwx, x/oauth2) and Node (openid-client, oauth4webapi, jose, express-oauth2-jwt-bearer; pinned, npm ci) libraries against the real system, for each signing algorithm.
@@ -92,8 +93,8 @@ run: manifests generate fmt vet ## Run the controller against the cluster in ~/.
 
 .PHONY: dev
 dev: build ## Run the whole system locally: control plane, controller, token server, samples.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
-		bin/m2m dev --addr $(DEV_ADDR) --dir .dev
+	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
+		KUBEBUILDER_ASSETS="$$assets" bin/m2m dev --addr $(DEV_ADDR) --dir .dev
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -193,25 +193,37 @@ func (r *M2MClientReconciler) reconcileIdentity(_ context.Context, s *clientScop
 // reconcileScopes resolves the client against every ScopePolicy.
 func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScope) error {
 	c := s.client
-	var policies authv1alpha1.ScopePolicyList
-	if err := r.List(ctx, &policies); err != nil {
-		return fmt.Errorf("listing ScopePolicies: %w", err)
-	}
-	var ns corev1.Namespace
-	if err := r.Get(ctx, client.ObjectKey{Name: c.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
-	}
-	bindings, err := listBindings(ctx, r.Client)
+	res, anyPolicy, err := ResolveClient(ctx, r.Client, c)
 	if err != nil {
 		return err
 	}
-	holders := resolve.Holders(policies.Items, bindings)
-	s.resolution = resolve.Client(c, ns.Labels, holders)
+	s.resolution = res
 	c.Status.GrantedScopes = s.resolution.Granted
 	c.Status.DeniedScopes = s.resolution.Denied
 	c.Status.Audiences = s.resolution.Audiences
-	setScopesCondition(s, len(holders) > 0)
+	setScopesCondition(s, anyPolicy)
 	return nil
+}
+
+// ResolveClient resolves the client against every ScopePolicy, reading what the reconciler
+// reads: its status and credential Secret say the same once the controller has caught up (so
+// `m2m dev` can tell when a client's grants are settled). anyPolicy reports whether any policy
+// holds an audience.
+func ResolveClient(ctx context.Context, r client.Reader, c *authv1alpha1.M2MClient) (res resolve.Result, anyPolicy bool, err error) {
+	var policies authv1alpha1.ScopePolicyList
+	if err := r.List(ctx, &policies); err != nil {
+		return res, false, fmt.Errorf("listing ScopePolicies: %w", err)
+	}
+	var ns corev1.Namespace
+	if err := r.Get(ctx, client.ObjectKey{Name: c.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
+		return res, false, fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
+	}
+	bindings, err := listBindings(ctx, r)
+	if err != nil {
+		return res, false, err
+	}
+	holders := resolve.Holders(policies.Items, bindings)
+	return resolve.Client(c, ns.Labels, holders), len(holders) > 0, nil
 }
 
 func setScopesCondition(s *clientScope, anyPolicy bool) {

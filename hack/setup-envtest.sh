@@ -5,6 +5,10 @@
 # download where it is reachable; else both binaries are built from the Go module proxy (minutes,
 # once). Progress goes to stderr; only the directory goes to stdout, so callers can
 #   export KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)"
+#
+# `hack/setup-envtest.sh kubectl` prints instead the path of a kubectl of the same Kubernetes
+# version, built once from the same wrapper module into the same cache (about 1 minute): the
+# tests that run the documented kubectl commands use it, so they need no kubectl on the machine.
 set -euo pipefail
 
 K8S_VERSION="${ENVTEST_K8S_VERSION:-1.37.2}"
@@ -17,13 +21,23 @@ log() { echo "setup-envtest: $*" >&2; }
 die() { echo "setup-envtest: ERROR: $*" >&2; exit 1; }
 have_assets() { [[ -x "$1/kube-apiserver" && -x "$1/etcd" ]]; }
 
-if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-  have_assets "$KUBEBUILDER_ASSETS" || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks kube-apiserver or etcd; unset it to use the cache"
+MODE="${1:-assets}"
+[[ "$MODE" == assets || "$MODE" == kubectl ]] || die "unknown mode $MODE (want: assets or kubectl)"
+
+if [[ "$MODE" == kubectl && -x "$DEST/kubectl" ]]; then
+  echo "$DEST/kubectl"
+  exit 0
+fi
+
+if [[ "$MODE" == assets && -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  missing=()
+  for b in kube-apiserver etcd; do [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || missing+=("$KUBEBUILDER_ASSETS/$b"); done
+  ((${#missing[@]} == 0)) || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS: no ${missing[*]}: unset KUBEBUILDER_ASSETS to use the cache $DEST instead (\`make envtest\` fills it once and prints it)"
   echo "$KUBEBUILDER_ASSETS"
   exit 0
 fi
 
-if have_assets "$DEST"; then
+if [[ "$MODE" == assets ]] && have_assets "$DEST"; then
   echo "$DEST"
   exit 0
 fi
@@ -32,7 +46,7 @@ command -v go >/dev/null || die "go is not on PATH; install Go 1.26 (https://go.
 mkdir -p "$DEST"
 
 # 1. The ordinary download (works wherever the release bucket is reachable).
-if [[ "${M2M_ENVTEST_SKIP_DOWNLOAD:-}" != "1" ]]; then
+if [[ "$MODE" == assets && "${M2M_ENVTEST_SKIP_DOWNLOAD:-}" != "1" ]]; then
   log "trying the standard setup-envtest download of Kubernetes ${K8S_VERSION%.*}..."
   tmp="$(mktemp -d)"
   if timeout 120 go run "sigs.k8s.io/controller-runtime/tools/setup-envtest@${SETUP_ENVTEST_VERSION}" \
@@ -95,6 +109,18 @@ import _ "go.etcd.io/etcd/server/v3"
 GO
 
 export GOFLAGS="-mod=mod" GOTOOLCHAIN=local
+
+if [[ "$MODE" == kubectl ]]; then
+  log "building kubectl v${K8S_VERSION} from the Go module proxy (about 1 minute, once)..."
+  (cd "$build/apiserver" && go build -trimpath \
+     -ldflags "-X k8s.io/component-base/version.gitVersion=v${K8S_VERSION} -X k8s.io/client-go/pkg/version.gitVersion=v${K8S_VERSION}" \
+     -o "$DEST/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl) >&2 ||
+    die "building kubectl failed; check that the Go module proxy is reachable (GOPROXY=$(go env GOPROXY))"
+  mv "$DEST/kubectl.tmp" "$DEST/kubectl"
+  log "built $DEST/kubectl"
+  echo "$DEST/kubectl"
+  exit 0
+fi
 
 log "building etcd v${ETCD_VERSION} from the Go module proxy (about 30 s)..."
 (cd "$build/etcd" && go mod tidy -e >/dev/null 2>&1 || true

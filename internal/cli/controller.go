@@ -31,6 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -54,6 +55,9 @@ type controllerFlags struct {
 	clients       controllers.Options
 	signingKeys   *signingKeyFlags
 	tls           tlscontroller.Options
+	// manyPerProcess lets one process build more than one manager, as `m2m dev` may when the
+	// tests start several systems: controller names are then not unique in the process.
+	manyPerProcess bool
 }
 
 func bindControllerFlags(fs *flag.FlagSet) *controllerFlags {
@@ -112,6 +116,7 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: managed},
 		}},
+		Controller: ctrlconfig.Controller{SkipNameValidation: &f.manyPerProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating controller manager: %w", err)

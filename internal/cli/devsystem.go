@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,6 +51,18 @@ type DevConfig struct {
 	// CredentialsNamespace holds the credential records and signing keys, the only namespace
 	// the token server reads. Default DefaultCredentialsNamespace.
 	CredentialsNamespace string
+	// Samples applies the built-in samples (or the YAML of SamplesDir) once the system is up,
+	// each object with the annotation `kubectl apply` writes, as `m2m dev` does.
+	Samples bool
+	// SamplesDir replaces the built-in samples by the YAML files of this directory.
+	SamplesDir string
+	// Out, when set with Samples, receives for each client the command to get a token, once
+	// its grants are settled (`m2m dev: token for <ns>/<name> (<scopes>):`).
+	Out io.Writer
+	// CredentialsDir, when set, receives every client's credential Secret as files,
+	// <namespace>/<name>/<key>, kept up to date until Stop (as a kubelet updates a mounted
+	// Secret), so that clients can run on the laptop as they would in a pod.
+	CredentialsDir string
 	// SigningKeyAlgorithm is the algorithm of the signing keys (the controller's
 	// --signing-key-algorithm): ES256 (the default when empty), RS256 or EdDSA.
 	SigningKeyAlgorithm string
@@ -80,6 +93,8 @@ type DevSystem struct {
 	errs    chan error
 	running int // goroutines that will send on errs
 	say     func(format string, a ...any)
+	// reported is closed when the client reporter has stopped (nil: none started).
+	reported chan struct{}
 }
 
 // StartDev starts the control plane with the CRDs, the system and credentials namespaces, the
@@ -149,6 +164,37 @@ func (d *DevSystem) start(ctx context.Context, c DevConfig) error {
 	go func() { d.errs <- wrapErr("token server", tokenserver.RunOn(runCtx, d.Config, opts, ln, metricsLn)) }()
 	d.say("token server: %s (metadata %s/.well-known/oauth-authorization-server)", d.Issuer, d.Issuer)
 	d.say("token server metrics and probes: %s/metrics, /healthz, /readyz", d.MetricsURL)
+	return d.startClients(ctx, runCtx, c)
+}
+
+// startClients applies the samples, then reports the clients: their commands to get a token and
+// their credential files.
+func (d *DevSystem) startClients(ctx, runCtx context.Context, c DevConfig) error {
+	if c.Samples {
+		if err := applySamples(ctx, d.Client, c.SamplesDir, d.say); err != nil {
+			return err
+		}
+	}
+	r := &clientReporter{c: d.Client, addr: d.Addr, kubeconfig: d.Kubeconfig, credDir: c.CredentialsDir, say: d.say}
+	if c.Samples {
+		r.out = c.Out
+	}
+	if r.out == nil && r.credDir == "" {
+		return nil
+	}
+	if r.credDir != "" {
+		abs, err := filepath.Abs(r.credDir)
+		if err != nil {
+			return fmt.Errorf("credentials directory: %w", err)
+		}
+		r.credDir = abs
+		d.say("credential files of every client (kept up to date, as in a pod): %s/<namespace>/<name>/", abs)
+	}
+	d.reported = make(chan struct{})
+	go func() {
+		defer close(d.reported)
+		r.run(runCtx)
+	}()
 	return nil
 }
 
@@ -180,6 +226,9 @@ func (d *DevSystem) Err() <-chan error { return d.errs }
 func (d *DevSystem) Stop() {
 	d.cancel()
 	drain(d.errs, d.running)
+	if d.reported != nil {
+		<-d.reported
+	}
 	d.say("stopping the control plane")
 	if err := d.env.Stop(); err != nil {
 		d.say("stopping the control plane: %v", err)

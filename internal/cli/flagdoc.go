@@ -40,6 +40,8 @@ func FlagReference() []byte {
 		{"tokenserver", first4(tokenServerFlagSet())},
 		{"dev", first(devFlagSet())},
 		{"version", versionFlagSet()},
+		{"keygen", firstOf2(keygenFlagSet())},
+		{"assertion", firstOf2(assertionFlagSet())},
 	} {
 		fmt.Fprintf(&b, "\n## m2m %s\n\n```text\n$ m2m %s --help\n", c.name, c.name)
 		c.fs.SetOutput(&b)
@@ -50,5 +52,7 @@ func FlagReference() []byte {
 }
 
 func first[A, B, C any](a A, _ B, _ C) A { return a }
+
+func firstOf2[A, B any](a A, _ B) A { return a }
 
 func first4[A, B, C, D any](a A, _ B, _ C, _ D) A { return a }

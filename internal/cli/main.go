@@ -44,6 +44,8 @@ var commands = map[string]command{
 	"tokenserver": {"serve the OAuth 2.0 token, JWKS, metadata and introspection endpoints", runTokenServer},
 	"dev":         {"run everything locally: control plane, CRDs, controller, token server, samples", runDev},
 	"version":     {"print the version, commit and Go version of this binary", runVersion},
+	"keygen":      {"generate a PrivateKeyJWT client's key pair: private.pem and the public jwks.json", runKeygen},
+	"assertion":   {"print a signed client assertion (private_key_jwt) for a PrivateKeyJWT client", runAssertion},
 }
 
 // Main runs the subcommand named by args[0] and returns the process exit code.

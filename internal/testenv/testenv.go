@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/m2m-dev/m2m-operator/internal/controlplane"
 	"github.com/m2m-dev/m2m-operator/internal/scheme"
 )
 
@@ -42,17 +43,34 @@ func RepoRoot() string {
 // Scheme returns a scheme with the built-in types and this project's API.
 func Scheme() *runtime.Scheme { return scheme.New() }
 
-// AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS, else hack/setup-envtest.sh (which
-// uses its cache, or builds them once).
+// AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS (which must hold both: the error
+// says what is missing and how to fix it), else hack/setup-envtest.sh (which uses its cache, or
+// builds them once).
 func AssetsDir() (string, error) {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d, nil
+		return d, controlplane.CheckEnv(d)
 	}
 	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "setup-envtest.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("hack/setup-envtest.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Kubectl returns a kubectl for the tests that run the documented commands: $M2M_KUBECTL, else
+// the one `hack/setup-envtest.sh kubectl` builds once into the envtest cache, of the control
+// plane's version, so that no kubectl need be installed.
+func Kubectl() (string, error) {
+	if p := os.Getenv("M2M_KUBECTL"); p != "" {
+		return p, nil
+	}
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "setup-envtest.sh"), "kubectl")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/setup-envtest.sh kubectl: %w", err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
