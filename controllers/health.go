@@ -44,18 +44,22 @@ var stalledReasons = map[string]bool{
 // neither when Ready is True (Current).
 func setHealth(conds *[]metav1.Condition, generation int64) {
 	ready := meta.FindStatusCondition(*conds, authv1alpha1.ConditionReady)
-	meta.RemoveStatusCondition(conds, authv1alpha1.ConditionStalled)
-	meta.RemoveStatusCondition(conds, authv1alpha1.ConditionReconciling)
+	var set, unset string // the condition that holds, and the one that does not
+	var reason, msg string
 	switch {
 	case ready == nil:
-		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
-			Reason: "Reconciling", Message: "not reconciled yet", ObservedGeneration: generation})
+		set, unset, reason, msg = authv1alpha1.ConditionReconciling, authv1alpha1.ConditionStalled, "Reconciling", "not reconciled yet"
 	case ready.Status == metav1.ConditionTrue:
+		meta.RemoveStatusCondition(conds, authv1alpha1.ConditionStalled)
+		meta.RemoveStatusCondition(conds, authv1alpha1.ConditionReconciling)
+		return
 	case stalledReasons[ready.Reason]:
-		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
-			Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
+		set, unset, reason, msg = authv1alpha1.ConditionStalled, authv1alpha1.ConditionReconciling, ready.Reason, ready.Message
 	default:
-		meta.SetStatusCondition(conds, metav1.Condition{Type: authv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue,
-			Reason: ready.Reason, Message: ready.Message, ObservedGeneration: generation})
+		set, unset, reason, msg = authv1alpha1.ConditionReconciling, authv1alpha1.ConditionStalled, ready.Reason, ready.Message
 	}
+	meta.RemoveStatusCondition(conds, unset)
+	// Set in place: an unchanged condition keeps its lastTransitionTime, so a settled object's
+	// status is byte-identical from one reconcile to the next and causes no write.
+	meta.SetStatusCondition(conds, metav1.Condition{Type: set, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: generation})
 }

@@ -92,6 +92,12 @@ var _ = Describe("Client identity across delete and re-create", func() {
 	It("keeps the UID-derived id of a client that already has one", func() {
 		c := newClient(ns, "legacy")
 		credSecret(c)
+		// Settled first: a reconcile still in flight would write the id it computed over ours.
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func(g Gomega) {
+			rv := get(c).ResourceVersion
+			g.Consistently(func() string { return get(c).ResourceVersion }, "300ms").Should(Equal(rv))
+		}).Should(Succeed())
 		legacy := credential.ClientIDFor(string(get(c).UID))
 		Eventually(func() error {
 			cur := get(c)

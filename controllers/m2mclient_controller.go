@@ -193,7 +193,7 @@ func (r *M2MClientReconciler) reconcileIdentity(_ context.Context, s *clientScop
 // reconcileScopes resolves the client against every ScopePolicy.
 func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScope) error {
 	c := s.client
-	res, anyPolicy, err := ResolveClient(ctx, r.Client, c)
+	res, err := ResolveClient(ctx, r.Client, c)
 	if err != nil {
 		return err
 	}
@@ -201,32 +201,32 @@ func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScop
 	c.Status.GrantedScopes = s.resolution.Granted
 	c.Status.DeniedScopes = s.resolution.Denied
 	c.Status.Audiences = s.resolution.Audiences
-	setScopesCondition(s, anyPolicy)
+	setScopesCondition(s)
 	return nil
 }
 
 // ResolveClient resolves the client against every ScopePolicy, reading what the reconciler
 // reads: its status and credential Secret say the same once the controller has caught up (so
-// `m2m dev` can tell when a client's grants are settled). anyPolicy reports whether any policy
-// holds an audience.
-func ResolveClient(ctx context.Context, r client.Reader, c *authv1alpha1.M2MClient) (res resolve.Result, anyPolicy bool, err error) {
+// `m2m dev` can tell when a client's grants are settled).
+func ResolveClient(ctx context.Context, r client.Reader, c *authv1alpha1.M2MClient) (resolve.Result, error) {
 	var policies authv1alpha1.ScopePolicyList
 	if err := r.List(ctx, &policies); err != nil {
-		return res, false, fmt.Errorf("listing ScopePolicies: %w", err)
+		return resolve.Result{}, fmt.Errorf("listing ScopePolicies: %w", err)
 	}
 	var ns corev1.Namespace
 	if err := r.Get(ctx, client.ObjectKey{Name: c.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
-		return res, false, fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
+		return resolve.Result{}, fmt.Errorf("reading namespace %s: %w", c.Namespace, err)
 	}
 	bindings, err := listBindings(ctx, r)
 	if err != nil {
-		return res, false, err
+		return resolve.Result{}, err
 	}
-	holders := resolve.Holders(policies.Items, bindings)
-	return resolve.Client(c, ns.Labels, holders), len(holders) > 0, nil
+	return resolve.Client(c, ns.Labels, resolve.Holders(policies.Items, bindings)), nil
 }
 
-func setScopesCondition(s *clientScope, anyPolicy bool) {
+// setScopesCondition reports what the client's own requests and the policies granting it say,
+// never whether other teams have policies (that is not this client's business).
+func setScopesCondition(s *clientScope) {
 	res := s.resolution
 	switch {
 	case len(s.client.Spec.Scopes) == 0:
@@ -235,9 +235,6 @@ func setScopesCondition(s *clientScope, anyPolicy bool) {
 	case len(res.Denied) == 0:
 		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionTrue, "AllGranted",
 			fmt.Sprintf("every requested scope is granted (audiences: %s)", joinOrNone(res.Audiences)))
-	case !anyPolicy:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoPolicy",
-			fmt.Sprintf("no ScopePolicy holds an audience yet, so nothing is granted; denied: %s", joinOrNone(res.Denied)))
 	case len(res.Granted) == 0:
 		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NotGranted",
 			fmt.Sprintf("no ScopePolicy grants this client the requested scopes; denied: %s (ask the API's owner to add a grant)", joinOrNone(res.Denied)))

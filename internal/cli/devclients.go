@@ -137,7 +137,7 @@ func (r *clientReporter) settled(ctx context.Context, m *authv1alpha1.M2MClient,
 	if usesSecret(m) && len(sec.Data[controllers.KeyClientSecret]) == 0 {
 		return false
 	}
-	res, _, err := controllers.ResolveClient(ctx, r.c, m)
+	res, err := controllers.ResolveClient(ctx, r.c, m)
 	if err != nil {
 		return false
 	}
