@@ -17,13 +17,11 @@ limitations under the License.
 package cli
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,24 +34,6 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
-// syncBuffer is an io.Writer safe for the reporter goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStartDevExplainsMissingControlPlaneBinaries: a wrong KUBEBUILDER_ASSETS is one error that
 // says what is missing, where, and how to fix it, at once: envtest is not even tried (it would
 // retry five times, logging a stack trace each time).
@@ -61,7 +41,7 @@ func TestStartDevExplainsMissingControlPlaneBinaries(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
 	t.Setenv("KUBEBUILDER_ASSETS", dir)
-	var said syncBuffer
+	var said testenv.SyncBuffer
 	start := time.Now()
 	_, err := StartDev(context.Background(), DevConfig{Addr: "127.0.0.1:0", Dir: t.TempDir(), Namespace: "m2m-system",
 		Say: func(f string, a ...any) { said.Write([]byte(f + "\n")) }})
@@ -90,7 +70,7 @@ func TestDevReportsSettledGrantsAndMirrorsCredentials(t *testing.T) {
 	if _, err := testenv.AssetsDir(); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	credDir := filepath.Join(t.TempDir(), "credentials")
 	ctx := context.Background()
 	sys, err := StartDev(ctx, DevConfig{Addr: "127.0.0.1:0", Dir: t.TempDir(), Namespace: "m2m-system",

@@ -17,7 +17,6 @@ limitations under the License.
 package docs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -37,31 +36,13 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
-// syncBuffer collects what `m2m dev` prints.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // devEnv is a system started as `make dev` starts it, in a directory laid out as the
 // repository is after `make build`: .dev/ (kubeconfig, credentials), config/samples, bin/m2m.
 type devEnv struct {
 	sys  *cli.DevSystem
 	work string
 	bin  string
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	env  []string // for the shell: PATH with kubectl and bin/
 }
 
@@ -104,7 +85,7 @@ func startDev() (*devEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &devEnv{work: work, bin: filepath.Join(work, "bin"), out: &syncBuffer{}}
+	d := &devEnv{work: work, bin: filepath.Join(work, "bin"), out: &testenv.SyncBuffer{}}
 	if err := d.layout(kubectl); err != nil {
 		return nil, err
 	}

@@ -21,7 +21,6 @@ limitations under the License.
 package skew
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -31,7 +30,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,25 +72,12 @@ func build(t *testing.T, rev, out string) {
 	}
 }
 
-// process is a running m2m subcommand; its output is shown when the test fails.
-type process struct {
-	name string
-	mu   sync.Mutex
-	out  bytes.Buffer
-}
-
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
 func start(t *testing.T, name, bin string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{name: name}
+	out := &testenv.SyncBuffer{}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = p, p
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("starting %s: %v", name, err)
@@ -101,9 +86,7 @@ func start(t *testing.T, name, bin string, args ...string) {
 		cancel()
 		_ = cmd.Wait()
 		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("output of %s:\n%s", name, p.out.String())
-			p.mu.Unlock()
+			t.Logf("output of %s:\n%s", name, out.String())
 		}
 	})
 }
