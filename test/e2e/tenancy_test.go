@@ -75,7 +75,15 @@ var _ = Describe("A malicious tenant", Ordered, func() {
 			g.Expect(cond).NotTo(BeNil())
 			g.Expect(cond.Reason).To(Equal("AudienceNotBound"))
 		}).WithContext(ctx).Should(Succeed())
-		Expect(oauthErrorCode(tokenFor(ctx, "thief", billingAudience, "refunds:issue"))).To(Equal("invalid_target"))
+		// invalid_client until the thief's record reaches the token server, then invalid_target:
+		// never a token.
+		Eventually(func() string {
+			err := tokenFor(ctx, "thief", billingAudience, "refunds:issue")
+			if err == nil {
+				StopTrying("the squatter got a token for " + billingAudience).Now()
+			}
+			return oauthErrorCode(err)
+		}).WithContext(ctx).Should(Equal("invalid_target"))
 
 		// GitOps prune + apply of the billing team's policy: the tenant's policy is now the
 		// older claimant of billing.billing, and still holds nothing.
