@@ -29,6 +29,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,9 +98,14 @@ func TestInstallIsTwoUnits(t *testing.T) {
 	}
 }
 
-// tokenServerUnderRBAC runs `m2m tokenserver` as its ServiceAccount and returns its address.
-func tokenServerUnderRBAC(t *testing.T, g *WithT) (string, func()) {
+// tokenServerUnderRBAC runs `m2m tokenserver` as its ServiceAccount (its API client's requests
+// seen by rec, when given) and returns its address and a stop function that may be called twice.
+func tokenServerUnderRBAC(t *testing.T, g *WithT, rec ...*recorder) (string, func()) {
 	t.Helper()
+	sa := serviceAccountConfig(tokenServerName)
+	for _, r := range rec {
+		sa.Wrap(r.wrap)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
 	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -107,10 +113,13 @@ func tokenServerUnderRBAC(t *testing.T, g *WithT) (string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	opts := tokenserver.Options{Issuer: issuer, Namespace: credentialsNamespace, TLSSecret: tlscontroller.ServingSecretName, AuditLog: io.Discard}
-	go func() { done <- tokenserver.RunOn(ctx, serviceAccountConfig(tokenServerName), opts, ln, metricsLn) }()
+	go func() { done <- tokenserver.RunOn(ctx, sa, opts, ln, metricsLn) }()
+	var once sync.Once
 	return ln.Addr().String(), func() {
-		cancel()
-		g.Eventually(done).Should(Receive(BeNil()))
+		once.Do(func() {
+			cancel()
+			g.Eventually(done).Should(Receive(BeNil()))
+		})
 	}
 }
 

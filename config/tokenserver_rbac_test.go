@@ -23,12 +23,8 @@ package config_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -396,34 +392,14 @@ func TestTokenServerWorksWithOnlyItsRBAC(t *testing.T) {
 	onlyRecordsKeysAndTLS(t, g)
 
 	rec := &recorder{}
-	sa := serviceAccountConfig(tokenServerName)
-	sa.Wrap(rec.wrap)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	opts := tokenserver.Options{Issuer: issuer, Namespace: credentialsNamespace, TLSSecret: tlscontroller.ServingSecretName, AuditLog: io.Discard}
-	go func() { done <- tokenserver.RunOn(runCtx, sa, opts, ln, metricsLn) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			g.Eventually(done).Should(Receive(BeNil()))
-		}
-	}
+	addr, stop := tokenServerUnderRBAC(t, g, rec)
 	defer stop()
 
 	t.Log("a token over HTTPS, verified against the credential Secret's ca.crt for the Service's name")
-	roots := x509.NewCertPool()
-	g.Expect(roots.AppendCertsFromPEM(cred.Data[controllers.KeyCACert])).To(BeTrue())
-	serverName := tokenServerName + "." + systemNamespace + ".svc"
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}}}
+	hc := httpsTo(g, cred.Data[controllers.KeyCACert])
 	g.Eventually(func(g Gomega) {
 		form := url.Values{"grant_type": {"client_credentials"}}
-		req, err := http.NewRequest(http.MethodPost, "https://"+ln.Addr().String()+tokenserver.TokenPath, strings.NewReader(form.Encode()))
+		req, err := http.NewRequest(http.MethodPost, "https://"+addr+tokenserver.TokenPath, strings.NewReader(form.Encode()))
 		g.Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(string(cred.Data[controllers.KeyClientID]), string(cred.Data[controllers.KeyClientSecret]))
