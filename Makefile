@@ -7,7 +7,10 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GO ?= go
 export GOTOOLCHAIN ?= local
 
-LOCALBIN ?= $(shell pwd)/bin
+# Build tools (controller-gen, golangci-lint) are built once from the Go module proxy into a cache
+# outside the repository, one file per version: a clean clone (CI) and every worktree find them
+# again, and `git clean` never drops them. Override with LOCALBIN=<dir>.
+LOCALBIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/m2m-operator/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
@@ -126,8 +129,18 @@ undeploy: ## Remove the workloads; the foundation (CRDs, namespaces, every crede
 ##@ Dependencies
 
 .PHONY: controller-gen
-controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into ./bin.
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen once into the tool cache (LOCALBIN, default ~/.cache/m2m-operator/bin).
 $(CONTROLLER_GEN):
-	mkdir -p $(LOCALBIN)
-	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
-	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+# go-install-tool builds $(2)@$(3) into the versioned path $(1). It installs into a private
+# temporary directory and renames the binary into place, so two checkouts sharing the cache never
+# see a half-written binary or take each other's.
+define go-install-tool
+@mkdir -p "$(LOCALBIN)"; \
+	tmp="$$(mktemp -d "$(LOCALBIN)/.install.XXXXXX")"; \
+	echo "building $(2)@$(3) into $(1) (once)" >&2; \
+	GOBIN="$$tmp" $(GO) install "$(2)@$(3)" || { rm -rf "$$tmp"; exit 1; }; \
+	mv "$$tmp/$(notdir $(2))" "$(1)"; \
+	rm -rf "$$tmp"
+endef
