@@ -12,6 +12,8 @@ export GOTOOLCHAIN ?= local
 # again, and `git clean` never drops them. Override with LOCALBIN=<dir>.
 LOCALBIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/m2m-operator/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
 DEV_ADDR ?= 127.0.0.1:8080
@@ -47,6 +49,16 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint with .golangci.yml (linters and gofmt/goimports), here and in test/interop.
+	$(GOLANGCI_LINT) run ./...
+	cd test/interop && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes (formatting included).
+	$(GOLANGCI_LINT) run --fix ./...
+	cd test/interop && $(GOLANGCI_LINT) run --config ../../.golangci.yml --fix ./...
 
 .PHONY: envtest
 envtest: ## Print (and, the first time, build or download) the envtest control-plane directory.
@@ -132,6 +144,11 @@ undeploy: ## Remove the workloads; the foundation (CRDs, namespaces, every crede
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen once into the tool cache (LOCALBIN, default ~/.cache/m2m-operator/bin).
 $(CONTROLLER_GEN):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint once into the tool cache (LOCALBIN).
+$(GOLANGCI_LINT):
+	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
 
 # go-install-tool builds $(2)@$(3) into the versioned path $(1). It installs into a private
 # temporary directory and renames the binary into place, so two checkouts sharing the cache never

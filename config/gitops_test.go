@@ -51,7 +51,7 @@ func argoHealth(t *testing.T, obj map[string]any) (string, string) {
 }
 
 // toLua converts decoded JSON into Lua values, as Argo CD's Lua VM does.
-func toLua(L *lua.LState, v any) lua.LValue {
+func toLua(L *lua.LState, v any) lua.LValue { //nolint:gocritic // captLocal: gopher-lua names its state L
 	switch v := v.(type) {
 	case map[string]any:
 		t := L.NewTable()

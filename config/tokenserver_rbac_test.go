@@ -155,7 +155,7 @@ func everyAccess(t *testing.T) []access {
 			}
 		}
 	}
-	for _, special := range []access{
+	out = append(out, []access{
 		{resource: "users", verb: "impersonate"},
 		{resource: "groups", verb: "impersonate"},
 		{resource: "serviceaccounts", verb: "impersonate"},
@@ -168,9 +168,7 @@ func everyAccess(t *testing.T) []access {
 		{group: "rbac.authorization.k8s.io", resource: "clusterroles", verb: "escalate"},
 		{group: "certificates.k8s.io", resource: "signers", verb: "approve"},
 		{group: "certificates.k8s.io", resource: "signers", verb: "sign"},
-	} {
-		out = append(out, special)
-	}
+	}...)
 	return out
 }
 

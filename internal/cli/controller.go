@@ -45,16 +45,15 @@ import (
 
 // controllerFlags are the flags of `m2m controller` (and the controller half of `m2m dev`).
 type controllerFlags struct {
-	kubeconfig    string
-	metricsAddr   string
-	probeAddr     string
-	leaderElect   bool
-	leaderElectNS string
-	apiQPS        float64
-	apiBurst      int
-	clients       controllers.Options
-	signingKeys   *signingKeyFlags
-	tls           tlscontroller.Options
+	kubeconfig  string
+	metricsAddr string
+	probeAddr   string
+	leaderElect bool
+	apiQPS      float64
+	apiBurst    int
+	clients     controllers.Options
+	signingKeys *signingKeyFlags
+	tls         tlscontroller.Options
 	// manyPerProcess lets one process build more than one manager, as `m2m dev` may when the
 	// tests start several systems: controller names are then not unique in the process.
 	manyPerProcess bool

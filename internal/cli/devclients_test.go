@@ -44,7 +44,7 @@ func TestStartDevExplainsMissingControlPlaneBinaries(t *testing.T) {
 	var said testenv.SyncBuffer
 	start := time.Now()
 	_, err := StartDev(context.Background(), DevConfig{Addr: "127.0.0.1:0", Dir: t.TempDir(), Namespace: "m2m-system",
-		Say: func(f string, a ...any) { said.Write([]byte(f + "\n")) }})
+		Say: func(f string, a ...any) { _, _ = said.Write([]byte(f + "\n")) }})
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(SatisfyAll(
 		ContainSubstring("KUBEBUILDER_ASSETS="+dir),

@@ -57,15 +57,15 @@ func (p Policy) Validate(jwksMaxAge time.Duration) error {
 type TransitionKind string
 
 const (
-	// Bootstrapped: a first key was created active at once, because there was none to sign.
+	// Bootstrapped means a first key was created active at once, because there was none to sign.
 	Bootstrapped TransitionKind = "Bootstrapped"
-	// Published: a next key was created and published ahead of its activation.
+	// Published means a next key was created and published ahead of its activation.
 	Published TransitionKind = "Published"
-	// Activated: a next key became the active key.
+	// Activated means a next key became the active key.
 	Activated TransitionKind = "Activated"
-	// Retired: the previous active key stopped signing; it stays published.
+	// Retired means the previous active key stopped signing; it stays published.
 	Retired TransitionKind = "Retired"
-	// Removed: a retired key left the key set.
+	// Removed means a retired key left the key set.
 	Removed TransitionKind = "Removed"
 )
 

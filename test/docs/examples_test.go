@@ -18,7 +18,6 @@ package docs
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -143,6 +142,6 @@ func pythonWithPyJWT(t *testing.T) (string, bool) {
 			return py, true
 		}
 	}
-	t.Log(fmt.Sprintf("skipping the Python examples: no python3 with PyJWT (apt-get install python3-jwt python3-cryptography)"))
+	t.Log("skipping the Python examples: no python3 with PyJWT (apt-get install python3-jwt python3-cryptography)")
 	return "", false
 }

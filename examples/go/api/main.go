@@ -48,8 +48,9 @@ func main() {
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, *addr, *issuer, *issuerFile, *audience, *caFile); err != nil {
+	err := run(ctx, *addr, *issuer, *issuerFile, *audience, *caFile)
+	stop() // before log.Fatal, which exits without running deferred calls
+	if err != nil {
 		log.Fatal(err)
 	}
 }
