@@ -33,6 +33,8 @@ const (
 	RecordKey = "record.json"
 	// maxRecordSize bounds what the token server will decode.
 	maxRecordSize = 256 << 10
+	// recordKind names a record in messages.
+	recordKind = "credential record"
 )
 
 // Record is the credential record: everything the token server needs to authenticate a client and
@@ -100,20 +102,13 @@ func (r *Record) Encode() ([]byte, error) {
 // (storeddoc: version skew during an upgrade or a rollback). Any error means the record must be
 // skipped: it is never half-used.
 func DecodeRecord(data []byte) (*Record, error) {
-	var r Record
-	if err := storeddoc.Decode("credential record", data, maxRecordSize, RecordVersion, &r); err != nil {
-		return nil, err
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, RecordVersion)
 }
 
 // Validate checks the invariants the token server relies on.
 func (r *Record) Validate() error {
-	if r.Version != RecordVersion && r.Version != RecordVersion+1 {
-		return fmt.Errorf("credential record version %d is not supported (this release reads %d and %d)", r.Version, RecordVersion, RecordVersion+1)
+	if err := storeddoc.CheckVersion(recordKind, r.Version, RecordVersion); err != nil {
+		return err
 	}
 	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
 		return fmt.Errorf("credential record has an invalid client id")

@@ -48,6 +48,8 @@ const (
 	DefaultSecretName = "m2m-signing-keys"
 	// maxDocumentSize bounds what a reader will decode.
 	maxDocumentSize = 512 << 10
+	// documentKind names the document in messages.
+	documentKind = "signing-key document"
 	// maxKeys bounds the number of keys in one document.
 	maxKeys = 64
 )
@@ -103,21 +105,14 @@ func (s *Set) Encode() ([]byte, error) {
 // Decode parses and validates a signing-key document of this release's version or the next
 // (storeddoc: version skew during an upgrade or a rollback).
 func Decode(data []byte) (*Set, error) {
-	var s Set
-	if err := storeddoc.Decode("signing-key document", data, maxDocumentSize, FormatVersion, &s); err != nil {
-		return nil, err
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return storeddoc.DecodeValid[Set](documentKind, data, maxDocumentSize, FormatVersion)
 }
 
 // Validate checks the invariants: a known version, at most one active and one next key, unique
 // key ids, known algorithms and states, and times that fit the state.
 func (s *Set) Validate() error {
-	if s.Version != FormatVersion && s.Version != FormatVersion+1 {
-		return fmt.Errorf("signing-key document version %d is not supported (this release reads %d and %d)", s.Version, FormatVersion, FormatVersion+1)
+	if err := storeddoc.CheckVersion(documentKind, s.Version, FormatVersion); err != nil {
+		return err
 	}
 	if len(s.Keys) > maxKeys {
 		return fmt.Errorf("signing-key document has %d keys, more than %d", len(s.Keys), maxKeys)

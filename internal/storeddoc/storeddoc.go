@@ -45,8 +45,8 @@ func Decode(kind string, data []byte, maxSize, current int, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
 		return fmt.Errorf("decoding %s: %w", kind, err)
 	}
-	if head.Version != current && head.Version != current+1 {
-		return fmt.Errorf("%s version %d is not supported (this release reads %d and %d)", kind, head.Version, current, current+1)
+	if err := CheckVersion(kind, head.Version, current); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if head.Version == current {
@@ -57,6 +57,34 @@ func Decode(kind string, data []byte, maxSize, current int, v any) error {
 	}
 	if dec.More() {
 		return errors.New(kind + " has trailing data")
+	}
+	return nil
+}
+
+// Document is a stored document type whose Validate checks the invariants its readers rely on.
+type Document[T any] interface {
+	*T
+	Validate() error
+}
+
+// DecodeValid decodes data as Decode does into a new T and validates it. Any error means the
+// document must be skipped as a whole: it is never half-used.
+func DecodeValid[T any, P Document[T]](kind string, data []byte, maxSize, current int) (*T, error) {
+	v := new(T)
+	if err := Decode(kind, data, maxSize, current, v); err != nil {
+		return nil, err
+	}
+	if err := P(v).Validate(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// CheckVersion is the version rule of Decode (current or current+1), for the Validate of a
+// document built in memory as well as of one decoded.
+func CheckVersion(kind string, version, current int) error {
+	if version != current && version != current+1 {
+		return fmt.Errorf("%s version %d is not supported (this release reads %d and %d)", kind, version, current, current+1)
 	}
 	return nil
 }

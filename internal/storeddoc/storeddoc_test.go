@@ -17,6 +17,8 @@ limitations under the License.
 package storeddoc
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -52,6 +54,47 @@ func TestDecodeAcceptsThisVersionStrictlyAndTheNextLeniently(t *testing.T) {
 			t.Errorf("%s: error %v, want one containing %q", tt.in, err, tt.err)
 		case tt.err == "" && d.Name != tt.want:
 			t.Errorf("%s: name %q, want %q", tt.in, d.Name, tt.want)
+		}
+	}
+}
+
+// Validate makes doc a Document: a name is required.
+func (d *doc) Validate() error {
+	if d.Name == "" {
+		return errors.New("test document has no name")
+	}
+	return nil
+}
+
+func TestDecodeValidDecodesThenValidates(t *testing.T) {
+	tests := []struct {
+		in, err string
+	}{
+		{`{"version":3,"name":"a"}`, ""},
+		{`{"version":4,"name":"a","added":1}`, ""},
+		{`{"version":3}`, "has no name"},                 // decoded, then refused by Validate
+		{`{"version":3,"added":1}`, "unknown field"},     // Decode's rule comes first
+		{`{"version":5,"name":"a"}`, "is not supported"}, // so does the version rule
+	}
+	for _, tt := range tests {
+		d, err := DecodeValid[doc]("test document", []byte(tt.in), 64, 3)
+		switch {
+		case tt.err == "" && (err != nil || d == nil || d.Name != "a"):
+			t.Errorf("%s: %+v, %v; want name a", tt.in, d, err)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || d != nil):
+			t.Errorf("%s: %+v, %v; want no document and an error containing %q", tt.in, d, err, tt.err)
+		}
+	}
+}
+
+func TestCheckVersionAcceptsThisVersionAndTheNext(t *testing.T) {
+	for version, ok := range map[int]bool{2: false, 3: true, 4: true, 5: false} {
+		err := CheckVersion("test document", version, 3)
+		if ok != (err == nil) {
+			t.Errorf("version %d: %v, want accepted %v", version, err, ok)
+		}
+		if err != nil && err.Error() != fmt.Sprintf("test document version %d is not supported (this release reads 3 and 4)", version) {
+			t.Errorf("version %d: message %q", version, err)
 		}
 	}
 }
