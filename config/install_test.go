@@ -17,6 +17,7 @@ limitations under the License.
 package config_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -198,7 +199,7 @@ func containerProblems(pod *corev1.PodSecurityContext, c corev1.Container) []str
 	if !isTrue(sc.RunAsNonRoot) && !(sc.RunAsNonRoot == nil && isTrue(pod.RunAsNonRoot)) {
 		p = append(p, "runAsNonRoot is not true")
 	}
-	if uid := firstNonNil(sc.RunAsUser, pod.RunAsUser); uid != nil && *uid == 0 {
+	if uid := cmp.Or(sc.RunAsUser, pod.RunAsUser); uid != nil && *uid == 0 {
 		p = append(p, "runs as UID 0")
 	}
 	if !isTrue(sc.ReadOnlyRootFilesystem) {
@@ -235,15 +236,6 @@ func containerProblems(pod *corev1.PodSecurityContext, c corev1.Container) []str
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
-
-func firstNonNil[T any](vs ...*T) *T {
-	for _, v := range vs {
-		if v != nil {
-			return v
-		}
-	}
-	return nil
-}
 
 func args(t *testing.T, name string) []string {
 	t.Helper()
@@ -479,12 +471,9 @@ func checkTokenServerPorts(t *testing.T, ts *appsv1.Deployment) {
 		}
 	}
 	everyNamespace := func(peers []networkingv1.NetworkPolicyPeer) bool {
-		for _, p := range peers {
-			if p.PodSelector == nil && p.IPBlock == nil && p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels) == 0 && len(p.NamespaceSelector.MatchExpressions) == 0 {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(peers, func(p networkingv1.NetworkPolicyPeer) bool {
+			return p.PodSelector == nil && p.IPBlock == nil && p.NamespaceSelector != nil && len(p.NamespaceSelector.MatchLabels) == 0 && len(p.NamespaceSelector.MatchExpressions) == 0
+		})
 	}
 	if from, ok := admitted[8443]; !ok || !everyNamespace(from) {
 		t.Errorf("the token port is not admitted from every namespace: %+v", from)

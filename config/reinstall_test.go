@@ -27,7 +27,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -70,7 +69,7 @@ func ids(objs []*unstructured.Unstructured) []string {
 	for _, u := range objs {
 		out = append(out, u.GetKind()+" "+u.GetNamespace()+"/"+u.GetName())
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -157,7 +156,7 @@ func tokenAndKids(g Gomega, addr string, cred *corev1.Secret) []string {
 	for _, k := range jwks.Keys {
 		kids = append(kids, k.KID)
 	}
-	sort.Strings(kids)
+	slices.Sort(kids)
 	return kids
 }
 

@@ -23,9 +23,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"syscall"
 
 	"k8s.io/client-go/rest"
@@ -79,12 +80,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "m2m — zero-trust machine-to-machine authentication for Kubernetes")
 	fmt.Fprintln(w, "\nUsage: m2m <command> [flags]   (m2m <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(commands)) {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 }

@@ -19,6 +19,7 @@ package controlplane
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,7 +54,7 @@ func TestDirExplainsAWrongKubebuilderAssets(t *testing.T) {
 			}
 			for _, b := range Binaries {
 				named := strings.Contains(msg, filepath.Join(dir, b))
-				want := contains(tc.missing, b)
+				want := slices.Contains(tc.missing, b)
 				if named != want {
 					t.Errorf("message %q: names %s: %v, want %v", msg, b, named, want)
 				}
@@ -83,13 +84,4 @@ func TestDirWithoutCacheSaysHowToBuildIt(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "make envtest") || !strings.Contains(err.Error(), CacheDir()) {
 		t.Fatalf("Dir() error = %v; want one naming %s and `make envtest`", err, CacheDir())
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -23,6 +23,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"slices"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/json"
@@ -112,7 +113,7 @@ func parseClientKey(raw json.RawMessage) (ClientKey, error) {
 		return ClientKey{}, err
 	}
 	if jwk.Algorithm != "" {
-		if !contains(algs, jwk.Algorithm) {
+		if !slices.Contains(algs, jwk.Algorithm) {
 			return ClientKey{}, fmt.Errorf("alg %q does not fit the key type or is not one of %v", jwk.Algorithm, ClientAssertionAlgorithms)
 		}
 		// An Ed25519 key keeps both of its algorithm's names: they are one algorithm.
@@ -158,13 +159,4 @@ func PublicJWKS(keys []ClientKey) ([]byte, error) {
 		return nil, fmt.Errorf("encoding the JWKS: %w", err)
 	}
 	return b, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -19,7 +19,8 @@ limitations under the License.
 package resolve
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func Client(c *authv1alpha1.M2MClient, nsLabels labels.Set, holders map[string]*
 	wanted := audienceFilter(c.Spec.Audiences)
 	granted := map[string]bool{}
 	var res Result
-	for _, aud := range sortedKeys(holders) {
+	for _, aud := range slices.Sorted(maps.Keys(holders)) {
 		if wanted != nil && !wanted[aud] {
 			continue
 		}
@@ -215,7 +216,7 @@ func Client(c *authv1alpha1.M2MClient, nsLabels labels.Set, holders map[string]*
 		if len(scopes) == 0 {
 			continue
 		}
-		sort.Strings(scopes)
+		slices.Sort(scopes)
 		g := Grant{Audience: aud, Scopes: scopes, PolicyNamespace: p.Namespace}
 		if p.Spec.MaxTokenTTL != nil {
 			g.MaxTokenTTL = p.Spec.MaxTokenTTL.Duration
@@ -230,8 +231,8 @@ func Client(c *authv1alpha1.M2MClient, nsLabels labels.Set, holders map[string]*
 			res.Denied = append(res.Denied, s)
 		}
 	}
-	sort.Strings(res.Granted)
-	sort.Strings(res.Denied)
+	slices.Sort(res.Granted)
+	slices.Sort(res.Denied)
 	return res
 }
 
@@ -279,10 +280,10 @@ func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels 
 	if !Bounded(m) {
 		return false
 	}
-	if len(m.Namespaces) > 0 && !contains(m.Namespaces, c.Namespace) {
+	if len(m.Namespaces) > 0 && !slices.Contains(m.Namespaces, c.Namespace) {
 		return false
 	}
-	if len(m.Names) > 0 && !contains(m.Names, c.Name) {
+	if len(m.Names) > 0 && !slices.Contains(m.Names, c.Name) {
 		return false
 	}
 	if m.NamespaceSelector != nil && !selectorMatches(m.NamespaceSelector, nsLabels) {
@@ -309,15 +310,6 @@ func selectorMatches(ls *metav1.LabelSelector, set labels.Set) bool {
 	return sel.Matches(set)
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func audienceFilter(auds []authv1alpha1.Audience) map[string]bool {
 	if len(auds) == 0 {
 		return nil
@@ -327,13 +319,4 @@ func audienceFilter(auds []authv1alpha1.Audience) map[string]bool {
 		out[string(a)] = true
 	}
 	return out
-}
-
-func sortedKeys(m map[string]*authv1alpha1.ScopePolicy) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

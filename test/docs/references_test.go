@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,11 +189,7 @@ func TestDocSnippetsAreFromTheExamples(t *testing.T) {
 				continue
 			}
 			snippet := normalizedLines(b.text)
-			found := false
-			for _, src := range srcs {
-				found = found || containsRun(src, snippet)
-			}
-			if !found {
+			if !slices.ContainsFunc(srcs, func(src []string) bool { return containsRun(src, snippet) }) {
 				t.Errorf("%s:%d: this %s snippet is not an excerpt of %s: copy it from there\n%s",
 					doc, b.line, b.lang, strings.Join(snippetSources[b.lang], " or "), b.text)
 			}
@@ -213,14 +210,7 @@ func normalizedLines(s string) []string {
 // containsRun reports whether part appears in whole as consecutive lines.
 func containsRun(whole, part []string) bool {
 	for i := 0; i+len(part) <= len(whole); i++ {
-		match := true
-		for j := range part {
-			if whole[i+j] != part[j] {
-				match = false
-				break
-			}
-		}
-		if match {
+		if slices.Equal(whole[i:i+len(part)], part) {
 			return true
 		}
 	}
