@@ -50,15 +50,22 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+# Every Go module of the repository (test/interop, and verify once it has its own go.mod), each
+# linted from its directory with the one .golangci.yml.
+GO_MODULES = $(patsubst %/go.mod,%,$(shell find . -name go.mod -not -path '*/node_modules/*' -not -path './.dev/*' | sort))
+
 .PHONY: lint
-lint: golangci-lint ## Run golangci-lint with .golangci.yml (linters and gofmt/goimports), here and in test/interop.
-	$(GOLANGCI_LINT) run ./...
-	cd test/interop && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
+lint: golangci-lint ## Run golangci-lint with .golangci.yml (linters and gofmt/goimports) in every Go module.
+	@status=0; for m in $(GO_MODULES); do echo "golangci-lint: $$m" >&2; \
+		(cd "$$m" && $(GOLANGCI_LINT) run --config "$(CURDIR)/.golangci.yml" ./...) || status=1; done; exit $$status
 
 .PHONY: lint-fix
-lint-fix: golangci-lint ## Run golangci-lint and apply its fixes (formatting included).
-	$(GOLANGCI_LINT) run --fix ./...
-	cd test/interop && $(GOLANGCI_LINT) run --config ../../.golangci.yml --fix ./...
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes (formatting included) in every Go module.
+	@for m in $(GO_MODULES); do (cd "$$m" && $(GOLANGCI_LINT) run --config "$(CURDIR)/.golangci.yml" --fix ./...) || exit 1; done
+
+.PHONY: check-verify-deps
+check-verify-deps: ## Check that a fresh module importing verify (its own module) gets no k8s.io or sigs.k8s.io module.
+	hack/check-verify-deps.sh
 
 .PHONY: envtest
 envtest: ## Print (and, the first time, build or download) the envtest control-plane directory.
