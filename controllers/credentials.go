@@ -38,29 +38,6 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
-// Annotations on the credential Secret. They are written in the same update as the secret they
-// describe, so they can never disagree with it (a crash between two writes cannot lose a
-// rotation's bookkeeping).
-const (
-	annotationIssuedAt      = "auth.m2m.dev/secret-issued-at"
-	annotationRotateHandled = "auth.m2m.dev/rotate-handled"
-)
-
-// Credential Secret data keys (what pods mount).
-const (
-	KeyClientID     = "client_id"
-	KeyClientSecret = "client_secret"
-	KeyTokenURL     = "token_url"
-	KeyIssuer       = "issuer"
-	KeyScope        = "scope"
-	KeyAudience     = "audience"
-	KeyCACert       = "ca.crt"
-)
-
-// ReasonRecordUnreadable is the Event reason, and the CredentialsReady condition reason, when
-// the credential record could not be decoded (corrupted or hand-edited) and was rebuilt.
-const ReasonRecordUnreadable = "CredentialRecordUnreadable"
-
 const noteRecordUnreadable = "the credential record was unreadable (corrupted or edited by hand): rebuilt from the credential Secret (no rotation); " +
 	"until then the token server refused this client"
 
@@ -87,13 +64,6 @@ func secretNameOf(c *authv1alpha1.M2MClient) string {
 }
 
 func recordName(c *authv1alpha1.M2MClient) string { return string(c.UID) }
-
-func methodOf(c *authv1alpha1.M2MClient) authv1alpha1.AuthenticationMethod {
-	if c.Spec.Authentication == nil || c.Spec.Authentication.Method == "" {
-		return authv1alpha1.AuthClientSecret
-	}
-	return c.Spec.Authentication.Method
-}
 
 // credentialState is what exists now: the credential Secret (nil if absent), the record Secret
 // (nil if absent) and its document (nil if absent or unreadable).
@@ -187,7 +157,7 @@ func (r *M2MClientReconciler) decideCredentials(ctx context.Context, s *clientSc
 	}
 	plan, err := r.planSecret(s, st.cred, st.recObj, st.rec)
 	if err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretGenerationFailed", "could not generate a client secret; retrying")
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretGenerationFailed, "could not generate a client secret; retrying")
 		return nil, st, err
 	}
 	ch := &credentialChange{plan: plan}
@@ -224,7 +194,7 @@ func keepsSecretMaterial(st credentialState, ch *credentialChange) bool {
 	if err != nil || !sameHashes(desired.Secrets, st.rec.Secrets) {
 		return false
 	}
-	return bytes.Equal(st.cred.Data[KeyClientSecret], ch.credSecret.Data[KeyClientSecret]) &&
+	return bytes.Equal(st.cred.Data[authv1alpha1.CredentialKeyClientSecret], ch.credSecret.Data[authv1alpha1.CredentialKeyClientSecret]) &&
 		mapsEqual(st.cred.Annotations, ch.credSecret.Annotations)
 }
 
@@ -258,7 +228,7 @@ func (r *M2MClientReconciler) writeCredentials(ctx context.Context, s *clientSco
 			return errConflict
 		}
 		if err != nil {
-			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretWriteFailed", "could not write the credential Secret; retrying")
+			s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretWriteFailed, "could not write the credential Secret; retrying")
 			return err
 		}
 	}
@@ -276,7 +246,7 @@ func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientSc
 		return errConflict
 	}
 	if err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretWriteFailed", "could not write the credential Secret; retrying")
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretWriteFailed, "could not write the credential Secret; retrying")
 		return err
 	}
 	return r.writeRecord(ctx, s, nil, ch.record)
@@ -296,7 +266,7 @@ func (r *M2MClientReconciler) writeRecord(ctx context.Context, s *clientScope, e
 		return r.apply(ctx, existing, desired)
 	}
 	if err := write(); err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "RecordWriteFailed", "could not write the credential record; retrying")
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonRecordWriteFailed, "could not write the credential record; retrying")
 		return err
 	}
 	return nil
@@ -325,7 +295,7 @@ func (r *M2MClientReconciler) removeStaleRecords(ctx context.Context, c *authv1a
 
 func setNameConflict(s *clientScope) {
 	c := s.client
-	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "SecretNameConflict",
+	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretNameConflict,
 		fmt.Sprintf("Secret %s/%s exists and is not owned by this M2MClient (another object's, or its ownerReference was removed), so it is left untouched: delete it (checked again every 10s), or create a new M2MClient with a free spec.secretName. "+
 			"Meanwhile the token server follows this client's grants and spec.disabled, and accepts only credentials delivered before; no secret is issued or rotated", c.Namespace, secretNameOf(c)))
 }
@@ -429,43 +399,43 @@ func (r *M2MClientReconciler) record(ctx context.Context, reader client.Reader, 
 func (r *M2MClientReconciler) planSecret(s *clientScope, cred *corev1.Secret, recObj *corev1.Secret, rec *credential.Record) (secretPlan, error) {
 	c := s.client
 	plan := secretPlan{issuedAt: s.now, rotateHandled: c.Annotations[authv1alpha1.AnnotationRotate]}
-	if methodOf(c) != authv1alpha1.AuthClientSecret {
+	if c.Spec.EffectiveMethod() != authv1alpha1.AuthClientSecret {
 		if recObj != nil && rec == nil {
-			plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, ReasonRecordUnreadable, noteRecordUnreadable
+			plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialRecordUnreadable, noteRecordUnreadable
 		}
 		return plan, nil
 	}
 	current := ""
 	if cred != nil {
-		current = string(cred.Data[KeyClientSecret])
+		current = string(cred.Data[authv1alpha1.CredentialKeyClientSecret])
 	}
 	switch {
 	case cred == nil && recObj == nil:
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeNormal, "CredentialsCreated", "issued the first client secret"
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeNormal, authv1alpha1.ReasonCredentialsCreated, "issued the first client secret"
 		return plan.withNewSecret()
 	case cred == nil:
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretRecreated",
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialSecretRecreated,
 			"the credential Secret was deleted: a new client secret was issued and the old one revoked at once"
 		return plan.withNewSecret()
 	case credential.ValidateSecret(current) != nil:
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretRepaired",
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialSecretRepaired,
 			"the credential Secret's client_secret was missing or malformed: a new client secret was issued and the old one revoked at once"
 		return plan.withNewSecret()
 	case rec != nil && !hasHash(rec, credential.HashSecret(current)):
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialSecretEdited",
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialSecretEdited,
 			"the credential Secret's client_secret was edited: a new client secret was issued and every other one revoked"
 		return plan.withNewSecret()
 	}
 
 	// The current secret stands; carry over its bookkeeping and unexpired previous hashes.
 	plan.secret = current
-	plan.issuedAt = parseTime(cred.Annotations[annotationIssuedAt], s.now)
-	plan.rotateHandled = cred.Annotations[annotationRotateHandled]
+	plan.issuedAt = parseTime(cred.Annotations[authv1alpha1.AnnotationSecretIssuedAt], s.now)
+	plan.rotateHandled = cred.Annotations[authv1alpha1.AnnotationRotateHandled]
 	switch {
 	case rec == nil && recObj != nil:
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, ReasonRecordUnreadable, noteRecordUnreadable
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialRecordUnreadable, noteRecordUnreadable
 	case rec == nil:
-		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, "CredentialRecordRebuilt",
+		plan.eventType, plan.reason, plan.note = corev1.EventTypeWarning, authv1alpha1.ReasonCredentialRecordRebuilt,
 			"the credential record was missing: rebuilt from the credential Secret (no rotation)"
 	default:
 		plan.previous = unexpiredPrevious(rec, credential.HashSecret(current), s.now)
@@ -487,7 +457,7 @@ func (r *M2MClientReconciler) maybeRotate(s *clientScope, plan secretPlan) (secr
 	plan.previous = append(plan.previous, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String(), NotAfter: &notAfter})
 	plan.issuedAt = s.now
 	plan.rotateHandled = requested
-	plan.eventType, plan.reason = corev1.EventTypeNormal, "SecretRotated"
+	plan.eventType, plan.reason = corev1.EventTypeNormal, authv1alpha1.ReasonSecretRotated
 	plan.note = fmt.Sprintf("rotated the client secret (%s); the previous one is accepted until %s", map[bool]string{true: "requested by annotation", false: "interval elapsed"}[manual], notAfter.Format(time.RFC3339))
 	if err := plan.newSecret(); err != nil {
 		return plan, err
@@ -561,7 +531,7 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) cre
 		Namespace: c.Namespace,
 		Name:      c.Name,
 		UID:       string(c.UID),
-		Method:    string(methodOf(c)),
+		Method:    string(c.Spec.EffectiveMethod()),
 		Disabled:  c.Spec.Disabled,
 		Claims:    c.Spec.Claims,
 	}
@@ -621,20 +591,20 @@ func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, plan secretPla
 func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, plan secretPlan) (*corev1.Secret, error) {
 	c := s.client
 	data := map[string][]byte{
-		KeyClientID: []byte(c.Status.ClientID),
-		KeyTokenURL: []byte(r.TokenURL),
-		KeyIssuer:   []byte(r.Issuer),
-		KeyScope:    []byte(strings.Join(s.resolution.Granted, " ")),
-		KeyAudience: []byte(defaultAudience(c, s.resolution.Audiences)),
+		authv1alpha1.CredentialKeyClientID: []byte(c.Status.ClientID),
+		authv1alpha1.CredentialKeyTokenURL: []byte(r.TokenURL),
+		authv1alpha1.CredentialKeyIssuer:   []byte(r.Issuer),
+		authv1alpha1.CredentialKeyScope:    []byte(strings.Join(s.resolution.Granted, " ")),
+		authv1alpha1.CredentialKeyAudience: []byte(defaultAudience(c, s.resolution.Audiences)),
 	}
 	if len(s.caBundle) > 0 {
-		data[KeyCACert] = s.caBundle
+		data[authv1alpha1.CredentialKeyCACert] = s.caBundle
 	}
 	annotations := map[string]string{}
 	if plan.secret != "" {
-		data[KeyClientSecret] = []byte(plan.secret)
-		annotations[annotationIssuedAt] = plan.issuedAt.UTC().Format(time.RFC3339)
-		annotations[annotationRotateHandled] = plan.rotateHandled
+		data[authv1alpha1.CredentialKeyClientSecret] = []byte(plan.secret)
+		annotations[authv1alpha1.AnnotationSecretIssuedAt] = plan.issuedAt.UTC().Format(time.RFC3339)
+		annotations[authv1alpha1.AnnotationRotateHandled] = plan.rotateHandled
 	}
 	desired := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
@@ -762,9 +732,9 @@ func (r *M2MClientReconciler) recordEvents(c *authv1alpha1.M2MClient, prev *cred
 	wasDisabled := prev != nil && prev.Disabled
 	switch {
 	case c.Spec.Disabled && !wasDisabled && prev != nil:
-		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "Disabled", "Reconcile", "token issuance stopped: spec.disabled is true")
+		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, authv1alpha1.ReasonDisabled, "Reconcile", "token issuance stopped: spec.disabled is true")
 	case !c.Spec.Disabled && wasDisabled:
-		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "Enabled", "Reconcile", "token issuance resumed")
+		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, authv1alpha1.ReasonEnabled, "Reconcile", "token issuance resumed")
 	}
 }
 
@@ -788,26 +758,26 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 	var notFound *jwksNotFoundError
 	switch {
 	case s.serviceAccountMissing:
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "ServiceAccountNotFound",
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonServiceAccountNotFound,
 			fmt.Sprintf("ServiceAccount %s/%s does not exist, so no pod can present its token: create it, or fix spec.authentication.serviceAccountName", c.Namespace, c.Spec.Authentication.ServiceAccountName))
 		return
 	case errors.As(s.jwksErr, &notFound):
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "JWKSNotFound",
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonJWKSNotFound,
 			fmt.Sprintf("%v; every assertion is refused until it is there", s.jwksErr))
 		return
 	case s.jwksErr != nil:
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "InvalidJWKS",
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonInvalidJWKS,
 			fmt.Sprintf("the JWKS of %s cannot be used: %v; every assertion is refused until it is fixed", s.jwksSource, s.jwksErr))
 		return
 	}
 	msg := fmt.Sprintf("credential Secret %s holds client_id and client_secret", secretNameOf(c))
-	switch methodOf(c) {
+	switch c.Spec.EffectiveMethod() {
 	case authv1alpha1.AuthServiceAccount:
 		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client presents a token of ServiceAccount %s with audience %s)", secretNameOf(c), c.Spec.Authentication.ServiceAccountName, r.Issuer)
 	case authv1alpha1.AuthPrivateKeyJWT:
 		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with a private key of the JWKS in %s)", secretNameOf(c), s.jwksSource)
 	}
-	reason := reasonCredentialsIssued
+	reason := authv1alpha1.ReasonCredentialsIssued
 	switch prev := reportedRepair(c); {
 	case plan.eventType == corev1.EventTypeWarning:
 		reason, msg = plan.reason, fmt.Sprintf("%s; at %s %s", msg, s.now.UTC().Format(time.RFC3339), plan.note)
@@ -817,15 +787,13 @@ func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, plan secretPla
 	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, reason, msg)
 }
 
-const reasonCredentialsIssued = "CredentialsIssued"
-
 // reportedRepair returns the CredentialsReady condition when it reports a repair (a record
 // rebuilt, a Secret recreated) of this generation: the reason stays until the spec changes or
 // the secret is issued again, so that a repair the controller finished in milliseconds is
 // still visible on the object, not only in an Event.
 func reportedRepair(c *authv1alpha1.M2MClient) *metav1.Condition {
 	cond := meta.FindStatusCondition(c.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
-	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason == reasonCredentialsIssued || cond.ObservedGeneration != c.Generation {
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason == authv1alpha1.ReasonCredentialsIssued || cond.ObservedGeneration != c.Generation {
 		return nil
 	}
 	return cond

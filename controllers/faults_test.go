@@ -46,7 +46,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
-	"github.com/m2m-dev/m2m-operator/controllers"
 	skctrl "github.com/m2m-dev/m2m-operator/controllers/signingkey"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
@@ -65,7 +64,7 @@ type crashingClient struct {
 func (c *crashingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
 	sec, ok := obj.(*corev1.Secret)
 	if ok && sec.Type == authv1alpha1.SecretTypeClientCredentials && c.armed.CompareAndSwap(true, false) {
-		c.blocked <- credential.HashSecret(string(sec.Data[controllers.KeyClientSecret])).String()
+		c.blocked <- credential.HashSecret(string(sec.Data[authv1alpha1.CredentialKeyClientSecret])).String()
 		<-ctx.Done()
 		return fmt.Errorf("the controller stopped before writing the credential Secret: %w", ctx.Err())
 	}
@@ -124,7 +123,7 @@ func (ts *liveTokenServer) tokenStatus(cred *corev1.Secret) int {
 		return 0
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(string(cred.Data[controllers.KeyClientID])), url.QueryEscape(string(cred.Data[controllers.KeyClientSecret])))
+	req.SetBasicAuth(url.QueryEscape(string(cred.Data[authv1alpha1.CredentialKeyClientID])), url.QueryEscape(string(cred.Data[authv1alpha1.CredentialKeyClientSecret])))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
@@ -299,21 +298,21 @@ var _ = Describe("Faults", func() {
 		Expect(ts.Ready()).To(BeTrue())
 
 		Eventually(func(g Gomega) []string { return eventReasons(g, get(victim)) }).
-			Should(ContainElement(controllers.ReasonRecordUnreadable))
+			Should(ContainElement(authv1alpha1.ReasonCredentialRecordUnreadable))
 		Eventually(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }).
-			Should(Equal(controllers.ReasonRecordUnreadable))
+			Should(Equal(authv1alpha1.ReasonCredentialRecordUnreadable))
 		cond := condition(victim, authv1alpha1.ConditionCredentialsReady)
 		Expect(cond.Status).To(Equal(metav1.ConditionTrue), "the credentials work again")
 		Expect(cond.Message).To(ContainSubstring("unreadable"))
-		Expect(condition(bystander, authv1alpha1.ConditionCredentialsReady).Reason).To(Equal("CredentialsIssued"))
+		Expect(condition(bystander, authv1alpha1.ConditionCredentialsReady).Reason).To(Equal(authv1alpha1.ReasonCredentialsIssued))
 
 		// The report stays while nothing else happens, and clears with the next spec change.
 		touch(victim)
 		Consistently(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }, "300ms").
-			Should(Equal(controllers.ReasonRecordUnreadable))
+			Should(Equal(authv1alpha1.ReasonCredentialRecordUnreadable))
 		update(victim, func(c *authv1alpha1.M2MClient) { c.Spec.DisplayName = "repaired" })
 		Eventually(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }).
-			Should(Equal("CredentialsIssued"))
+			Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		GinkgoWriter.Printf("FAULT corrupted-record: rebuilt and accepted again %s after the corruption; the other client got %d tokens meanwhile, 0 refused\n",
 			repaired.Round(time.Millisecond), h.ok.Load())
 	})

@@ -230,16 +230,16 @@ func setScopesCondition(s *clientScope) {
 	res := s.resolution
 	switch {
 	case len(s.client.Spec.Scopes) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoScopesRequested",
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, authv1alpha1.ReasonNoScopesRequested,
 			"spec.scopes is empty: request the scopes this client needs")
 	case len(res.Denied) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionTrue, "AllGranted",
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionTrue, authv1alpha1.ReasonAllGranted,
 			fmt.Sprintf("every requested scope is granted (audiences: %s)", joinOrNone(res.Audiences)))
 	case len(res.Granted) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NotGranted",
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, authv1alpha1.ReasonNotGranted,
 			fmt.Sprintf("no ScopePolicy grants this client the requested scopes; denied: %s (ask the API's owner to add a grant)", joinOrNone(res.Denied)))
 	default:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "PartiallyGranted",
+		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, authv1alpha1.ReasonPartiallyGranted,
 			fmt.Sprintf("some requested scopes are not granted by any ScopePolicy; denied: %s", joinOrNone(res.Denied)))
 	}
 }
@@ -253,7 +253,7 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 	}
 	bundle, err := tlscontroller.CABundle(ctx, r.Client, r.SystemNamespace)
 	if apierrors.IsNotFound(err) {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "WaitingForCA",
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonWaitingForCA,
 			"the token server's CA has not been issued yet; the credential Secret is written once it has (the token server meanwhile follows this client's grants and spec.disabled)")
 		s.waitingForCA = true
 		return nil
@@ -272,7 +272,7 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 // watch on the referenced object brings the fix.
 func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *clientScope) error {
 	c := s.client
-	if methodOf(c) != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
+	if c.Spec.EffectiveMethod() != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
 		return nil
 	}
 	doc := []byte(c.Spec.Authentication.JWKS)
@@ -302,7 +302,7 @@ func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *client
 // exists (from a metadata-only cache of ServiceAccounts, watched so that creating it heals the
 // client at once).
 func (r *M2MClientReconciler) reconcileServiceAccount(ctx context.Context, s *clientScope) error {
-	if methodOf(s.client) != authv1alpha1.AuthServiceAccount {
+	if s.client.Spec.EffectiveMethod() != authv1alpha1.AuthServiceAccount {
 		return nil
 	}
 	sa := &metav1.PartialObjectMetadata{}
@@ -320,7 +320,7 @@ func (r *M2MClientReconciler) reconcileServiceAccount(ctx context.Context, s *cl
 
 // serviceAccountKey is "<namespace>/<serviceAccountName>" of a ServiceAccount-method client.
 func serviceAccountKey(c *authv1alpha1.M2MClient) (string, bool) {
-	if methodOf(c) != authv1alpha1.AuthServiceAccount || c.Spec.Authentication.ServiceAccountName == "" {
+	if c.Spec.EffectiveMethod() != authv1alpha1.AuthServiceAccount || c.Spec.Authentication.ServiceAccountName == "" {
 		return "", false
 	}
 	return c.Namespace + "/" + c.Spec.Authentication.ServiceAccountName, true
@@ -338,19 +338,19 @@ func (r *M2MClientReconciler) setReady(s *clientScope) {
 	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
 	switch {
 	case creds == nil || creds.Status != metav1.ConditionTrue:
-		reason, msg := "CredentialsNotReady", "credentials are not ready yet"
+		reason, msg := authv1alpha1.ReasonCredentialsNotReady, "credentials are not ready yet"
 		if creds != nil {
 			reason, msg = creds.Reason, creds.Message
 		}
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	case s.client.Spec.Disabled:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Disabled",
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonDisabled,
 			"spec.disabled is true, as declared: the token server refuses this client; set it to false to resume")
 	case len(s.resolution.Granted) == 0:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "NoScopesGranted",
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNoScopesGranted,
 			"no scope is granted, so no token can be issued; see the ScopesGranted condition")
 	default:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
+		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonReady,
 			fmt.Sprintf("tokens can be issued for %s", joinOrNone(s.resolution.Audiences)))
 	}
 }
