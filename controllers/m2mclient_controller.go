@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -437,15 +438,12 @@ func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 }
 
+// joinOrNone lists items for a message, "none" when there are none.
 func joinOrNone(items []string) string {
 	if len(items) == 0 {
 		return "none"
 	}
-	out := items[0]
-	for _, s := range items[1:] {
-		out += ", " + s
-	}
-	return out
+	return strings.Join(items, ", ")
 }
 
 var (
