@@ -71,6 +71,21 @@ func (c *crashingClient) Update(ctx context.Context, obj client.Object, opts ...
 	return c.Client.Update(ctx, obj, opts...)
 }
 
+// staleClient reads like a cache that has not seen the latest write of one Secret: Get serves
+// that Secret from a snapshot taken earlier; everything else is live.
+type staleClient struct {
+	client.Client
+	snapshot *corev1.Secret
+}
+
+func (c staleClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if sec, ok := obj.(*corev1.Secret); ok && key == client.ObjectKeyFromObject(c.snapshot) {
+		c.snapshot.DeepCopyInto(sec)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
 // withClient makes the manager hand out cc, wrapped around a real client.
 func withClient(cc *crashingClient) func(*ctrl.Options) {
 	return func(o *ctrl.Options) {
@@ -259,6 +274,52 @@ var _ = Describe("Faults", func() {
 			g.Expect(cond).NotTo(BeNil())
 			g.Expect(cond.Status).To(Equal(metav1.ConditionTrue))
 		}).Should(Succeed())
+	})
+
+	It("never revokes a delivered secret on a stale cache: a change of secret material waits for live reads to confirm it", func() {
+		ns := newNamespace(nil)
+		c := newClient(ns, "stale-rotor", func(c *authv1alpha1.M2MClient) {
+			c.Annotations = map[string]string{authv1alpha1.AnnotationRotate: "a"}
+		})
+		old := credSecret(c).DeepCopy()
+		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).Should(Equal(map[string]string{hashOf(old): ""}))
+		update(c, func(c *authv1alpha1.M2MClient) { c.Annotations[authv1alpha1.AnnotationRotate] = "b" })
+		var delivered string
+		Eventually(func(g Gomega) {
+			cur := credSecret(c)
+			delivered = hashOf(cur)
+			g.Expect(delivered).NotTo(Equal(hashOf(old)))
+			g.Expect(recordHashes(g, c)).To(HaveKeyWithValue(delivered, ""))
+		}).Should(Succeed())
+		accepted := func(g Gomega) map[string]string {
+			return hashRoles(g, c, map[string]string{"delivered": delivered, "old": hashOf(old)})
+		}
+		before := accepted(Default)
+
+		// A cache still holding the credential Secret before the rotation (rotate-handled "a",
+		// the annotation now "b") would rotate the old secret again and drop the delivered one.
+		r := directReconciler()
+		r.Client = staleClient{Client: k8sClient, snapshot: old}
+		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		Expect(accepted(Default)).To(Equal(before), "the record still accepts the delivered secret and nothing else")
+		Expect(hashOf(credSecret(c))).To(Equal(delivered))
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("sees a credential Secret whose labels were removed (the cache cannot): its labels come back, its secret stays", func() {
+		ns := newNamespace(nil)
+		c := newClient(ns, "unlabelled")
+		sec := credSecret(c)
+		hash := hashOf(sec)
+		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).Should(Equal(map[string]string{hash: ""}))
+		sec.Labels = nil
+		Expect(k8sClient.Update(ctx, sec)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cur := credSecret(c)
+			g.Expect(cur.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
+			g.Expect(hashOf(cur)).To(Equal(hash))
+		}).Should(Succeed())
+		Expect(recordHashes(Default, c)).To(Equal(map[string]string{hash: ""}))
 	})
 
 	It("reports a corrupted record with an Event, a condition and the token server's metric, and other clients never notice", func() {

@@ -17,16 +17,12 @@ limitations under the License.
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"maps"
-	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +31,7 @@ import (
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/credentialplan"
 )
 
 // This file holds everything that reads or writes an M2MClient's two Secrets: the credential
@@ -136,8 +133,90 @@ func (r *M2MClientReconciler) record(ctx context.Context, reader client.Reader, 
 	return &sec, rec, nil
 }
 
+// observeCredentials reads the credential Secret and the record. The cache holds only the
+// Secrets this controller labelled, so an object it does not show may still exist (its labels
+// removed, or a foreign Secret on the credential Secret's name): when the cache shows one of the
+// two objects and not the other, the missing one is looked up on the API server. When it shows
+// neither, the pass only creates, and a create meets whatever exists. While the CA is missing
+// the credential Secret is not read; on a name conflict the record is followed as cached.
+func (r *M2MClientReconciler) observeCredentials(ctx context.Context, s *clientScope) (credentialObservation, error) {
+	c := s.client
+	var o credentialObservation
+	o.WaitingForCA = s.waitingForCA
+	if !o.WaitingForCA {
+		cred, err := r.credentialSecret(ctx, r.Client, c)
+		if err != nil && err != errConflict {
+			return o, err
+		}
+		o.Credential, o.NameConflict = cred, err == errConflict
+	}
+	var err error
+	if o.RecordSecret, o.Record, err = r.record(ctx, r.Client, c); err != nil {
+		return o, err
+	}
+	switch {
+	case o.WaitingForCA || o.NameConflict:
+	case o.Credential == nil && o.RecordSecret != nil:
+		cred, err := r.credentialSecret(ctx, r.APIReader, c)
+		if err != nil && err != errConflict {
+			return o, err
+		}
+		o.Credential, o.NameConflict, o.credLive = cred, err == errConflict, true
+	case o.RecordSecret == nil && o.Credential != nil:
+		if o.RecordSecret, o.Record, err = r.record(ctx, r.APIReader, c); err != nil {
+			return o, err
+		}
+		o.recordLive = true
+	}
+	return o, nil
+}
+
+// confirmObserved reads from the API server the objects the observation took from the cache,
+// and reports whether they are still exactly those observed (same UID and resourceVersion):
+// the check before a change of secret material is written (see reconcileCredentials).
+func (r *M2MClientReconciler) confirmObserved(ctx context.Context, c *authv1alpha1.M2MClient, o credentialObservation) (bool, error) {
+	if !o.credLive {
+		same, err := r.unchanged(ctx, client.ObjectKey{Namespace: c.Namespace, Name: secretNameOf(c)}, o.Credential)
+		if err != nil || !same {
+			return false, err
+		}
+	}
+	if !o.recordLive {
+		return r.unchanged(ctx, client.ObjectKey{Namespace: r.CredentialsNamespace, Name: recordName(c)}, o.RecordSecret)
+	}
+	return true, nil
+}
+
+// unchanged reports whether the live Secret at key is observed (nil: there is none).
+func (r *M2MClientReconciler) unchanged(ctx context.Context, key client.ObjectKey, observed *corev1.Secret) (bool, error) {
+	var live corev1.Secret
+	err := r.APIReader.Get(ctx, key, &live)
+	if apierrors.IsNotFound(err) {
+		return observed == nil, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading Secret %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return observed != nil && observed.UID == live.UID && observed.ResourceVersion == live.ResourceVersion, nil
+}
+
+// writeCredentialSecret creates or updates the credential Secret; errConflict when a Secret
+// this client does not own holds the name.
+func (r *M2MClientReconciler) writeCredentialSecret(ctx context.Context, s *clientScope, existing, desired *corev1.Secret) error {
+	err := r.apply(ctx, existing, desired)
+	if err == errConflict {
+		setNameConflict(s)
+		return errConflict
+	}
+	if err != nil {
+		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretWriteFailed, "could not write the credential Secret; retrying")
+		return err
+	}
+	return nil
+}
+
 // desiredRecord is the record document for the plan and the resolved grants.
-func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) credential.Record {
+func (r *M2MClientReconciler) desiredRecord(s *clientScope, d credentialplan.Decision) credential.Record {
 	c := s.client
 	rec := credential.Record{
 		Version:   credential.RecordVersion,
@@ -156,17 +235,7 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) cre
 	if c.Spec.TokenTTL != nil {
 		rec.TokenTTLSeconds = int64(c.Spec.TokenTTL.Seconds())
 	}
-	switch {
-	case plan.carry:
-		rec.Secrets = plan.carried
-	default:
-		if plan.secret != "" {
-			rec.Secrets = append(rec.Secrets, credential.SecretHash{SHA256: credential.HashSecret(plan.secret).String()})
-		}
-		prev := append([]credential.SecretHash(nil), plan.previous...)
-		sort.Slice(prev, func(i, j int) bool { return prev[i].SHA256 < prev[j].SHA256 })
-		rec.Secrets = append(rec.Secrets, prev...)
-	}
+	rec.Secrets = d.Hashes()
 	for _, g := range s.resolution.Grants {
 		rec.Grants = append(rec.Grants, credential.AudienceGrant{
 			Audience:           g.Audience,
@@ -178,9 +247,9 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, plan secretPlan) cre
 	return rec
 }
 
-func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, plan secretPlan) (*corev1.Secret, error) {
+func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, d credentialplan.Decision) (*corev1.Secret, error) {
 	c := s.client
-	doc := r.desiredRecord(s, plan)
+	doc := r.desiredRecord(s, d)
 	data, err := doc.Encode()
 	if err != nil {
 		return nil, err
@@ -202,7 +271,7 @@ func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, plan secretPla
 	return desired, nil
 }
 
-func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, plan secretPlan) (*corev1.Secret, error) {
+func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, d credentialplan.Decision) (*corev1.Secret, error) {
 	c := s.client
 	data := map[string][]byte{
 		authv1alpha1.CredentialKeyClientID: []byte(c.Status.ClientID),
@@ -215,10 +284,10 @@ func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, plan secre
 		data[authv1alpha1.CredentialKeyCACert] = s.caBundle
 	}
 	annotations := map[string]string{}
-	if plan.secret != "" {
-		data[authv1alpha1.CredentialKeyClientSecret] = []byte(plan.secret)
-		annotations[authv1alpha1.AnnotationSecretIssuedAt] = plan.issuedAt.UTC().Format(time.RFC3339)
-		annotations[authv1alpha1.AnnotationRotateHandled] = plan.rotateHandled
+	if d.Secret != "" {
+		data[authv1alpha1.CredentialKeyClientSecret] = []byte(d.Secret)
+		annotations[authv1alpha1.AnnotationSecretIssuedAt] = d.IssuedAt.UTC().Format(time.RFC3339)
+		annotations[authv1alpha1.AnnotationRotateHandled] = d.RotateHandled
 	}
 	desired := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
@@ -259,7 +328,7 @@ func (r *M2MClientReconciler) apply(ctx context.Context, existing, desired *core
 		}
 		return r.apply(ctx, nil, desired)
 	}
-	if secretMatches(existing, desired) {
+	if credentialplan.Matches(existing, desired) {
 		return nil
 	}
 	updated := existing.DeepCopy()
@@ -288,19 +357,6 @@ func (r *M2MClientReconciler) resolveAlreadyExists(ctx context.Context, desired 
 func sameController(a, b *corev1.Secret) bool {
 	ra, rb := metav1.GetControllerOf(a), metav1.GetControllerOf(b)
 	return ra != nil && rb != nil && ra.UID == rb.UID
-}
-
-func secretMatches(existing, desired *corev1.Secret) bool {
-	if existing.Type != desired.Type || len(existing.Data) != len(desired.Data) || len(existing.StringData) != 0 {
-		return false
-	}
-	for k, v := range desired.Data {
-		if !bytes.Equal(existing.Data[k], v) {
-			return false
-		}
-	}
-	return maps.Equal(existing.Labels, desired.Labels) && maps.Equal(existing.Annotations, desired.Annotations) &&
-		equality.Semantic.DeepEqual(existing.OwnerReferences, desired.OwnerReferences)
 }
 
 // defaultAudience is the audience a pod should ask for when it has no preference: the first of
