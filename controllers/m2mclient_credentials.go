@@ -18,12 +18,10 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -63,8 +61,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 	in := credentialplan.Input{Observed: obs.Observed, Client: s.client, Now: s.now}
 	d, err := credentialplan.Decide(in, credential.NewSecret)
 	if err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretGenerationFailed, "could not generate a client secret; retrying")
-		return err
+		return s.credentials.failed(authv1alpha1.ReasonSecretGenerationFailed, err)
 	}
 	record, err := r.desiredRecordSecret(s, d)
 	if err != nil {
@@ -85,7 +82,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		}
 		if !confirmed {
 			logf.FromContext(ctx).V(1).Info("the cache is behind the API server: deciding again once it has caught up")
-			s.recordOnly = true
+			s.credentials.state = credentialsDeferred
 			return nil
 		}
 	}
@@ -98,11 +95,19 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		return err
 	}
 	if w.Mode == credentialplan.RecordFirst {
-		s.recordOnly = true
+		s.credentials.state = credentialsDeferred
 		return nil
 	}
 	r.recordEvents(s.client, obs.Record, d)
-	r.setCredentialStatus(s, d)
+	s.credentials = credentialsOutcome{state: credentialsWritten, decision: d}
+	if !d.NextRotation.IsZero() {
+		s.requeueAt(metav1.NewTime(d.NextRotation).Rfc3339Copy().Time)
+	}
+	for _, p := range d.Previous {
+		if p.NotAfter != nil {
+			s.requeueAt(*p.NotAfter)
+		}
+	}
 	return nil
 }
 
@@ -132,13 +137,6 @@ func (r *M2MClientReconciler) createCredentials(ctx context.Context, s *clientSc
 	return r.writeRecord(ctx, s, nil, record)
 }
 
-func setNameConflict(s *clientScope) {
-	c := s.client
-	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretNameConflict,
-		fmt.Sprintf("Secret %s/%s exists and is not owned by this M2MClient (another object's, or its ownerReference was removed), so it is left untouched: delete it (checked again every 10s), or create a new M2MClient with a free spec.secretName. "+
-			"Meanwhile the token server follows this client's grants and spec.disabled, and accepts only credentials delivered before; no secret is issued or rotated", c.Namespace, secretNameOf(c)))
-}
-
 // conflictRecheck is how often a client whose credential Secret name is held by a Secret it does
 // not own looks again: the Secret's removal sends no event the controller sees (its cache holds
 // only Secrets the controller wrote, and a Secret without this client's ownerReference maps to
@@ -152,7 +150,7 @@ const conflictRecheck = 10 * time.Second
 // checked again after conflictRecheck.
 func (r *M2MClientReconciler) followRecord(ctx context.Context, s *clientScope, obs credentialObservation, d credentialplan.Decision, w credentialplan.Writes, record *corev1.Secret) error {
 	if obs.NameConflict {
-		setNameConflict(s)
+		s.credentials.state = credentialsConflict
 		s.requeueAt(s.now.Add(conflictRecheck))
 	}
 	for _, h := range d.Carried {
@@ -182,65 +180,4 @@ func (r *M2MClientReconciler) recordEvents(c *authv1alpha1.M2MClient, prev *cred
 	case !c.Spec.Disabled && wasDisabled:
 		r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, authv1alpha1.ReasonEnabled, "Reconcile", "token issuance resumed")
 	}
-}
-
-func (r *M2MClientReconciler) setCredentialStatus(s *clientScope, d credentialplan.Decision) {
-	c := s.client
-	c.Status.SecretRotatedAt, c.Status.NextRotationAt = nil, nil
-	if d.Secret != "" {
-		issued := metav1.NewTime(d.IssuedAt).Rfc3339Copy()
-		c.Status.SecretRotatedAt = &issued
-		if !d.NextRotation.IsZero() {
-			next := metav1.NewTime(d.NextRotation).Rfc3339Copy()
-			c.Status.NextRotationAt = &next
-			s.requeueAt(next.Time)
-		}
-	}
-	for _, p := range d.Previous {
-		if p.NotAfter != nil {
-			s.requeueAt(*p.NotAfter)
-		}
-	}
-	var notFound *jwksNotFoundError
-	switch {
-	case s.serviceAccountMissing:
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonServiceAccountNotFound,
-			fmt.Sprintf("ServiceAccount %s/%s does not exist, so no pod can present its token: create it, or fix spec.authentication.serviceAccountName", c.Namespace, c.Spec.Authentication.ServiceAccountName))
-		return
-	case errors.As(s.jwksErr, &notFound):
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonJWKSNotFound,
-			fmt.Sprintf("%v; every assertion is refused until it is there", s.jwksErr))
-		return
-	case s.jwksErr != nil:
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonInvalidJWKS,
-			fmt.Sprintf("the JWKS of %s cannot be used: %v; every assertion is refused until it is fixed", s.jwksSource, s.jwksErr))
-		return
-	}
-	msg := fmt.Sprintf("credential Secret %s holds client_id and client_secret", secretNameOf(c))
-	switch c.Spec.EffectiveMethod() {
-	case authv1alpha1.AuthServiceAccount:
-		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client presents a token of ServiceAccount %s with audience %s)", secretNameOf(c), c.Spec.Authentication.ServiceAccountName, r.Issuer)
-	case authv1alpha1.AuthPrivateKeyJWT:
-		msg = fmt.Sprintf("credential Secret %s holds client_id (no secret: the client signs assertions with a private key of the JWKS in %s)", secretNameOf(c), s.jwksSource)
-	}
-	reason := authv1alpha1.ReasonCredentialsIssued
-	switch prev := reportedRepair(c); {
-	case d.Repair():
-		reason, msg = d.Reason, fmt.Sprintf("%s; at %s %s", msg, s.now.UTC().Format(time.RFC3339), d.Note)
-	case d.Reason == "" && prev != nil:
-		reason, msg = prev.Reason, prev.Message
-	}
-	s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionTrue, reason, msg)
-}
-
-// reportedRepair returns the CredentialsReady condition when it reports a repair (a record
-// rebuilt, a Secret recreated) of this generation: the reason stays until the spec changes or
-// the secret is issued again, so that a repair the controller finished in milliseconds is
-// still visible on the object, not only in an Event.
-func reportedRepair(c *authv1alpha1.M2MClient) *metav1.Condition {
-	cond := meta.FindStatusCondition(c.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
-	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason == authv1alpha1.ReasonCredentialsIssued || cond.ObservedGeneration != c.Generation {
-		return nil
-	}
-	return cond
 }

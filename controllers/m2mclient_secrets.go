@@ -59,15 +59,14 @@ func recordName(c *authv1alpha1.M2MClient) string { return string(c.UID) }
 func (r *M2MClientReconciler) writeRecord(ctx context.Context, s *clientScope, existing, desired *corev1.Secret) error {
 	write := func() error {
 		if existing == nil {
-			if err := r.removeStaleRecords(ctx, s.client); err != nil {
+			if err := r.removeStaleRecords(ctx, s.client, s.clientID); err != nil {
 				return err
 			}
 		}
 		return r.apply(ctx, existing, desired)
 	}
 	if err := write(); err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonRecordWriteFailed, "could not write the credential record; retrying")
-		return err
+		return s.credentials.failed(authv1alpha1.ReasonRecordWriteFailed, err)
 	}
 	return nil
 }
@@ -75,10 +74,10 @@ func (r *M2MClientReconciler) writeRecord(ctx context.Context, s *clientScope, e
 // removeStaleRecords deletes the records labelled with this client's id that belong to another
 // object (another UID) of the same namespace and name: an object of that name no longer exists,
 // since this one does.
-func (r *M2MClientReconciler) removeStaleRecords(ctx context.Context, c *authv1alpha1.M2MClient) error {
+func (r *M2MClientReconciler) removeStaleRecords(ctx context.Context, c *authv1alpha1.M2MClient, clientID string) error {
 	var list corev1.SecretList
-	if err := r.List(ctx, &list, client.InNamespace(r.CredentialsNamespace), client.MatchingLabels{authv1alpha1.LabelClientID: c.Status.ClientID}); err != nil {
-		return fmt.Errorf("listing credential records of client id %s: %w", c.Status.ClientID, err)
+	if err := r.List(ctx, &list, client.InNamespace(r.CredentialsNamespace), client.MatchingLabels{authv1alpha1.LabelClientID: clientID}); err != nil {
+		return fmt.Errorf("listing credential records of client id %s: %w", clientID, err)
 	}
 	for i := range list.Items {
 		old := &list.Items[i]
@@ -205,12 +204,11 @@ func (r *M2MClientReconciler) unchanged(ctx context.Context, key client.ObjectKe
 func (r *M2MClientReconciler) writeCredentialSecret(ctx context.Context, s *clientScope, existing, desired *corev1.Secret) error {
 	err := r.apply(ctx, existing, desired)
 	if err == errConflict {
-		setNameConflict(s)
+		s.credentials.state = credentialsConflict
 		return errConflict
 	}
 	if err != nil {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, authv1alpha1.ReasonSecretWriteFailed, "could not write the credential Secret; retrying")
-		return err
+		return s.credentials.failed(authv1alpha1.ReasonSecretWriteFailed, err)
 	}
 	return nil
 }
@@ -220,7 +218,7 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, d credentialplan.Dec
 	c := s.client
 	rec := credential.Record{
 		Version:   credential.RecordVersion,
-		ClientID:  c.Status.ClientID,
+		ClientID:  s.clientID,
 		Namespace: c.Namespace,
 		Name:      c.Name,
 		UID:       string(c.UID),
@@ -260,7 +258,7 @@ func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, d credentialpl
 			Name:      recordName(c),
 			Labels: map[string]string{
 				authv1alpha1.LabelManagedBy:       authv1alpha1.ManagedByValue,
-				authv1alpha1.LabelClientID:        c.Status.ClientID,
+				authv1alpha1.LabelClientID:        s.clientID,
 				authv1alpha1.LabelClientNamespace: c.Namespace,
 				authv1alpha1.LabelClientName:      labelSafe(c.Name),
 			},
@@ -274,7 +272,7 @@ func (r *M2MClientReconciler) desiredRecordSecret(s *clientScope, d credentialpl
 func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, d credentialplan.Decision) (*corev1.Secret, error) {
 	c := s.client
 	data := map[string][]byte{
-		authv1alpha1.CredentialKeyClientID: []byte(c.Status.ClientID),
+		authv1alpha1.CredentialKeyClientID: []byte(s.clientID),
 		authv1alpha1.CredentialKeyTokenURL: []byte(r.TokenURL),
 		authv1alpha1.CredentialKeyIssuer:   []byte(r.Issuer),
 		authv1alpha1.CredentialKeyScope:    []byte(strings.Join(s.resolution.Granted, " ")),
@@ -295,7 +293,7 @@ func (r *M2MClientReconciler) desiredCredentialSecret(s *clientScope, d credenti
 			Name:      secretNameOf(c),
 			Labels: map[string]string{
 				authv1alpha1.LabelManagedBy:  authv1alpha1.ManagedByValue,
-				authv1alpha1.LabelClientID:   c.Status.ClientID,
+				authv1alpha1.LabelClientID:   s.clientID,
 				authv1alpha1.LabelClientName: labelSafe(c.Name),
 			},
 			Annotations: annotations,
