@@ -536,7 +536,7 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 		g.Expect(meta.IsStatusConditionTrue(c.Status.Conditions, authv1alpha1.ConditionReady)).To(BeTrue(), "%+v", c.Status.Conditions)
 		cred := &corev1.Secret{}
 		g.Expect(admin.Get(ctx, credKey, cred)).To(Succeed())
-		firstSecret = cred.Data[controllers.KeyClientSecret]
+		firstSecret = cred.Data[authv1alpha1.CredentialKeyClientSecret]
 		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: credentialsNamespace, Name: string(c.UID)}, &corev1.Secret{})).To(Succeed())
 		p := &authv1alpha1.ScopePolicy{}
 		g.Expect(admin.Get(ctx, client.ObjectKeyFromObject(policy), p)).To(Succeed())
@@ -558,7 +558,7 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		cred := &corev1.Secret{}
 		g.Expect(admin.Get(ctx, credKey, cred)).To(Succeed())
-		g.Expect(cred.Data[controllers.KeyClientSecret]).NotTo(Equal(firstSecret))
+		g.Expect(cred.Data[authv1alpha1.CredentialKeyClientSecret]).NotTo(Equal(firstSecret))
 	}).Should(Succeed())
 
 	t.Log("a PrivateKeyJWT client reads its JWKS from a labelled ConfigMap")

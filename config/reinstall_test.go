@@ -41,7 +41,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
-	"github.com/m2m-dev/m2m-operator/controllers"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
@@ -132,12 +131,12 @@ func httpsTo(g Gomega, caBundle []byte) *http.Client {
 
 // tokenAndKids fetches a token with the credential Secret's client secret and the JWKS's key ids.
 func tokenAndKids(g Gomega, addr string, cred *corev1.Secret) []string {
-	hc := httpsTo(g, cred.Data[controllers.KeyCACert])
+	hc := httpsTo(g, cred.Data[authv1alpha1.CredentialKeyCACert])
 	form := url.Values{"grant_type": {"client_credentials"}}
 	req, err := http.NewRequest(http.MethodPost, "https://"+addr+tokenserver.TokenPath, strings.NewReader(form.Encode()))
 	g.Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(string(cred.Data[controllers.KeyClientID]), string(cred.Data[controllers.KeyClientSecret]))
+	req.SetBasicAuth(string(cred.Data[authv1alpha1.CredentialKeyClientID]), string(cred.Data[authv1alpha1.CredentialKeyClientSecret]))
 	resp, err := hc.Do(req)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
@@ -189,8 +188,8 @@ func TestReinstallKeepsEveryCredential(t *testing.T) {
 	cred := &corev1.Secret{}
 	g.Eventually(func(g Gomega) {
 		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "worker-m2m"}, cred)).To(Succeed())
-		g.Expect(cred.Data).To(HaveKey(controllers.KeyCACert))
-		g.Expect(string(cred.Data[controllers.KeyScope])).To(Equal("things:read"))
+		g.Expect(cred.Data).To(HaveKey(authv1alpha1.CredentialKeyCACert))
+		g.Expect(string(cred.Data[authv1alpha1.CredentialKeyScope])).To(Equal("things:read"))
 	}).Should(Succeed())
 	addr, stopTokenServer := tokenServerUnderRBAC(t, g)
 	var kids []string
@@ -228,8 +227,8 @@ func TestReinstallKeepsEveryCredential(t *testing.T) {
 	after := &corev1.Secret{}
 	g.Consistently(func(g Gomega) {
 		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "worker-m2m"}, after)).To(Succeed())
-		g.Expect(after.Data[controllers.KeyClientSecret]).To(Equal(cred.Data[controllers.KeyClientSecret]), "the client secret is kept")
-		g.Expect(after.Data[controllers.KeyCACert]).To(Equal(cred.Data[controllers.KeyCACert]), "the CA is kept")
+		g.Expect(after.Data[authv1alpha1.CredentialKeyClientSecret]).To(Equal(cred.Data[authv1alpha1.CredentialKeyClientSecret]), "the client secret is kept")
+		g.Expect(after.Data[authv1alpha1.CredentialKeyCACert]).To(Equal(cred.Data[authv1alpha1.CredentialKeyCACert]), "the CA is kept")
 	}).WithTimeout(time.Second).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(tokenAndKids(g, addr, cred)).To(Equal(kids), "the same signing keys")

@@ -47,7 +47,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
-	"github.com/m2m-dev/m2m-operator/controllers"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
@@ -384,8 +383,8 @@ func TestTokenServerWorksWithOnlyItsRBAC(t *testing.T) {
 	cred := &corev1.Secret{}
 	g.Eventually(func(g Gomega) {
 		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: tenantNamespace, Name: "token-getter-m2m"}, cred)).To(Succeed())
-		g.Expect(cred.Data).To(HaveKey(controllers.KeyClientSecret))
-		g.Expect(cred.Data).To(HaveKey(controllers.KeyCACert))
+		g.Expect(cred.Data).To(HaveKey(authv1alpha1.CredentialKeyClientSecret))
+		g.Expect(cred.Data).To(HaveKey(authv1alpha1.CredentialKeyCACert))
 	}).Should(Succeed())
 	onlyRecordsKeysAndTLS(t, g)
 
@@ -394,13 +393,13 @@ func TestTokenServerWorksWithOnlyItsRBAC(t *testing.T) {
 	defer stop()
 
 	t.Log("a token over HTTPS, verified against the credential Secret's ca.crt for the Service's name")
-	hc := httpsTo(g, cred.Data[controllers.KeyCACert])
+	hc := httpsTo(g, cred.Data[authv1alpha1.CredentialKeyCACert])
 	g.Eventually(func(g Gomega) {
 		form := url.Values{"grant_type": {"client_credentials"}}
 		req, err := http.NewRequest(http.MethodPost, "https://"+addr+tokenserver.TokenPath, strings.NewReader(form.Encode()))
 		g.Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth(string(cred.Data[controllers.KeyClientID]), string(cred.Data[controllers.KeyClientSecret]))
+		req.SetBasicAuth(string(cred.Data[authv1alpha1.CredentialKeyClientID]), string(cred.Data[authv1alpha1.CredentialKeyClientSecret]))
 		resp, err := hc.Do(req)
 		g.Expect(err).NotTo(HaveOccurred())
 		defer resp.Body.Close()

@@ -46,7 +46,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
-	"github.com/m2m-dev/m2m-operator/controllers"
 	skctrl "github.com/m2m-dev/m2m-operator/controllers/signingkey"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
@@ -65,11 +64,26 @@ type crashingClient struct {
 func (c *crashingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
 	sec, ok := obj.(*corev1.Secret)
 	if ok && sec.Type == authv1alpha1.SecretTypeClientCredentials && c.armed.CompareAndSwap(true, false) {
-		c.blocked <- credential.HashSecret(string(sec.Data[controllers.KeyClientSecret])).String()
+		c.blocked <- credential.HashSecret(string(sec.Data[authv1alpha1.CredentialKeyClientSecret])).String()
 		<-ctx.Done()
 		return fmt.Errorf("the controller stopped before writing the credential Secret: %w", ctx.Err())
 	}
 	return c.Client.Update(ctx, obj, opts...)
+}
+
+// staleClient reads like a cache that has not seen the latest write of one Secret: Get serves
+// that Secret from a snapshot taken earlier; everything else is live.
+type staleClient struct {
+	client.Client
+	snapshot *corev1.Secret
+}
+
+func (c staleClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if sec, ok := obj.(*corev1.Secret); ok && key == client.ObjectKeyFromObject(c.snapshot) {
+		c.snapshot.DeepCopyInto(sec)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
 
 // withClient makes the manager hand out cc, wrapped around a real client.
@@ -124,7 +138,7 @@ func (ts *liveTokenServer) tokenStatus(cred *corev1.Secret) int {
 		return 0
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(string(cred.Data[controllers.KeyClientID])), url.QueryEscape(string(cred.Data[controllers.KeyClientSecret])))
+	req.SetBasicAuth(url.QueryEscape(string(cred.Data[authv1alpha1.CredentialKeyClientID])), url.QueryEscape(string(cred.Data[authv1alpha1.CredentialKeyClientSecret])))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
@@ -262,6 +276,52 @@ var _ = Describe("Faults", func() {
 		}).Should(Succeed())
 	})
 
+	It("never revokes a delivered secret on a stale cache: a change of secret material waits for live reads to confirm it", func() {
+		ns := newNamespace(nil)
+		c := newClient(ns, "stale-rotor", func(c *authv1alpha1.M2MClient) {
+			c.Annotations = map[string]string{authv1alpha1.AnnotationRotate: "a"}
+		})
+		old := credSecret(c).DeepCopy()
+		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).Should(Equal(map[string]string{hashOf(old): ""}))
+		update(c, func(c *authv1alpha1.M2MClient) { c.Annotations[authv1alpha1.AnnotationRotate] = "b" })
+		var delivered string
+		Eventually(func(g Gomega) {
+			cur := credSecret(c)
+			delivered = hashOf(cur)
+			g.Expect(delivered).NotTo(Equal(hashOf(old)))
+			g.Expect(recordHashes(g, c)).To(HaveKeyWithValue(delivered, ""))
+		}).Should(Succeed())
+		accepted := func(g Gomega) map[string]string {
+			return hashRoles(g, c, map[string]string{"delivered": delivered, "old": hashOf(old)})
+		}
+		before := accepted(Default)
+
+		// A cache still holding the credential Secret before the rotation (rotate-handled "a",
+		// the annotation now "b") would rotate the old secret again and drop the delivered one.
+		r := directReconciler()
+		r.Client = staleClient{Client: k8sClient, snapshot: old}
+		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		Expect(accepted(Default)).To(Equal(before), "the record still accepts the delivered secret and nothing else")
+		Expect(hashOf(credSecret(c))).To(Equal(delivered))
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("sees a credential Secret whose labels were removed (the cache cannot): its labels come back, its secret stays", func() {
+		ns := newNamespace(nil)
+		c := newClient(ns, "unlabelled")
+		sec := credSecret(c)
+		hash := hashOf(sec)
+		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).Should(Equal(map[string]string{hash: ""}))
+		sec.Labels = nil
+		Expect(k8sClient.Update(ctx, sec)).To(Succeed())
+		Eventually(func(g Gomega) {
+			cur := credSecret(c)
+			g.Expect(cur.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
+			g.Expect(hashOf(cur)).To(Equal(hash))
+		}).Should(Succeed())
+		Expect(recordHashes(Default, c)).To(Equal(map[string]string{hash: ""}))
+	})
+
 	It("reports a corrupted record with an Event, a condition and the token server's metric, and other clients never notice", func() {
 		ns := newNamespace(nil)
 		Expect(k8sClient.Create(ctx, &authv1alpha1.ScopePolicy{
@@ -299,21 +359,21 @@ var _ = Describe("Faults", func() {
 		Expect(ts.Ready()).To(BeTrue())
 
 		Eventually(func(g Gomega) []string { return eventReasons(g, get(victim)) }).
-			Should(ContainElement(controllers.ReasonRecordUnreadable))
+			Should(ContainElement(authv1alpha1.ReasonCredentialRecordUnreadable))
 		Eventually(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }).
-			Should(Equal(controllers.ReasonRecordUnreadable))
+			Should(Equal(authv1alpha1.ReasonCredentialRecordUnreadable))
 		cond := condition(victim, authv1alpha1.ConditionCredentialsReady)
 		Expect(cond.Status).To(Equal(metav1.ConditionTrue), "the credentials work again")
 		Expect(cond.Message).To(ContainSubstring("unreadable"))
-		Expect(condition(bystander, authv1alpha1.ConditionCredentialsReady).Reason).To(Equal("CredentialsIssued"))
+		Expect(condition(bystander, authv1alpha1.ConditionCredentialsReady).Reason).To(Equal(authv1alpha1.ReasonCredentialsIssued))
 
 		// The report stays while nothing else happens, and clears with the next spec change.
 		touch(victim)
 		Consistently(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }, "300ms").
-			Should(Equal(controllers.ReasonRecordUnreadable))
+			Should(Equal(authv1alpha1.ReasonCredentialRecordUnreadable))
 		update(victim, func(c *authv1alpha1.M2MClient) { c.Spec.DisplayName = "repaired" })
 		Eventually(func() string { return condition(victim, authv1alpha1.ConditionCredentialsReady).Reason }).
-			Should(Equal("CredentialsIssued"))
+			Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		GinkgoWriter.Printf("FAULT corrupted-record: rebuilt and accepted again %s after the corruption; the other client got %d tokens meanwhile, 0 refused\n",
 			repaired.Round(time.Millisecond), h.ok.Load())
 	})

@@ -89,7 +89,7 @@ spec:
 		c.Namespace, c.Name = ns, "worker"
 		Eventually(func() []string { return get(c).Finalizers }).Should(ContainElement(authv1alpha1.Finalizer))
 		credSecret(c)
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 
 		spec := specOf(Default, ns, "worker")
 		Expect(spec["tokenTTL"]).To(Equal("1h"), "the duration as Git wrote it")
@@ -136,7 +136,7 @@ spec: {scopes: ["invoices:read"], futureField: kept}
 		c.Namespace, c.Name = ns, "future"
 		Eventually(func() []string { return get(c).Finalizers }).Should(ContainElement(authv1alpha1.Finalizer))
 		credSecret(c)
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Expect(specOf(Default, ns, "future")).To(HaveKeyWithValue("futureField", "kept"))
 
 		// Deletion removes the finalizer by patch too.

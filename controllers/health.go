@@ -27,14 +27,14 @@ import (
 // the spec, a policy, a Secret or a ServiceAccount. kstatus (Flux) reports them as Failed, not
 // as InProgress forever.
 var stalledReasons = map[string]bool{
-	"SecretNameConflict":        true,
-	"InvalidJWKS":               true,
-	"JWKSNotFound":              true,
-	"NoScopesGranted":           true,
-	"ServiceAccountNotFound":    true,
-	"AudienceConflict":          true,
-	ReasonAudienceNotBound:      true,
-	ReasonGrantWithoutNamespace: true,
+	authv1alpha1.ReasonSecretNameConflict:     true,
+	authv1alpha1.ReasonInvalidJWKS:            true,
+	authv1alpha1.ReasonJWKSNotFound:           true,
+	authv1alpha1.ReasonNoScopesGranted:        true,
+	authv1alpha1.ReasonServiceAccountNotFound: true,
+	authv1alpha1.ReasonAudienceConflict:       true,
+	authv1alpha1.ReasonAudienceNotBound:       true,
+	authv1alpha1.ReasonGrantWithoutNamespace:  true,
 }
 
 // setHealth derives the kstatus conditions from Ready (github.com/kubernetes-sigs/cli-utils
@@ -48,7 +48,7 @@ func setHealth(conds *[]metav1.Condition, generation int64) {
 	var reason, msg string
 	switch {
 	case ready == nil:
-		set, unset, reason, msg = authv1alpha1.ConditionReconciling, authv1alpha1.ConditionStalled, "Reconciling", "not reconciled yet"
+		set, unset, reason, msg = authv1alpha1.ConditionReconciling, authv1alpha1.ConditionStalled, authv1alpha1.ReasonReconciling, "not reconciled yet"
 	case ready.Status == metav1.ConditionTrue:
 		meta.RemoveStatusCondition(conds, authv1alpha1.ConditionStalled)
 		meta.RemoveStatusCondition(conds, authv1alpha1.ConditionReconciling)

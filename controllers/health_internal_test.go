@@ -43,7 +43,7 @@ func TestSetHealthKeepsTransitionTimes(t *testing.T) {
 			t.Errorf("%s: setHealth changed a settled status:\n%+v\n%+v", reason, before, conds)
 		}
 	}
-	conds := []metav1.Condition{{Type: authv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready"},
+	conds := []metav1.Condition{{Type: authv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: authv1alpha1.ReasonReady},
 		{Type: authv1alpha1.ConditionStalled, Status: metav1.ConditionTrue}, {Type: authv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue}}
 	setHealth(&conds, 1)
 	if meta.FindStatusCondition(conds, authv1alpha1.ConditionStalled) != nil || meta.FindStatusCondition(conds, authv1alpha1.ConditionReconciling) != nil {

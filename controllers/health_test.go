@@ -65,7 +65,7 @@ var _ = Describe("Health as GitOps tools read it (kstatus)", func() {
 		Eventually(kstatus(c)).Should(Equal(status.CurrentStatus))
 		Eventually(kstatus(policy)).Should(Equal(status.CurrentStatus))
 		update(c, func(c *authv1alpha1.M2MClient) { c.Spec.Disabled = true })
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Disabled"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonDisabled))
 		Eventually(kstatus(c)).Should(Equal(status.CurrentStatus))
 	})
 
@@ -103,12 +103,12 @@ var _ = Describe("Health as GitOps tools read it (kstatus)", func() {
 		c := newClient(ns, "robot", func(c *authv1alpha1.M2MClient) {
 			c.Spec.Authentication = &authv1alpha1.Authentication{Method: authv1alpha1.AuthServiceAccount, ServiceAccountName: "robot"}
 		})
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("ServiceAccountNotFound"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonServiceAccountNotFound))
 		Expect(condition(c, authv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
 		Eventually(kstatus(c)).Should(Equal(status.FailedStatus))
 
 		Expect(k8sClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "robot"}})).To(Succeed())
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Ready"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonReady))
 		Eventually(kstatus(c)).Should(Equal(status.CurrentStatus))
 	})
 })

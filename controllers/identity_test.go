@@ -78,7 +78,7 @@ var _ = Describe("Client identity across delete and re-create", func() {
 		Expect(k8sClient.Delete(ctx, staleCred)).To(Succeed())
 
 		again := newClient(ns, "orphaned")
-		Eventually(func() string { return reason(again, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(again, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(staleRecord), &corev1.Secret{}))
 		}).Should(BeTrue())
@@ -93,7 +93,7 @@ var _ = Describe("Client identity across delete and re-create", func() {
 		c := newClient(ns, "legacy")
 		credSecret(c)
 		// Settled first: a reconcile still in flight would write the id it computed over ours.
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Eventually(func(g Gomega) {
 			rv := get(c).ResourceVersion
 			g.Consistently(func() string { return get(c).ResourceVersion }, "300ms").Should(Equal(rv))

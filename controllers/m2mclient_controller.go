@@ -25,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
@@ -61,44 +60,44 @@ type M2MClientReconciler struct {
 	Options
 }
 
-// clientScope carries one reconcile's state from phase to phase.
+// clientScope carries one reconcile's state from phase to phase. The phases record facts in
+// it and never touch the status: updateStatus (m2mclient_status.go) derives the whole status,
+// every condition included, from those facts, once, in the deferred patch.
 type clientScope struct {
-	client     *authv1alpha1.M2MClient
-	now        time.Time
+	client *authv1alpha1.M2MClient
+	now    time.Time
+	// clientID is the client id (reconcileIdentity).
+	clientID string
+	// resolution is the client's resolution against the policies; resolved is set once it is
+	// made (reconcileScopes).
 	resolution resolve.Result
-	// caBundle is the token server's CA bundle, when Options.CABundle is on.
-	caBundle []byte
+	resolved   bool
+	// caBundle is the token server's CA bundle, when Options.CABundle is on; waitingForCA is
+	// set while it is not issued: the credential Secret waits for it, the record does not
+	// (reconcileCABundle).
+	caBundle     []byte
+	waitingForCA bool
 	// jwks is the checked public JWKS of a PrivateKeyJWT client for the record; jwksErr says
 	// why the client's JWKS cannot be used (the record then holds no key): a
 	// *jwksNotFoundError when jwksFrom names a missing object or key, else the JWKS is invalid.
-	// jwksSource names where the JWKS came from, for messages.
+	// jwksSource names where the JWKS came from, for messages (reconcileClientKeys).
 	jwks       []byte
 	jwksErr    error
 	jwksSource string
 	// serviceAccountMissing is set when the ServiceAccount of a ServiceAccount-method client
-	// does not exist: no pod can present its token.
+	// does not exist: no pod can present its token (reconcileServiceAccount).
 	serviceAccountMissing bool
+	// credentials is how far the credentials phase got (reconcileCredentials).
+	credentials credentialsOutcome
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time
-	// waitingForCA is set while the token server's CA is not issued: the credential Secret
-	// waits for it, the record does not (see followRecord).
-	waitingForCA bool
-	// recordOnly is set when this pass wrote only the record of a grants-only change and left
-	// the credential Secret and the status to the next pass (see reconcileCredentials).
-	recordOnly bool
 }
 
 func (s *clientScope) requeueAt(t time.Time) {
 	if !t.IsZero() && (s.requeue.IsZero() || t.Before(s.requeue)) {
 		s.requeue = t
 	}
-}
-
-func (s *clientScope) setCondition(typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&s.client.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.client.Generation,
-	})
 }
 
 // +kubebuilder:rbac:groups=auth.m2m.dev,resources=m2mclients,verbs=get;list;watch;patch
@@ -131,10 +130,7 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	base := c.DeepCopy()
 	s := &clientScope{client: c, now: r.Clock.Now()}
 	defer func() {
-		if s.recordOnly {
-			return
-		}
-		c.Status.ObservedGeneration = c.Generation
+		r.updateStatus(s)
 		if err := r.patchStatus(ctx, base, c); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -150,20 +146,19 @@ func (r *M2MClientReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	for _, phase := range phases {
 		if err := phase(ctx, s); err != nil {
-			r.reconcileReady(s)
 			return ctrl.Result{}, err
 		}
 	}
-	r.reconcileReady(s)
-	if s.recordOnly {
+	if s.credentials.state == credentialsDeferred {
 		return ctrl.Result{RequeueAfter: followUpDelay}, nil
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(s.now, s.requeue)}, nil
 }
 
-// followUpDelay is how long a record-only pass waits before the pass that writes the credential
-// Secret and the status: long enough for the cache to see the record just written, so the
-// follow-up does not trip over its own resourceVersion.
+// followUpDelay is how long a deferred pass (the record only, or nothing while the cache is
+// behind) waits before the pass that writes the credential Secret and the status: long enough
+// for the cache to see the record just written, so the follow-up does not trip over its own
+// resourceVersion.
 const followUpDelay = 200 * time.Millisecond
 
 // patchStatus writes the status only when it changed, so unchanged clients cause no writes.
@@ -183,25 +178,20 @@ func (r *M2MClientReconciler) patchStatus(ctx context.Context, base, c *authv1al
 // (before ids were derived from names) keeps it for its life.
 func (r *M2MClientReconciler) reconcileIdentity(_ context.Context, s *clientScope) error {
 	c := s.client
-	if legacy := credential.ClientIDFor(string(c.UID)); c.Status.ClientID != legacy {
-		c.Status.ClientID = credential.ClientIDForName(c.Namespace, c.Name)
+	s.clientID = c.Status.ClientID
+	if legacy := credential.ClientIDFor(string(c.UID)); s.clientID != legacy {
+		s.clientID = credential.ClientIDForName(c.Namespace, c.Name)
 	}
-	c.Status.SecretName = secretNameOf(c)
 	return nil
 }
 
 // reconcileScopes resolves the client against every ScopePolicy.
 func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScope) error {
-	c := s.client
-	res, err := ResolveClient(ctx, r.Client, c)
+	res, err := ResolveClient(ctx, r.Client, s.client)
 	if err != nil {
 		return err
 	}
-	s.resolution = res
-	c.Status.GrantedScopes = s.resolution.Granted
-	c.Status.DeniedScopes = s.resolution.Denied
-	c.Status.Audiences = s.resolution.Audiences
-	setScopesCondition(s)
+	s.resolution, s.resolved = res, true
 	return nil
 }
 
@@ -224,26 +214,6 @@ func ResolveClient(ctx context.Context, r client.Reader, c *authv1alpha1.M2MClie
 	return resolve.Client(c, ns.Labels, resolve.Holders(policies.Items, bindings)), nil
 }
 
-// setScopesCondition reports what the client's own requests and the policies granting it say,
-// never whether other teams have policies (that is not this client's business).
-func setScopesCondition(s *clientScope) {
-	res := s.resolution
-	switch {
-	case len(s.client.Spec.Scopes) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NoScopesRequested",
-			"spec.scopes is empty: request the scopes this client needs")
-	case len(res.Denied) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionTrue, "AllGranted",
-			fmt.Sprintf("every requested scope is granted (audiences: %s)", joinOrNone(res.Audiences)))
-	case len(res.Granted) == 0:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "NotGranted",
-			fmt.Sprintf("no ScopePolicy grants this client the requested scopes; denied: %s (ask the API's owner to add a grant)", joinOrNone(res.Denied)))
-	default:
-		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, "PartiallyGranted",
-			fmt.Sprintf("some requested scopes are not granted by any ScopePolicy; denied: %s", joinOrNone(res.Denied)))
-	}
-}
-
 // reconcileCABundle loads the token server's CA, copied into the credential Secret so pods can
 // verify the token server. Until the TLS controller has issued it, the credential Secret waits;
 // the record still follows the spec and the grants.
@@ -253,8 +223,6 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 	}
 	bundle, err := tlscontroller.CABundle(ctx, r.Client, r.SystemNamespace)
 	if apierrors.IsNotFound(err) {
-		s.setCondition(authv1alpha1.ConditionCredentialsReady, metav1.ConditionFalse, "WaitingForCA",
-			"the token server's CA has not been issued yet; the credential Secret is written once it has (the token server meanwhile follows this client's grants and spec.disabled)")
 		s.waitingForCA = true
 		return nil
 	}
@@ -272,7 +240,7 @@ func (r *M2MClientReconciler) reconcileCABundle(ctx context.Context, s *clientSc
 // watch on the referenced object brings the fix.
 func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *clientScope) error {
 	c := s.client
-	if methodOf(c) != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
+	if c.Spec.EffectiveMethod() != authv1alpha1.AuthPrivateKeyJWT || c.Spec.Authentication == nil {
 		return nil
 	}
 	doc := []byte(c.Spec.Authentication.JWKS)
@@ -302,7 +270,7 @@ func (r *M2MClientReconciler) reconcileClientKeys(ctx context.Context, s *client
 // exists (from a metadata-only cache of ServiceAccounts, watched so that creating it heals the
 // client at once).
 func (r *M2MClientReconciler) reconcileServiceAccount(ctx context.Context, s *clientScope) error {
-	if methodOf(s.client) != authv1alpha1.AuthServiceAccount {
+	if s.client.Spec.EffectiveMethod() != authv1alpha1.AuthServiceAccount {
 		return nil
 	}
 	sa := &metav1.PartialObjectMetadata{}
@@ -320,39 +288,10 @@ func (r *M2MClientReconciler) reconcileServiceAccount(ctx context.Context, s *cl
 
 // serviceAccountKey is "<namespace>/<serviceAccountName>" of a ServiceAccount-method client.
 func serviceAccountKey(c *authv1alpha1.M2MClient) (string, bool) {
-	if methodOf(c) != authv1alpha1.AuthServiceAccount || c.Spec.Authentication.ServiceAccountName == "" {
+	if c.Spec.EffectiveMethod() != authv1alpha1.AuthServiceAccount || c.Spec.Authentication.ServiceAccountName == "" {
 		return "", false
 	}
 	return c.Namespace + "/" + c.Spec.Authentication.ServiceAccountName, true
-}
-
-// reconcileReady summarises: Ready means the client is as its spec declares: it can get a token
-// now, or it is disabled (a settled state Git chose, so healthy). setHealth then derives
-// Reconciling and Stalled for GitOps tools.
-func (r *M2MClientReconciler) reconcileReady(s *clientScope) {
-	r.setReady(s)
-	setHealth(&s.client.Status.Conditions, s.client.Generation)
-}
-
-func (r *M2MClientReconciler) setReady(s *clientScope) {
-	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
-	switch {
-	case creds == nil || creds.Status != metav1.ConditionTrue:
-		reason, msg := "CredentialsNotReady", "credentials are not ready yet"
-		if creds != nil {
-			reason, msg = creds.Reason, creds.Message
-		}
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	case s.client.Spec.Disabled:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Disabled",
-			"spec.disabled is true, as declared: the token server refuses this client; set it to false to resume")
-	case len(s.resolution.Granted) == 0:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, "NoScopesGranted",
-			"no scope is granted, so no token can be issued; see the ScopesGranted condition")
-	default:
-		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
-			fmt.Sprintf("tokens can be issued for %s", joinOrNone(s.resolution.Audiences)))
-	}
 }
 
 // reconcileDelete removes both Secrets itself (no garbage collector is assumed), then the
@@ -435,17 +374,6 @@ type deletionPredicate struct{ predicate.Funcs }
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
-}
-
-func joinOrNone(items []string) string {
-	if len(items) == 0 {
-		return "none"
-	}
-	out := items[0]
-	for _, s := range items[1:] {
-		out += ", " + s
-	}
-	return out
 }
 
 var (

@@ -95,7 +95,7 @@ var _ = Describe("M2MClient controller", func() {
 				return ""
 			}
 			return cond.Reason
-		}).Should(Equal("CredentialsIssued"))
+		}).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Eventually(func(g Gomega) {
 			cur := get(c)
 			g.Expect(cur.Status.ObservedGeneration).To(Equal(cur.Generation))
@@ -103,7 +103,7 @@ var _ = Describe("M2MClient controller", func() {
 			g.Expect(cur.Status.DeniedScopes).To(ConsistOf("invoices:read"))
 			g.Expect(condition(c, authv1alpha1.ConditionReady)).To(HaveField("Status", metav1.ConditionFalse))
 		}).Should(Succeed())
-		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("CredentialsCreated"))
+		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonCredentialsCreated))
 
 		// The status and events never carry the secret or its hash.
 		status := get(c).Status
@@ -119,7 +119,7 @@ var _ = Describe("M2MClient controller", func() {
 			cond := condition(c, authv1alpha1.ConditionScopesGranted)
 			g.Expect(cond).NotTo(BeNil())
 			g.Expect(cond.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(cond.Reason).To(Equal("NotGranted"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonNotGranted))
 			g.Expect(cond.Message).To(ContainSubstring("invoices:read"))
 		}).Should(Succeed())
 	})
@@ -146,7 +146,7 @@ var _ = Describe("M2MClient controller", func() {
 		graceEnd := clock.Now().Add(30 * time.Minute).UTC().Format("2006-01-02T15:04:05Z")
 		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).
 			Should(Equal(map[string]string{newHash: "", oldHash: graceEnd}))
-		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("SecretRotated"))
+		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonSecretRotated))
 
 		// Inside the grace period nothing changes.
 		clock.Step(29 * time.Minute)
@@ -236,7 +236,7 @@ var _ = Describe("M2MClient controller", func() {
 			g.Expect(recordHashes(g, c)).To(Equal(map[string]string{hashOf(s): ""}))
 		}).Should(Succeed())
 		Expect(hashOf(credSecret(c))).NotTo(Equal(oldHash))
-		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("CredentialSecretRecreated"))
+		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonCredentialSecretRecreated))
 	})
 
 	It("repairs an edited client_secret with a fresh secret and revokes every other", func() {
@@ -257,7 +257,7 @@ var _ = Describe("M2MClient controller", func() {
 			g.Expect(string(cur.Data["client_secret"])).NotTo(Equal(forged))
 			g.Expect(recordHashes(g, c)).To(Equal(map[string]string{h: ""}))
 		}).Should(Succeed())
-		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("CredentialSecretEdited"))
+		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonCredentialSecretEdited))
 	})
 
 	It("rebuilds a deleted or edited record from the credential Secret without rotating", func() {
@@ -339,7 +339,7 @@ var _ = Describe("M2MClient controller", func() {
 			cond := condition(c, authv1alpha1.ConditionCredentialsReady)
 			g.Expect(cond).NotTo(BeNil())
 			g.Expect(cond.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(cond.Reason).To(Equal("SecretNameConflict"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonSecretNameConflict))
 			g.Expect(cond.Message).To(ContainSubstring("taken"))
 		}).Should(Succeed())
 		cur := &corev1.Secret{}
@@ -347,13 +347,13 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(cur.Data).To(Equal(foreign.Data))
 		Expect(cur.OwnerReferences).To(BeEmpty())
 		Expect(apierrors.IsNotFound(k8sClient.Get(ctx, recordKey(c), &corev1.Secret{}))).To(BeTrue())
-		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal("SecretNameConflict"))
+		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal(authv1alpha1.ReasonSecretNameConflict))
 
 		// Deleting the foreign Secret sends the controller no event (its cache holds only the
 		// Secrets it wrote); the conflict still clears on its own, without touching the client.
 		Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
 		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).
-			WithTimeout(15 * time.Second).Should(Equal("CredentialsIssued"))
+			WithTimeout(15 * time.Second).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Expect(metav1.IsControlledBy(credSecret(c), get(c))).To(BeTrue())
 	})
 
@@ -370,8 +370,8 @@ var _ = Describe("M2MClient controller", func() {
 			return rec.Disabled
 		}).WithTimeout(2 * time.Second).Should(BeTrue())
 		Expect(hashOf(credSecret(c))).To(Equal(hashOf(cred)))
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Disabled"))
-		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement("Disabled"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonDisabled))
+		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonDisabled))
 	})
 
 	It("writes no secret for the ServiceAccount method", func() {
@@ -418,7 +418,7 @@ var _ = Describe("M2MClient controller", func() {
 		Expect(keys).To(HaveLen(1))
 		Expect(keys[0].KID).To(Equal("k1"))
 		Expect(keys[0].Algs).To(Equal([]string{"ES256"}))
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 	})
 
 	It("refuses a JWKS holding a private key: InvalidJWKS, and the record keeps no key at all", func() {
@@ -430,17 +430,17 @@ var _ = Describe("M2MClient controller", func() {
 		Eventually(func(g Gomega) {
 			cond := condition(c, authv1alpha1.ConditionCredentialsReady)
 			g.Expect(cond).NotTo(BeNil())
-			g.Expect(cond.Reason).To(Equal("InvalidJWKS"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonInvalidJWKS))
 			g.Expect(cond.Message).To(ContainSubstring("private key material"))
 		}).Should(Succeed())
-		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal("InvalidJWKS"))
+		Expect(reason(c, authv1alpha1.ConditionReady)).To(Equal(authv1alpha1.ReasonInvalidJWKS))
 		recObj, rec := record(c)
 		Expect(rec.JWKS).To(BeEmpty())
 		Expect(string(recObj.Data[credential.RecordKey])).NotTo(ContainSubstring(`"d":`))
 
 		By("fixing the JWKS makes the client ready with the public key")
 		update(c, func(c *authv1alpha1.M2MClient) { c.Spec.Authentication.JWKS = publicJWKS(priv.Public(), "fixed") })
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("CredentialsIssued"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonCredentialsIssued))
 		Eventually(func(g Gomega) {
 			_, rec := record(c)
 			keys, err := credential.ParseClientJWKS(rec.JWKS)

@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -207,7 +208,7 @@ func countRecords(ns, audPrefix, scope string, n int) int {
 			continue
 		}
 		for _, g := range rec.Grants {
-			if len(g.Audience) >= len(audPrefix) && g.Audience[:len(audPrefix)] == audPrefix && len(g.Scopes) >= n && contains(g.Scopes, scope) {
+			if len(g.Audience) >= len(audPrefix) && g.Audience[:len(audPrefix)] == audPrefix && len(g.Scopes) >= n && slices.Contains(g.Scopes, scope) {
 				count++
 			}
 		}
@@ -221,7 +222,7 @@ func countStatuses(ns, scope string) int {
 	ExpectWithOffset(1, k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 	count := 0
 	for _, c := range list.Items {
-		if contains(c.Status.GrantedScopes, scope) {
+		if slices.Contains(c.Status.GrantedScopes, scope) {
 			count++
 		}
 	}
@@ -282,15 +283,6 @@ func perClient(before, after map[string]float64, n int) string {
 		parts = append(parts, fmt.Sprintf("%s=%.2f", v, (after[v]-before[v])/float64(n)))
 	}
 	return strings.Join(parts, " ")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func envInt(name string, def int) int {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,17 +113,13 @@ func (r *ScopePolicyReconciler) setConflict(p, holder *authv1alpha1.ScopePolicy)
 	msg := fmt.Sprintf("audience %q is held by the older ScopePolicy %s of this namespace; this policy grants nothing until that one is deleted or this one uses another spec.audience",
 		p.Status.Audience, holder.Name)
 	wasConflict := meta.IsStatusConditionTrue(p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
-	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionTrue, "AudienceHeldByOtherPolicy", msg)
-	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, "AudienceConflict", msg)
+	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionTrue, authv1alpha1.ReasonAudienceHeldByOtherPolicy, msg)
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonAudienceConflict, msg)
 	p.Status.Clients = 0
 	if !wasConflict {
-		r.Recorder.Eventf(p, holder, "Warning", "AudienceConflict", "Reconcile", "%s", msg)
+		r.Recorder.Eventf(p, holder, corev1.EventTypeWarning, authv1alpha1.ReasonAudienceConflict, "Reconcile", "%s", msg)
 	}
 }
-
-// ReasonAudienceNotBound is the Ready reason of a policy whose audience is not bound to its
-// namespace.
-const ReasonAudienceNotBound = "AudienceNotBound"
 
 // setNotBound reports that the policy's audience is not bound to its namespace. The message
 // says how to bind it and nothing about which namespace, if any, holds it.
@@ -135,10 +132,10 @@ func (r *ScopePolicyReconciler) setNotBound(p *authv1alpha1.ScopePolicy, binding
 	}
 	wasReady := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
 	meta.RemoveStatusCondition(&p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
-	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonAudienceNotBound, msg)
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonAudienceNotBound, msg)
 	p.Status.Clients = 0
-	if wasReady == nil || wasReady.Reason != ReasonAudienceNotBound {
-		r.Recorder.Eventf(p, nil, "Warning", ReasonAudienceNotBound, "Reconcile", "%s", msg)
+	if wasReady == nil || wasReady.Reason != authv1alpha1.ReasonAudienceNotBound {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, authv1alpha1.ReasonAudienceNotBound, "Reconcile", "%s", msg)
 	}
 }
 
@@ -148,21 +145,17 @@ func (r *ScopePolicyReconciler) setHolding(ctx context.Context, p *authv1alpha1.
 		return fmt.Errorf("counting clients of audience %q: %w", aud, err)
 	}
 	p.Status.Clients = int32(len(holding.Items))
-	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionFalse, "AudienceHeld",
+	setPolicyCondition(p, authv1alpha1.ConditionAudienceConflict, metav1.ConditionFalse, authv1alpha1.ReasonAudienceHeld,
 		fmt.Sprintf("this policy holds audience %q", aud))
 	if unbounded := unboundedGrants(p); len(unbounded) > 0 {
-		setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonGrantWithoutNamespace,
+		setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonGrantWithoutNamespace,
 			fmt.Sprintf("spec.grants%v.clients set neither namespaces nor namespaceSelector, so they match no client (client names and labels are chosen by each namespace's team): add namespaces, or namespaceSelector: {} for every namespace; the other grants apply", unbounded))
 		return nil
 	}
-	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, "Ready",
+	setPolicyCondition(p, authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonReady,
 		fmt.Sprintf("audience %q offers %d scopes through %d grants to %d clients", aud, len(p.Spec.Scopes), len(p.Spec.Grants), len(holding.Items)))
 	return nil
 }
-
-// ReasonGrantWithoutNamespace is the Ready reason of a policy stored before every grant had to
-// name a namespace boundary (the schema refuses new ones): such a grant matches nothing.
-const ReasonGrantWithoutNamespace = "GrantWithoutNamespace"
 
 // unboundedGrants lists the indexes of the grants without a namespace boundary.
 func unboundedGrants(p *authv1alpha1.ScopePolicy) []int {

@@ -157,7 +157,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 		Expect(rec.Grants[0].MaxTokenTTLSeconds).To(Equal(int64(300)))
 		Expect(rec.Grants[0].PolicyNamespace).To(Equal(apiNS))
 		Eventually(func() []string { return get(c).Status.GrantedScopes }).Should(ConsistOf("invoices:read", "invoices:write"))
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("Ready"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonReady))
 		Eventually(func(g Gomega) int32 {
 			cur := &authv1alpha1.ScopePolicy{}
 			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), cur)).To(Succeed())
@@ -176,7 +176,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 			Should(Equal(map[string][]string{aud: {"invoices:read"}}))
 		Eventually(func(g Gomega) {
 			cond := condition(c, authv1alpha1.ConditionScopesGranted)
-			g.Expect(cond.Reason).To(Equal("PartiallyGranted"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonPartiallyGranted))
 			g.Expect(cond.Message).To(ContainSubstring("invoices:write"))
 		}).Should(Succeed())
 		// The record goes first; the credential Secret and the status follow in a second pass.
@@ -243,7 +243,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 
 		Expect(k8sClient.Delete(ctx, holder)).To(Succeed())
 		Eventually(clients(challenger)).WithTimeout(3 * time.Second).Should(Equal(int32(2)))
-		Eventually(func() string { return policyCondition(challenger, authv1alpha1.ConditionReady).Reason }).Should(Equal("Ready"))
+		Eventually(func() string { return policyCondition(challenger, authv1alpha1.ConditionReady).Reason }).Should(Equal(authv1alpha1.ReasonReady))
 	})
 
 	It("reports a stored grant without a namespace boundary, which matches nothing", func() {
@@ -269,7 +269,7 @@ var _ = Describe("ScopePolicy resolution", func() {
 		Eventually(func(g Gomega) {
 			cond := policyCondition(p, authv1alpha1.ConditionReady)
 			g.Expect(cond).NotTo(BeNil())
-			g.Expect(cond.Reason).To(Equal("GrantWithoutNamespace"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonGrantWithoutNamespace))
 			g.Expect(cond.Message).To(ContainSubstring("spec.grants[0].clients"))
 			g.Expect(policyCondition(p, authv1alpha1.ConditionStalled)).NotTo(BeNil())
 		}).Should(Succeed())

@@ -25,30 +25,24 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlcfg "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/controllers"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/certs"
-	"github.com/m2m-dev/m2m-operator/internal/scheme"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
 
 const systemNamespace = "m2m-system"
 
 var (
-	env       *envtest.Environment
+	suite     *testenv.Suite
 	cfg       *rest.Config
 	k8sClient client.Client
 	clock     *clocktesting.FakeClock
@@ -67,11 +61,9 @@ func TestControllers(t *testing.T) {
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	env, cfg, err = testenv.Start()
+	suite, err = testenv.StartSuite(ctx, testenv.SuiteOptions{Namespaces: []string{systemNamespace}})
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.New()})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}})).To(Succeed())
+	cfg, k8sClient = suite.Config, suite.Client
 	clock = clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	ca, err := certs.NewCA("test CA", time.Now(), time.Hour)
 	Expect(err).NotTo(HaveOccurred())
@@ -88,25 +80,15 @@ var _ = AfterSuite(func() {
 	if stopMgr != nil {
 		stopMgr()
 	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	Expect(suite.Stop()).To(Succeed())
 })
 
 // startManager starts a manager wired like `m2m controller`, after applying the mutations to
 // its options, and returns its stop function, which waits until the manager has stopped.
 func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
-	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = controllers.DefaultAPIQPS, controllers.DefaultAPIBurst
-	opts := ctrl.Options{
-		Scheme:  scheme.New(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: managed},
-		}},
-		Controller: ctrlConfig(),
-	}
+	opts := testenv.ManagerOptions()
 	for _, m := range mutate {
 		m(&opts)
 	}
@@ -121,20 +103,6 @@ func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
 		CABundle:             true,
 		Clock:                clock,
 	})).To(Succeed())
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mctx)).To(Succeed())
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
-}
-
-func ctrlConfig() ctrlcfg.Controller {
-	skip := true
-	return ctrlcfg.Controller{SkipNameValidation: &skip}
+	stop := testenv.RunManager(ctx, mgr)
+	return func() { Expect(stop()).To(Succeed()) }
 }

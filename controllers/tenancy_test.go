@@ -98,7 +98,7 @@ var _ = Describe("Tenancy", func() {
 		Eventually(func(g Gomega) {
 			cond := policyReady(squat)
 			g.Expect(cond).NotTo(BeNil())
-			g.Expect(cond.Reason).To(Equal("AudienceNotBound"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonAudienceNotBound))
 			g.Expect(cond.Message).To(ContainSubstring("is not bound to namespace " + tenantNS))
 			g.Expect(cond.Message).NotTo(ContainSubstring(apiNS + "/"))
 		}).Should(Succeed())
@@ -112,14 +112,14 @@ var _ = Describe("Tenancy", func() {
 			Expect(k8sClient.Create(ctx, owner)).To(Succeed())
 			Eventually(func(g Gomega) map[string][]string { return grants(g, victim) }).WithTimeout(3*time.Second).
 				Should(Equal(map[string][]string{aud: {"invoices:read"}}), "round %d: the owner's clients get their grant back within seconds", round)
-			Eventually(func() string { return policyReady(owner).Reason }).Should(Equal("Ready"))
+			Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonReady))
 			Expect(grants(Default, thief)).To(BeEmpty())
 			Expect(get(thief).Status.GrantedScopes).To(BeEmpty())
 			Expect(k8sClient.Delete(ctx, owner)).To(Succeed())
 			Eventually(func(g Gomega) map[string][]string { return grants(g, victim) }).Should(BeEmpty())
 			Consistently(func(g Gomega) map[string][]string { return grants(g, thief) }, "300ms").Should(BeEmpty())
 		}
-		Expect(policyReady(squat).Reason).To(Equal("AudienceNotBound"))
+		Expect(policyReady(squat).Reason).To(Equal(authv1alpha1.ReasonAudienceNotBound))
 	})
 
 	It("binds other audience forms only through an AudienceBinding, which a tenant cannot write", func() {
@@ -139,7 +139,7 @@ var _ = Describe("Tenancy", func() {
 		Expect(tenant.Create(ctx, squat)).To(Succeed())
 		victim := newClient(victimNS, "worker")
 		thief := tenantClient("thief")
-		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal("AudienceNotBound"))
+		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonAudienceNotBound))
 		record(victim)
 		Consistently(func(g Gomega) map[string][]string { return grants(g, victim) }, "200ms").Should(BeEmpty())
 
@@ -149,8 +149,8 @@ var _ = Describe("Tenancy", func() {
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed()) })
 		Eventually(func(g Gomega) map[string][]string { return grants(g, victim) }).WithTimeout(3 * time.Second).
 			Should(Equal(map[string][]string{aud: {"invoices:read"}}))
-		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal("Ready"))
-		Expect(policyReady(squat).Reason).To(Equal("AudienceNotBound"))
+		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonReady))
+		Expect(policyReady(squat).Reason).To(Equal(authv1alpha1.ReasonAudienceNotBound))
 		Expect(grants(Default, thief)).To(BeEmpty())
 
 		// A second binding elsewhere makes the audience contested: bound to none.
@@ -209,8 +209,8 @@ var _ = Describe("Tenancy", func() {
 		// It returns the hashes the record accepts then: those of the credentials delivered
 		// before the conflict, and nothing new.
 		revocationsStillApply := func() []string {
-			Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("SecretNameConflict"))
-			Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal("SecretNameConflict"))
+			Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonSecretNameConflict))
+			Eventually(func() string { return reason(c, authv1alpha1.ConditionReady) }).Should(Equal(authv1alpha1.ReasonSecretNameConflict))
 			recordHashes := func() []string {
 				_, rec := record(c)
 				out := []string{}
@@ -303,7 +303,7 @@ var _ = Describe("Fail closed without the token server's CA", Serial, func() {
 			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, restored))).To(Succeed())
 		})
 		touch(c)
-		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal("WaitingForCA"))
+		Eventually(func() string { return reason(c, authv1alpha1.ConditionCredentialsReady) }).Should(Equal(authv1alpha1.ReasonWaitingForCA))
 
 		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
 		Eventually(func(g Gomega) map[string][]string { return grants(g, c) }).WithTimeout(time.Second).Should(BeEmpty())

@@ -46,6 +46,14 @@ const (
 	AuthServiceAccount AuthenticationMethod = "ServiceAccount"
 )
 
+// EffectiveMethod is spec.authentication.method, or ClientSecret (the default) when it is unset.
+func (s *M2MClientSpec) EffectiveMethod() AuthenticationMethod {
+	if s.Authentication == nil || s.Authentication.Method == "" {
+		return AuthClientSecret
+	}
+	return s.Authentication.Method
+}
+
 // Authentication selects how the client authenticates to the token server.
 // +kubebuilder:validation:XValidation:rule="(has(self.method) && self.method == 'ServiceAccount') == (has(self.serviceAccountName) && size(self.serviceAccountName) > 0)",message="spec.authentication.serviceAccountName is required when method is ServiceAccount, and must be omitted for any other method"
 // +kubebuilder:validation:XValidation:rule="!(has(self.method) && self.method == 'PrivateKeyJWT') || ((has(self.jwks) && size(self.jwks) > 0) != has(self.jwksFrom))",message="method PrivateKeyJWT needs the client's public keys in exactly one of spec.authentication.jwks (an inline JWKS document) or spec.authentication.jwksFrom (a Secret or ConfigMap key holding it)"

@@ -30,14 +30,11 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
@@ -57,37 +54,18 @@ func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
 	// This package needs no CRDs: start the control plane without them, so that these tests do
 	// not depend on the state of config/crd.
-	env, err := testenv.New()
+	suite, err := testenv.StartSuite(context.Background(), testenv.SuiteOptions{WithoutCRDs: true, Namespaces: []string{ns}})
+	code := 1
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	} else {
+		cfg, k8s = suite.Config, suite.Client
+		code = m.Run()
 	}
-	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = nil, false
-	c, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cfg = c
-	code := run(m)
-	if err := env.Stop(); err != nil {
+	if err := suite.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 	}
 	os.Exit(code)
-}
-
-func run(m *testing.M) int {
-	var err error
-	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
 }
 
 // fakeClock is a settable clock.
@@ -191,20 +169,14 @@ func TestManagerCreatesRecreatesAndRelabels(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const name = "keys-managed"
-	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  testenv.Scheme(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managed}}},
-	})
+	mgr, err := ctrl.NewManager(cfg, testenv.ManagerOptions())
 	g.Expect(err).NotTo(HaveOccurred())
 	var generated atomic.Int32
 	r := &skctrl.Reconciler{Namespace: ns, Name: name, Policy: policy(),
 		Generate: func(alg string) (signingkey.Key, error) { generated.Add(1); return signingkey.Generate(alg) }}
 	g.Expect(r.SetupWithManager(mgr)).To(Succeed())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() { cancel(); g.Expect(<-done).To(Succeed()) }()
+	stop := testenv.RunManager(ctx, mgr)
+	defer func() { g.Expect(stop()).To(Succeed()) }()
 
 	var firstKID string
 	g.Eventually(func(g Gomega) {

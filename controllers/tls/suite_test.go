@@ -23,21 +23,12 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlcfg "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
 )
@@ -55,11 +46,10 @@ var managed = tlscontroller.Namespaces{System: systemNamespace, Credentials: cre
 
 var (
 	t0      = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	env     *envtest.Environment
-	cfg     *rest.Config
+	suite   *testenv.Suite
 	k8s     client.Client
 	clock   *clocktesting.FakeClock
-	stopMgr context.CancelFunc
+	stopMgr func() error
 )
 
 func TestTLSController(t *testing.T) {
@@ -72,52 +62,28 @@ func TestTLSController(t *testing.T) {
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	env, err = testenv.New()
-	Expect(err).NotTo(HaveOccurred())
 	// Secrets only: no CRDs, so these tests do not depend on config/crd.
-	env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = nil, false
-	cfg, err = env.Start()
+	suite, err = testenv.StartSuite(context.Background(), testenv.SuiteOptions{
+		WithoutCRDs: true, Namespaces: []string{systemNamespace, credentialsNamespace}})
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-	for _, ns := range []string{systemNamespace, credentialsNamespace} {
-		Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	}
+	k8s = suite.Client
 	clock = clocktesting.NewFakeClock(t0)
 	startManager()
 })
 
 var _ = AfterSuite(func() {
 	if stopMgr != nil {
-		stopMgr()
+		Expect(stopMgr()).To(Succeed())
 	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	Expect(suite.Stop()).To(Succeed())
 })
 
 // startManager runs the controller as `m2m controller` does: a Secret cache that holds only
 // managed Secrets, so the "label removed" path is exercised for real.
 func startManager() {
-	managedBy := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             ctrlcfg.Controller{SkipNameValidation: ptr(true)},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: managedBy},
-		}},
-	})
+	mgr, err := ctrl.NewManager(suite.Config, testenv.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
 	opts := tlscontroller.Options{Enabled: true, Clock: clock}
 	Expect(tlscontroller.SetupWithManager(mgr, opts, managed)).To(Succeed())
-	ctx, cancel := context.WithCancel(context.Background())
-	stopMgr = cancel
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	stopMgr = testenv.RunManager(context.Background(), mgr)
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -121,7 +121,7 @@ func (r *clientReporter) secretOf(ctx context.Context, m *authv1alpha1.M2MClient
 	if err := r.c.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Status.SecretName}, &sec); err != nil {
 		return nil, false
 	}
-	if !metav1.IsControlledBy(&sec, m) || len(sec.Data[controllers.KeyClientID]) == 0 {
+	if !metav1.IsControlledBy(&sec, m) || len(sec.Data[authv1alpha1.CredentialKeyClientID]) == 0 {
 		return nil, false // a foreign Secret of that name (SecretNameConflict), or not written yet
 	}
 	return &sec, true
@@ -134,7 +134,7 @@ func (r *clientReporter) settled(ctx context.Context, m *authv1alpha1.M2MClient,
 	if m.Status.ObservedGeneration != m.Generation {
 		return false
 	}
-	if usesSecret(m) && len(sec.Data[controllers.KeyClientSecret]) == 0 {
+	if usesSecret(m) && len(sec.Data[authv1alpha1.CredentialKeyClientSecret]) == 0 {
 		return false
 	}
 	res, err := controllers.ResolveClient(ctx, r.c, m)
@@ -142,7 +142,7 @@ func (r *clientReporter) settled(ctx context.Context, m *authv1alpha1.M2MClient,
 		return false
 	}
 	return slices.Equal(m.Status.GrantedScopes, res.Granted) &&
-		string(sec.Data[controllers.KeyScope]) == strings.Join(res.Granted, " ")
+		string(sec.Data[authv1alpha1.CredentialKeyScope]) == strings.Join(res.Granted, " ")
 }
 
 func usesSecret(m *authv1alpha1.M2MClient) bool {
@@ -153,7 +153,7 @@ func usesSecret(m *authv1alpha1.M2MClient) bool {
 // tryLine is the command to get a token as the client: with its secret, its ServiceAccount's
 // token, or an assertion signed by `m2m assertion`.
 func (r *clientReporter) tryLine(m *authv1alpha1.M2MClient, sec *corev1.Secret) string {
-	id, secret := string(sec.Data[controllers.KeyClientID]), string(sec.Data[controllers.KeyClientSecret])
+	id, secret := string(sec.Data[authv1alpha1.CredentialKeyClientID]), string(sec.Data[authv1alpha1.CredentialKeyClientSecret])
 	tokenURL := "http://" + r.addr + tokenserver.TokenPath
 	assertion := "curl -s -d grant_type=client_credentials -d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer --data-urlencode client_assertion=\"$ASSERTION\" " + tokenURL
 	switch {

@@ -39,6 +39,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 )
 
@@ -169,7 +170,7 @@ func buildAssertion(f *assertionFlags, now time.Time) (string, error) {
 	if f.credentials != "" {
 		var err error
 		if id == "" {
-			if id, err = readCredential(f.credentials, "client_id"); err != nil {
+			if id, err = readCredential(f.credentials, authv1alpha1.CredentialKeyClientID); err != nil {
 				return "", err
 			}
 		}

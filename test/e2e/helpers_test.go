@@ -165,8 +165,9 @@ func readMounted(dir string) (mountedCredentials, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	var c mountedCredentials
-	for key, dst := range map[string]*string{"client_id": &c.ClientID, "client_secret": &c.ClientSecret,
-		"token_url": &c.TokenURL, "issuer": &c.Issuer, "scope": &c.Scope, "audience": &c.Audience} {
+	for key, dst := range map[string]*string{authv1alpha1.CredentialKeyClientID: &c.ClientID, authv1alpha1.CredentialKeyClientSecret: &c.ClientSecret,
+		authv1alpha1.CredentialKeyTokenURL: &c.TokenURL, authv1alpha1.CredentialKeyIssuer: &c.Issuer,
+		authv1alpha1.CredentialKeyScope: &c.Scope, authv1alpha1.CredentialKeyAudience: &c.Audience} {
 		v, err := read(key)
 		if err != nil {
 			return c, err

@@ -73,7 +73,7 @@ var _ = Describe("A malicious tenant", Ordered, func() {
 			g.Expect(tenant.Get(ctx, client.ObjectKey{Namespace: tenantNS, Name: "billing"}, squat)).To(Succeed())
 			cond := meta.FindStatusCondition(squat.Status.Conditions, authv1alpha1.ConditionReady)
 			g.Expect(cond).NotTo(BeNil())
-			g.Expect(cond.Reason).To(Equal("AudienceNotBound"))
+			g.Expect(cond.Reason).To(Equal(authv1alpha1.ReasonAudienceNotBound))
 		}).WithContext(ctx).Should(Succeed())
 		// invalid_client until the thief's record reaches the token server, then invalid_target:
 		// never a token.
@@ -127,7 +127,7 @@ var _ = Describe("A malicious tenant", Ordered, func() {
 			cond := meta.FindStatusCondition(m.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
 			g.Expect(cond).NotTo(BeNil())
 			return cond.Reason
-		}).WithContext(ctx).Should(Equal("SecretNameConflict"))
+		}).WithContext(ctx).Should(Equal(authv1alpha1.ReasonSecretNameConflict))
 		Expect(tokenFor(ctx, "reporter", reportsAudience, "reports:read")).To(Succeed(), "the secret delivered before still works")
 
 		// The billing team revokes the grant: issuance stops within a second.
