@@ -99,8 +99,8 @@ spec:
 				continue
 			}
 			var fields map[string]any
-			Expect(json.Unmarshal(mf.FieldsV1.Raw, &fields)).To(Succeed())
-			Expect(fields).NotTo(HaveKey("f:spec"), "manager %s owns spec fields: %s", mf.Manager, mf.FieldsV1.Raw)
+			Expect(json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields)).To(Succeed())
+			Expect(fields).NotTo(HaveKey("f:spec"), "manager %s owns spec fields: %s", mf.Manager, mf.FieldsV1.GetRawString())
 		}
 
 		// What `kubectl diff --server-side` computes, then the next sync.

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -87,7 +88,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		}
 	}
 	if err := r.writeCredentials(ctx, s, obs, w, record, cred); err != nil {
-		if err == errConflict {
+		if errors.Is(err, errConflict) {
 			// A record, if there is one, was written first: it follows the spec and the grants.
 			s.requeueAt(s.now.Add(conflictRecheck))
 			return nil

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -144,10 +145,10 @@ func (r *M2MClientReconciler) observeCredentials(ctx context.Context, s *clientS
 	o.WaitingForCA = s.waitingForCA
 	if !o.WaitingForCA {
 		cred, err := r.credentialSecret(ctx, r.Client, c)
-		if err != nil && err != errConflict {
+		if err != nil && !errors.Is(err, errConflict) {
 			return o, err
 		}
-		o.Credential, o.NameConflict = cred, err == errConflict
+		o.Credential, o.NameConflict = cred, errors.Is(err, errConflict)
 	}
 	var err error
 	if o.RecordSecret, o.Record, err = r.record(ctx, r.Client, c); err != nil {
@@ -157,10 +158,10 @@ func (r *M2MClientReconciler) observeCredentials(ctx context.Context, s *clientS
 	case o.WaitingForCA || o.NameConflict:
 	case o.Credential == nil && o.RecordSecret != nil:
 		cred, err := r.credentialSecret(ctx, r.APIReader, c)
-		if err != nil && err != errConflict {
+		if err != nil && !errors.Is(err, errConflict) {
 			return o, err
 		}
-		o.Credential, o.NameConflict, o.credLive = cred, err == errConflict, true
+		o.Credential, o.NameConflict, o.credLive = cred, errors.Is(err, errConflict), true
 	case o.RecordSecret == nil && o.Credential != nil:
 		if o.RecordSecret, o.Record, err = r.record(ctx, r.APIReader, c); err != nil {
 			return o, err
@@ -203,7 +204,7 @@ func (r *M2MClientReconciler) unchanged(ctx context.Context, key client.ObjectKe
 // this client does not own holds the name.
 func (r *M2MClientReconciler) writeCredentialSecret(ctx context.Context, s *clientScope, existing, desired *corev1.Secret) error {
 	err := r.apply(ctx, existing, desired)
-	if err == errConflict {
+	if errors.Is(err, errConflict) {
 		s.credentials.state = credentialsConflict
 		return errConflict
 	}

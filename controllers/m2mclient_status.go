@@ -35,7 +35,7 @@ type credentialsState int
 const (
 	// credentialsUnknown: the phase was not reached, or stopped on an error that says nothing
 	// about the credentials (a read failed): CredentialsReady keeps what it said.
-	credentialsUnknown credentialsState = iota
+	credentialsUnknown credentialsState = iota //nolint:unused // the zero value, named so the states read as a list
 	// credentialsWritten: both objects hold the decision.
 	credentialsWritten
 	// credentialsConflict: a Secret this client does not own holds the credential Secret's name.

@@ -60,7 +60,3 @@ type AudienceBindingList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AudienceBinding `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AudienceBinding{}, &AudienceBindingList{})
-}

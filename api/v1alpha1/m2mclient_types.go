@@ -266,7 +266,3 @@ type M2MClientList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []M2MClient `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&M2MClient{}, &M2MClientList{})
-}

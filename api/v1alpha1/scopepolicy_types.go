@@ -161,7 +161,3 @@ type ScopePolicyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ScopePolicy `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ScopePolicy{}, &ScopePolicyList{})
-}

@@ -134,10 +134,6 @@ func expectEvent(name, eventType, reason string) {
 	}).Should(Succeed())
 }
 
-func secretKey(name string) types.NamespacedName {
-	return types.NamespacedName{Namespace: systemNamespace, Name: name}
-}
-
 var _ = Describe("the TLS controller under a manager", func() {
 	It("issues a CA and a serving certificate valid for every DNS name of the Service", func() {
 		st := eventuallyValid()

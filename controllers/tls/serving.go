@@ -67,7 +67,7 @@ func (r *Reconciler) ensureServing(ctx context.Context, a *authority, now time.T
 		// The type of a Secret is immutable, and deleting a Secret someone else put there is not
 		// this controller's call: say so and wait for the Secret to change.
 		r.event(secret, corev1.EventTypeWarning, ReasonCertificateWrongType, "Validate", "the Secret has type %q, not %q: delete it so that it can be recreated", secret.Type, corev1.SecretTypeTLS)
-		return time.Time{}, reconcile.TerminalError(fmt.Errorf("Secret %s has type %q, want %q", r.servingKey(), secret.Type, corev1.SecretTypeTLS))
+		return time.Time{}, reconcile.TerminalError(fmt.Errorf("serving Secret %s has type %q, want %q", r.servingKey(), secret.Type, corev1.SecretTypeTLS))
 	}
 	leaf, f := r.checkServing(secret, a, now)
 	if f.why != "" {

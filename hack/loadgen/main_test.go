@@ -133,6 +133,7 @@ func TestRoundRobin(t *testing.T) {
 				if r.PostFormValue("grant_type") != "client_credentials" || r.PostFormValue("scope") != "a:read b:write" ||
 					secret != "s3+cret "+strings.TrimPrefix(id, "client:") {
 					http.Error(w, "bad request", http.StatusBadRequest)
+					return
 				}
 				mu.Lock()
 				ids = append(ids, id)

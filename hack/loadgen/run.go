@@ -164,7 +164,7 @@ func (r *runner) send(i int, intended time.Time, measured bool) {
 }
 
 func (r *runner) do(p prepared) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, r.cfg.URL, bytes.NewReader(p.body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, r.cfg.URL, bytes.NewReader(p.body))
 	if err != nil {
 		return 0, fmt.Errorf("building the request: %w", err)
 	}

@@ -52,8 +52,6 @@ func gen() (string, error) { return fresh, nil }
 
 func hash(s string) string { return credential.HashSecret(s).String() }
 
-func at(t time.Time) *time.Time { return &t }
-
 type clientOpt func(*authv1alpha1.M2MClient)
 
 func newClient(opts ...clientOpt) *authv1alpha1.M2MClient {

@@ -32,26 +32,26 @@ import (
 type Mode string
 
 const (
-	// WriteNothing: both objects already hold what was decided.
+	// WriteNothing means both objects already hold what was decided.
 	WriteNothing Mode = "Nothing"
-	// CreateBoth: neither object exists, so the pass only creates (the credential Secret
+	// CreateBoth means neither object exists, so the pass only creates (the credential Secret
 	// first). A create cannot overwrite anything: a stale cache, or a foreign Secret holding
 	// the name, meets AlreadyExists.
 	CreateBoth Mode = "CreateBoth"
-	// Rewrite: the objects are rewritten in place with exactly the secret material they hold
+	// Rewrite means the objects are rewritten in place with exactly the secret material they hold
 	// (grants, scopes, claims, CA bundle changed). Each update is guarded by the observed
 	// resourceVersion, so a stale observation fails with a conflict instead of overwriting.
 	Rewrite Mode = "Rewrite"
-	// RecordFirst: a grants-only change of both objects. The record, which the token server
+	// RecordFirst means a grants-only change of both objects. The record, which the token server
 	// enforces, is written in this pass; the credential Secret's informational keys and the
 	// status in the next, so that a policy edit reaches every affected record after one write
 	// per client.
 	RecordFirst Mode = "RecordFirst"
-	// Change: the secret material changes (a secret issued, rotated, revoked or a record
+	// Change means the secret material changes (a secret issued, rotated, revoked or a record
 	// rebuilt). It is written only once the observed objects are confirmed by live reads:
 	// a decision taken on a stale cache could revoke a secret just delivered.
 	Change Mode = "Change"
-	// FollowRecordOnly: only the record is written, carrying its hashes (FollowRecord).
+	// FollowRecordOnly means only the record is written, carrying its hashes (FollowRecord).
 	FollowRecordOnly Mode = "FollowRecord"
 )
 
