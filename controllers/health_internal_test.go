@@ -50,3 +50,20 @@ func TestSetHealthKeepsTransitionTimes(t *testing.T) {
 		t.Errorf("Ready=True kept Stalled or Reconciling: %+v", conds)
 	}
 }
+
+// TestReadyKeepsGrantsWhenPoliciesUnresolved: a pass that could not list the policies (no
+// resolution) leaves Ready as the last resolution said, not NoScopesGranted (Stalled).
+func TestReadyKeepsGrantsWhenPoliciesUnresolved(t *testing.T) {
+	c := &authv1alpha1.M2MClient{}
+	c.Generation = 1
+	c.Spec.Scopes = []authv1alpha1.ScopeToken{"invoices:read"}
+	c.Status.GrantedScopes = []string{"invoices:read"}
+	c.Status.Audiences = []string{"billing.team-a"}
+	c.Status.Conditions = []metav1.Condition{{Type: authv1alpha1.ConditionCredentialsReady, Status: metav1.ConditionTrue, Reason: authv1alpha1.ReasonCredentialsIssued}}
+	s := &clientScope{client: c}
+	setReady(s)
+	ready := meta.FindStatusCondition(c.Status.Conditions, authv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != authv1alpha1.ReasonReady {
+		t.Fatalf("Ready = %+v, want True/%s from the last resolution", ready, authv1alpha1.ReasonReady)
+	}
+}

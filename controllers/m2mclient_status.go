@@ -204,7 +204,9 @@ func reportedRepair(c *authv1alpha1.M2MClient) *metav1.Condition {
 
 // setReady summarises: Ready means the client is as its spec declares: it can get a token now,
 // or it is disabled (a settled state Git chose, so healthy). A credentials problem is Ready's
-// reason too.
+// reason too. The grants are read from the status, which updateStatus set from this pass's
+// resolution, or which still holds the last one when the policies could not be listed: a
+// failed list says nothing about the grants, so it must not report NoScopesGranted (Stalled).
 func setReady(s *clientScope) {
 	creds := meta.FindStatusCondition(s.client.Status.Conditions, authv1alpha1.ConditionCredentialsReady)
 	switch {
@@ -217,12 +219,12 @@ func setReady(s *clientScope) {
 	case s.client.Spec.Disabled:
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonDisabled,
 			"spec.disabled is true, as declared: the token server refuses this client; set it to false to resume")
-	case len(s.resolution.Granted) == 0:
+	case len(s.client.Status.GrantedScopes) == 0:
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionFalse, authv1alpha1.ReasonNoScopesGranted,
 			"no scope is granted, so no token can be issued; see the ScopesGranted condition")
 	default:
 		s.setCondition(authv1alpha1.ConditionReady, metav1.ConditionTrue, authv1alpha1.ReasonReady,
-			fmt.Sprintf("tokens can be issued for %s", joinOrNone(s.resolution.Audiences)))
+			fmt.Sprintf("tokens can be issued for %s", joinOrNone(s.client.Status.Audiences)))
 	}
 }
 
