@@ -36,8 +36,6 @@ const (
 	grantClientCredentials = "client_credentials"
 	// maxScopes bounds the scope tokens of one request.
 	maxScopes = 64
-	// maxPooledBuffer keeps an unusually large request from pinning its buffers in the pool.
-	maxPooledBuffer = 16 << 10
 )
 
 // unknownClientHash is compared against when the client id is unknown, so that an unknown id
@@ -51,82 +49,19 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.admit(w, r, errMethodNotAllowed, (*Server).serveToken)
 }
 
-// admit is the prelude both POST endpoints share: the method, a pooled request state, the
-// body, the global in-flight cap (503), and the RFC 6749 §5.2 answer for whatever serve
-// refuses. serve is a method expression, so nothing is allocated per request.
-//
-// The body is read before a slot is taken: a client that sends its body slowly (or never)
-// holds its own connection for at most Options.BodyReadTimeout, never one of the MaxInFlight
-// slots that every other request needs.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
-	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
-	if r.Method != http.MethodPost {
-		s.refuse(w, r, notPost)
-		return
+// tokenField maps the token endpoint's own parameters (RFC 6749 §4.4.2, RFC 8707 §2).
+func (req *tokenRequest) tokenField(name []byte) (uint16, *[]byte) {
+	switch string(name) {
+	case "grant_type":
+		return pGrantType, &req.grantType
+	case "scope":
+		return pScope, &req.scope
+	case "resource":
+		return pResource, &req.resource
+	case "audience":
+		return pAudience, &req.audience
 	}
-	st := s.pool.Get().(*reqState)
-	defer s.release(st)
-	if err := s.receiveForm(w, r, st); err != nil {
-		s.refuse(w, r, err)
-		return
-	}
-	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
-		s.inFlight.Add(-1)
-		s.refuse(w, r, errOverloaded)
-		return
-	}
-	defer s.inFlight.Add(-1)
-	if err := serve(s, w, r, st); err != nil {
-		s.refuse(w, r, err)
-	}
-}
-
-// receiveForm checks the content type and reads the body into st under the body deadline.
-func (s *Server) receiveForm(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
-	if !isFormContentType(r.Header["Content-Type"]) {
-		return errContentType
-	}
-	s.readingBodies.Add(1)
-	defer s.readingBodies.Add(-1)
-	rc := http.NewResponseController(w)
-	// A ResponseWriter without deadlines (a test recorder) is read without one; on a real
-	// connection this bounds the body whatever its claimed Content-Length.
-	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
-	if err := readBody(r, st, s.opts.MaxBodyBytes); err != nil {
-		// The deadline stays: whatever is left of the body must not hold the connection
-		// while net/http tries to discard it after the answer.
-		return err
-	}
-	// The whole body is in memory. Lift the deadline so that it cannot fire while the
-	// request is served: net/http's background read would cancel the request's context.
-	_ = rc.SetReadDeadline(time.Time{})
-	return nil
-}
-
-func (s *Server) observe(start time.Time) {
-	s.metrics.duration.Observe(time.Since(start).Seconds())
-}
-
-func (s *Server) release(st *reqState) {
-	if cap(st.body) > maxPooledBuffer || cap(st.out) > maxPooledBuffer {
-		return
-	}
-	st.reset()
-	s.pool.Put(st)
-}
-
-// refuse answers e. A failed client authentication is 401 with WWW-Authenticate only when the
-// client used the Authorization header; otherwise (client_secret_post, a client assertion, no
-// credentials) it is 400 invalid_client without it (RFC 6749 §5.2). openid-client and
-// oauth4webapi read a 401 with WWW-Authenticate as an HTTP authentication challenge, not as
-// the OAuth error.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
-	s.metrics.refuse(e.code)
-	var challenge []string
-	if len(r.Header["Authorization"]) > 0 {
-		challenge = s.wwwAuthenticate
-	}
-	writeError(w, e, challenge)
+	return 0, nil
 }
 
 // serveToken is the token request: parse, authenticate, authorise, sign, answer.
