@@ -80,16 +80,6 @@ type audience struct {
 // ID returns the client id.
 func (c *Client) ID() string { return c.id }
 
-// grant returns the audience of that name, or nil.
-func (c *Client) grant(name []byte) *audience {
-	for _, a := range c.audiences {
-		if a.name == string(name) {
-			return a
-		}
-	}
-	return nil
-}
-
 // audienceCounters hands out the issued-token counter of each audience, counting the compiled
 // clients that grant it (see audienceSeries).
 type audienceCounters interface {
@@ -533,18 +523,4 @@ func extraClaimNames(claims map[string]string) []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// validScopeToken reports whether s is an RFC 6749 §3.3 scope-token: one or more of
-// %x21 / %x23-5B / %x5D-7E.
-func validScopeToken(s []byte) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

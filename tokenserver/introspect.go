@@ -161,16 +161,6 @@ func mayIntrospect(caller, owner *Client, aud *audience) bool {
 	return aud.policyNamespace != "" && caller.namespace == aud.policyNamespace
 }
 
-// holdsEach reports whether the audience still grants every scope.
-func (a *audience) holdsEach(scopes []string) bool {
-	for _, sc := range scopes {
-		if _, ok := a.scopes[sc]; !ok {
-			return false
-		}
-	}
-	return true
-}
-
 func answerFor(c *verify.Claims) *introspection {
 	ans := &introspection{
 		Active:    true,

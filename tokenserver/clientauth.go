@@ -16,11 +16,22 @@ limitations under the License.
 
 package tokenserver
 
+// Client authentication at both POST endpoints: which credentials the request presents
+// (client_secret_basic, client_secret_post or an RFC 7523 client assertion, never two), and the
+// method that checks them.
+
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"strings"
+	"time"
+
+	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
 // assertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
@@ -126,4 +137,68 @@ func parseAssertionAuth(req *tokenRequest, basic bool) *oauthError {
 	}
 	req.id, req.assertion = req.clientID, req.clientAssertion
 	return nil
+}
+
+// unknownClientHash is compared against when the client id is unknown, so that an unknown id
+// costs the same hash and compare as a wrong secret.
+var unknownClientHash = credential.HashSecret("unknown client")
+
+// authenticate checks the client's credentials: a client assertion (see authenticateAssertion),
+// or client_secret_basic or client_secret_post credentials: the SHA-256 of the presented secret
+// is compared in constant time with every accepted, unexpired hash.
+func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	if len(req.assertion) > 0 {
+		return s.authenticateAssertion(ctx, req, now)
+	}
+	if len(req.id) == 0 {
+		return nil, errAuthFailed
+	}
+	presented := sha256.Sum256(req.secret)
+	c := s.index.lookup(req.id)
+	if c == nil {
+		subtle.ConstantTimeCompare(presented[:], unknownClientHash[:])
+		return nil, s.authFailed(string(req.id))
+	}
+	match := 0
+	for i := range c.secrets {
+		a := &c.secrets[i]
+		eq := subtle.ConstantTimeCompare(presented[:], a.hash[:])
+		if a.notAfter.IsZero() || now.Before(a.notAfter) {
+			match |= eq
+		}
+	}
+	if match != 1 || len(req.secret) == 0 || c.method != string(authv1alpha1.AuthClientSecret) {
+		return nil, s.authFailed(c.id)
+	}
+	return c, nil
+}
+
+// authenticateAssertion authenticates an RFC 7523 client assertion: a ServiceAccount token
+// confirmed within the last minute is answered from the cache by its hash; any other assertion
+// is parsed and goes to the ServiceAccount method when its sub is a ServiceAccount, else to
+// private_key_jwt. Every failure is the same invalid_client; the reason is logged and counted.
+func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	h := hashAssertion(req.assertion)
+	if c := s.cachedServiceAccount(req, &h, now); c != nil {
+		return c, nil
+	}
+	a, err := parseAssertion(req.assertion)
+	if err != nil {
+		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
+	}
+	if isServiceAccountSubject(a.sub) {
+		return s.authenticateServiceAccount(ctx, req, &h, a, now)
+	}
+	return s.authenticatePrivateKeyJWT(req, a, now)
+}
+
+// authFailed answers a failed authentication of the presented id (client id, or the sub of a
+// ServiceAccount token): 401, or 429 once the failure budget of that id's slot in the failure
+// table is spent. Known and unknown ids go through the same table, so the answer never says
+// which an id is.
+func (s *Server) authFailed(presented string) *oauthError {
+	if s.failures.limiter(presented).Allow() {
+		return errAuthFailed
+	}
+	return errAuthFailuresExceed
 }
