@@ -33,6 +33,7 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"time"
 
 	"github.com/go-jose/go-jose/v4/json"
 
@@ -41,6 +42,8 @@ import (
 )
 
 const (
+	// assertionLeeway tolerates clock skew on nbf and iat.
+	assertionLeeway = 30 * time.Second
 	// maxAssertionSize bounds a client assertion (a projected ServiceAccount token is ~1-2 KiB).
 	maxAssertionSize = 8 << 10
 	// maxClaimLen bounds iss, sub, jti and each audience.
@@ -50,6 +53,27 @@ const (
 )
 
 var errBadAssertion = errors.New("malformed client assertion")
+
+// prepareAssertion readies a client assertion for the methods: it is hashed, answered from the
+// cache of a method that keeps one (a ServiceAccount token confirmed within the last minute),
+// or else parsed into req.jwt. A malformed assertion is refused here, whichever method it was
+// meant for. Every failure is the same invalid_client; the reason is logged and counted.
+func (s *Server) prepareAssertion(req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	req.assertionHash = hashAssertion(req.assertion)
+	for _, m := range clientAuthMethods {
+		if cm, ok := m.(cachingAuthMethod); ok {
+			if c := cm.cached(s, req, now); c != nil {
+				return c, nil
+			}
+		}
+	}
+	a, err := parseAssertion(req.assertion)
+	if err != nil {
+		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
+	}
+	req.jwt = a
+	return nil, nil
+}
 
 // assertion is a parsed, not yet verified, JWS compact client assertion.
 type assertion struct {
@@ -253,3 +277,19 @@ func verifyRSA(alg string, k *rsa.PublicKey, input, sig []byte) bool {
 	}
 	return false
 }
+
+// timesRefusal: "" when not expired and not before nbf or iat (with leeway for clock skew).
+func timesRefusal(a *assertion, now time.Time) refusal {
+	t := now.Unix()
+	skew := int64(assertionLeeway / time.Second)
+	switch {
+	case t >= a.exp:
+		return refusedExpired
+	case (a.nbf != 0 && a.nbf > t+skew) || (a.iat != 0 && a.iat > t+skew):
+		return refusedNotYetValid
+	}
+	return ""
+}
+
+// hashAssertion is the cache key of an assertion.
+func hashAssertion(raw []byte) [32]byte { return sha256.Sum256(raw) }

@@ -23,14 +23,11 @@ package tokenserver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
 	"strings"
 	"time"
 
-	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -139,57 +136,80 @@ func parseAssertionAuth(req *tokenRequest, basic bool) *oauthError {
 	return nil
 }
 
-// unknownClientHash is compared against when the client id is unknown, so that an unknown id
-// costs the same hash and compare as a wrong secret.
-var unknownClientHash = credential.HashSecret("unknown client")
-
-// authenticate checks the client's credentials: a client assertion (see authenticateAssertion),
-// or client_secret_basic or client_secret_post credentials: the SHA-256 of the presented secret
-// is compared in constant time with every accepted, unexpired hash.
-func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
-	if len(req.assertion) > 0 {
-		return s.authenticateAssertion(ctx, req, now)
-	}
-	if len(req.id) == 0 {
-		return nil, errAuthFailed
-	}
-	presented := sha256.Sum256(req.secret)
-	c := s.index.lookup(req.id)
-	if c == nil {
-		subtle.ConstantTimeCompare(presented[:], unknownClientHash[:])
-		return nil, s.authFailed(string(req.id))
-	}
-	match := 0
-	for i := range c.secrets {
-		a := &c.secrets[i]
-		eq := subtle.ConstantTimeCompare(presented[:], a.hash[:])
-		if a.notAfter.IsZero() || now.Before(a.notAfter) {
-			match |= eq
-		}
-	}
-	if match != 1 || len(req.secret) == 0 || c.method != string(authv1alpha1.AuthClientSecret) {
-		return nil, s.authFailed(c.id)
-	}
-	return c, nil
+// clientAuthMethod is one way a client proves who it is at the token and introspection
+// endpoints. Each lives in a file of its own (auth_*.go); adding one is that file and one entry
+// in clientAuthMethods.
+type clientAuthMethod interface {
+	// record is the method of the credential records whose clients authenticate this way
+	// (credential.Method*). A client authenticates only by the method of its own record.
+	record() string
+	// advertised are the method's names in the metadata's token_endpoint_auth_methods_supported
+	// and introspection_endpoint_auth_methods_supported (RFC 8414 §2); none when another
+	// method's name already covers it.
+	advertised() []string
+	// compile prepares what authenticate needs from the client's record.
+	compile(c *Client, rec *credential.Record) error
+	// presented reports whether the request's credentials (parseClientAuth; a client assertion
+	// is parsed into req.jwt first) are this method's.
+	presented(req *tokenRequest) bool
+	// authenticate checks the presented credentials and returns the client they prove, or the
+	// refusal. Every refusal of a client's credentials is the same invalid_client (authFailed,
+	// refuseAssertion): nothing tells the caller which check failed.
+	authenticate(s *Server, ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError)
 }
 
-// authenticateAssertion authenticates an RFC 7523 client assertion: a ServiceAccount token
-// confirmed within the last minute is answered from the cache by its hash; any other assertion
-// is parsed and goes to the ServiceAccount method when its sub is a ServiceAccount, else to
-// private_key_jwt. Every failure is the same invalid_client; the reason is logged and counted.
-func (s *Server) authenticateAssertion(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
-	h := hashAssertion(req.assertion)
-	if c := s.cachedServiceAccount(req, &h, now); c != nil {
-		return c, nil
+// cachingAuthMethod is a method that may answer a client assertion from a cache of its own,
+// by the assertion's hash, before the assertion is parsed.
+type cachingAuthMethod interface {
+	cached(s *Server, req *tokenRequest, now time.Time) *Client
+}
+
+// clientAuthMethods are the client authentication methods, in the order they are asked whether
+// a request's credentials are theirs: the first that says so authenticates the request.
+// privateKeyJWT comes last, as it takes every client assertion no method before it claims.
+var clientAuthMethods = [...]clientAuthMethod{
+	clientSecret{},
+	serviceAccountToken{},
+	privateKeyJWT{},
+}
+
+// authMethodFor returns the method of a record's Method ("" is ClientSecret), or nil for a
+// method this server does not know (credential.Record.Validate refuses those).
+func authMethodFor(record string) clientAuthMethod {
+	if record == "" {
+		record = credential.MethodClientSecret
 	}
-	a, err := parseAssertion(req.assertion)
-	if err != nil {
-		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
+	for _, m := range clientAuthMethods {
+		if m.record() == record {
+			return m
+		}
 	}
-	if isServiceAccountSubject(a.sub) {
-		return s.authenticateServiceAccount(ctx, req, &h, a, now)
+	return nil
+}
+
+// advertisedAuthMethods are the names of every method, for the metadata.
+func advertisedAuthMethods() []string {
+	var names []string
+	for _, m := range clientAuthMethods {
+		names = append(names, m.advertised()...)
 	}
-	return s.authenticatePrivateKeyJWT(req, a, now)
+	return names
+}
+
+// authenticate checks the client's credentials with the method they belong to. A client
+// assertion is first answered from a method's cache or parsed (prepareAssertion).
+func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	if len(req.assertion) > 0 {
+		if c, err := s.prepareAssertion(req, now); c != nil || err != nil {
+			return c, err
+		}
+	}
+	for _, m := range clientAuthMethods {
+		if m.presented(req) {
+			return m.authenticate(s, ctx, req, now)
+		}
+	}
+	return nil, errAuthFailed // unreachable: clientSecret takes every request without an assertion
 }
 
 // authFailed answers a failed authentication of the presented id (client id, or the sub of a

@@ -39,9 +39,11 @@ type Client struct {
 	id        string
 	namespace string
 	name      string
-	method    string
-	disabled  bool
-	secrets   []acceptedSecret
+	// auth is the client's authentication method (clientAuthMethods); nil for a method this
+	// server does not know, which no request can then use.
+	auth     clientAuthMethod
+	disabled bool
+	secrets  []acceptedSecret
 	// keys are the public keys of a PrivateKeyJWT client.
 	keys []credential.ClientKey
 	// subject is "<namespace>/<name>" of the ServiceAccount of a ServiceAccount client.
@@ -419,26 +421,13 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		id:        rec.ClientID,
 		namespace: rec.Namespace,
 		name:      rec.Name,
-		method:    rec.Method,
 		disabled:  rec.Disabled,
 		tokenTTL:  time.Duration(rec.TokenTTLSeconds) * time.Second,
 	}
-	if c.method == "" {
-		c.method = string(authv1alpha1.AuthClientSecret)
-	}
-	for i, s := range rec.Secrets {
-		h, err := credential.ParseHash(s.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("secrets[%d]: %w", i, err)
+	if c.auth = authMethodFor(rec.Method); c.auth != nil {
+		if err := c.auth.compile(c, rec); err != nil {
+			return nil, err
 		}
-		a := acceptedSecret{hash: h}
-		if s.NotAfter != nil {
-			a.notAfter = *s.NotAfter
-		}
-		c.secrets = append(c.secrets, a)
-	}
-	if err := c.compileMethod(rec); err != nil {
-		return nil, err
 	}
 	for i := range rec.Grants {
 		a, err := ix.compileAudience(&rec.Grants[i])
@@ -449,24 +438,6 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 	}
 	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
 	return c, nil
-}
-
-// compileMethod prepares what the client's authentication method needs.
-func (c *Client) compileMethod(rec *credential.Record) error {
-	switch c.method {
-	case credential.MethodPrivateKeyJWT:
-		if len(rec.JWKS) == 0 {
-			return nil // no usable key: every assertion is refused
-		}
-		keys, err := credential.ParseClientJWKS(rec.JWKS)
-		if err != nil {
-			return fmt.Errorf("jwks: %w", err)
-		}
-		c.keys = keys
-	case credential.MethodServiceAccount:
-		c.subject = rec.Namespace + "/" + rec.ServiceAccountName
-	}
-	return nil
 }
 
 func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {

@@ -80,6 +80,10 @@ type tokenRequest struct {
 	// assertion, id is the optional client_id and assertion the JWT.
 	id, secret []byte
 	assertion  []byte
+	// assertionHash is the SHA-256 of assertion, and jwt the assertion parsed
+	// (prepareAssertion).
+	assertionHash [32]byte
+	jwt           *assertion
 }
 
 // reqState holds the buffers one request reuses from a pool.

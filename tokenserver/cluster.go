@@ -16,32 +16,15 @@ limitations under the License.
 
 package tokenserver
 
-// The ServiceAccount method: a pod presents its projected ServiceAccount token, with the token
-// server's issuer as audience, as an RFC 7523 client assertion.
-//
-// Choices:
-//   - The token's signature is checked against the cluster's service-account issuer keys, read
-//     by OIDC discovery from the API server itself (/.well-known/openid-configuration for the
-//     issuer, /openid/v1/jwks for the keys, through the token server's own API client: its
-//     ServiceAccount may read both through the default system:service-account-issuer-discovery
-//     binding, so no RBAC is added for them). A jwks_uri elsewhere in the discovery document is
-//     not followed. Keys are cached and fetched again on an unknown kid, at most once per
-//     cooldown.
-//   - Then iss, aud (must include this server's issuer), exp and nbf are checked, and the token
-//     is confirmed once with the TokenReview API (audiences = [issuer]): a token bound to a pod
-//     or ServiceAccount that no longer exists is refused. The positive answer is cached by the
-//     token's SHA-256 until the token's exp, and never longer than a minute, so a deleted pod's
-//     token stops working within a minute, and a hot token costs one hash and two map lookups.
-//   - "system:serviceaccount:<ns>:<name>" maps to the client through an index of the client
-//     index; the namespace is part of the key, so another namespace's ServiceAccount of the
-//     same name never matches. Two clients bound to one ServiceAccount are both refused for it.
+// What the ServiceAccount method (auth_serviceaccount.go) asks of the API server: the
+// service-account issuer and its keys (OIDC discovery), and TokenReview, with the cache of
+// TokenReview answers.
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,8 +39,6 @@ import (
 )
 
 const (
-	// serviceAccountPrefix starts the username (and sub) of every ServiceAccount token.
-	serviceAccountPrefix = "system:serviceaccount:"
 	// reviewCacheTTL bounds how long a TokenReview answer is trusted.
 	reviewCacheTTL = time.Minute
 	// maxReviewsPerSubject bounds the cached answers of one ServiceAccount: one per pod token
@@ -77,12 +58,7 @@ const (
 	clusterKeysCooldown = 10 * time.Second
 	// apiTimeout bounds one discovery, key or TokenReview call.
 	apiTimeout = 5 * time.Second
-	// assertionLeeway tolerates clock skew on nbf and iat.
-	assertionLeeway = 30 * time.Second
 )
-
-// serviceAccountAlgorithms are the algorithms the API server signs ServiceAccount tokens with.
-var serviceAccountAlgorithms = map[string]bool{"RS256": true, "ES256": true, "ES384": true, "ES512": true}
 
 // clusterAPI is what the ServiceAccount method asks of the API server.
 type clusterAPI interface {
@@ -147,22 +123,13 @@ func (k kubeAPI) review(ctx context.Context, token, audience string) (string, er
 		return "", fmt.Errorf("TokenReview: %w", err)
 	}
 	st := res.Status
-	if !st.Authenticated || st.Error != "" || !containsString(st.Audiences, audience) {
+	if !st.Authenticated || st.Error != "" || !slices.Contains(st.Audiences, audience) {
 		return "", errNotAuthenticated
 	}
 	return st.User.Username, nil
 }
 
 var errNotAuthenticated = errors.New("the API server does not authenticate the token")
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
 // clusterKeys caches the service-account issuer and keys.
 type clusterKeys struct {
@@ -327,126 +294,3 @@ func (s *Server) bindCluster(api clusterAPI) {
 	sa.keys.api, sa.keys.log = api, s.log.WithName("serviceaccounts")
 	s.serviceAccounts.Store(sa)
 }
-
-// authenticateServiceAccount authenticates a ServiceAccount token assertion; a refusal is
-// logged with its reason (refusals.go).
-func (s *Server) authenticateServiceAccount(ctx context.Context, req *tokenRequest, h *[32]byte, a *assertion, now time.Time) (*Client, *oauthError) {
-	sa := s.serviceAccounts.Load()
-	if sa == nil {
-		return nil, s.refuseAssertion(refusedNoCluster, a.sub, a)
-	}
-	key, ok := subjectKey(a.sub)
-	if !ok {
-		return nil, s.refuseAssertion(refusedMalformed, a.sub, a)
-	}
-	c := s.index.lookupSubject(key)
-	switch {
-	case c == nil:
-		return nil, s.refuseAssertion(refusedUnknownClient, a.sub, a)
-	case len(req.id) > 0 && string(req.id) != c.id:
-		return nil, s.refuseAssertion(refusedClientMismatch, a.sub, a)
-	}
-	if why := s.serviceAccountTokenRefusal(ctx, sa, a, now); why != "" {
-		return nil, s.refuseAssertion(why, a.sub, a)
-	}
-	if !sa.confirm(ctx, string(req.assertion), *h, a, s.opts.Issuer, now) {
-		return nil, s.refuseAssertion(refusedTokenReview, a.sub, a)
-	}
-	return c, nil
-}
-
-// cachedServiceAccount answers from the TokenReview cache: the client bound to the
-// ServiceAccount of a token confirmed less than a minute ago and not yet expired.
-func (s *Server) cachedServiceAccount(req *tokenRequest, h *[32]byte, now time.Time) *Client {
-	sa := s.serviceAccounts.Load()
-	if sa == nil {
-		return nil
-	}
-	key, ok := sa.cache.get(h, now)
-	if !ok {
-		return nil
-	}
-	c := s.index.lookupSubject(key)
-	if c == nil || (len(req.id) > 0 && string(req.id) != c.id) {
-		return nil
-	}
-	return c
-}
-
-// serviceAccountTokenRefusal checks the signature with the cluster's keys, then iss, aud, exp
-// and nbf: "" when they hold.
-func (s *Server) serviceAccountTokenRefusal(ctx context.Context, sa *serviceAccounts, a *assertion, now time.Time) refusal {
-	if !serviceAccountAlgorithms[a.alg] || a.kid == "" {
-		return refusedNoMatchingKey
-	}
-	issuer, key, ok := sa.keys.key(ctx, a.kid)
-	switch {
-	case !ok || (key.Algorithm != "" && key.Algorithm != a.alg):
-		return refusedNoMatchingKey
-	case a.iss != issuer:
-		return refusedWrongIssuer
-	case !verifySignature(a.alg, key.Key, a.signingInput, a.sig):
-		return refusedBadSignature
-	case !a.hasAudience(s.opts.Issuer):
-		return refusedWrongAudience
-	}
-	return timesRefusal(a, now)
-}
-
-// timesRefusal: "" when not expired and not before nbf or iat (with leeway for clock skew).
-func timesRefusal(a *assertion, now time.Time) refusal {
-	t := now.Unix()
-	skew := int64(assertionLeeway / time.Second)
-	switch {
-	case t >= a.exp:
-		return refusedExpired
-	case (a.nbf != 0 && a.nbf > t+skew) || (a.iat != 0 && a.iat > t+skew):
-		return refusedNotYetValid
-	}
-	return ""
-}
-
-// confirm asks TokenReview once per token (concurrent first uses share one call) and caches
-// a positive answer until min(exp, now + reviewCacheTTL).
-func (sa *serviceAccounts) confirm(ctx context.Context, token string, h [32]byte, a *assertion, audience string, now time.Time) bool {
-	v, err, _ := sa.reviews.Do(string(h[:]), func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
-		defer cancel()
-		return sa.api.review(rctx, token, audience)
-	})
-	if err != nil {
-		if !errors.Is(err, errNotAuthenticated) {
-			sa.keys.log.Error(err, "TokenReview failed; refusing the ServiceAccount token")
-		}
-		return false
-	}
-	if v.(string) != a.sub {
-		return false
-	}
-	deadline := now.Add(reviewCacheTTL)
-	if exp := time.Unix(a.exp, 0); exp.Before(deadline) {
-		deadline = exp
-	}
-	key, _ := subjectKey(a.sub)
-	sa.cache.put(h, key, deadline, now)
-	return true
-}
-
-// subjectKey turns "system:serviceaccount:<ns>:<name>" into "<ns>/<name>".
-func subjectKey(sub string) (string, bool) {
-	rest, ok := strings.CutPrefix(sub, serviceAccountPrefix)
-	if !ok {
-		return "", false
-	}
-	ns, name, ok := strings.Cut(rest, ":")
-	if !ok || ns == "" || name == "" || strings.ContainsAny(name, ":/") || strings.Contains(ns, "/") {
-		return "", false
-	}
-	return ns + "/" + name, true
-}
-
-// isServiceAccountSubject reports whether an assertion is a ServiceAccount token.
-func isServiceAccountSubject(sub string) bool { return strings.HasPrefix(sub, serviceAccountPrefix) }
-
-// hashAssertion is the cache key of an assertion.
-func hashAssertion(raw []byte) [32]byte { return sha256.Sum256(raw) }
