@@ -25,9 +25,7 @@ import (
 	"time"
 )
 
-const grantClientCredentials = "client_credentials"
-
-// handleToken serves POST /oauth2/token: RFC 6749 §4.4, client credentials.
+// handleToken serves POST /oauth2/token (RFC 6749 §3.2) for the grants of grants.go.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer s.observe(start)
@@ -49,7 +47,8 @@ func (req *tokenRequest) tokenField(name []byte) (uint16, *[]byte) {
 	return 0, nil
 }
 
-// serveToken is the token request: parse, authenticate, authorise, sign, answer.
+// serveToken is the token request: the form and the client's credentials parsed, then the
+// grant named by grant_type serves it (grants.go).
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
 	ks := s.keys.Load()
 	if ks.active == nil {
@@ -58,29 +57,14 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, st *reqState
 	if err := parseTokenRequest(r, st); err != nil {
 		return err
 	}
-	req := &st.req
-	if len(req.grantType) == 0 {
+	if len(st.req.grantType) == 0 {
 		return errMissingGrantType
 	}
-	if string(req.grantType) != grantClientCredentials {
+	g := grantFor(st.req.grantType)
+	if g == nil {
 		return errUnsupportedGrant
 	}
-	now := s.opts.Clock()
-	c, err := s.authenticate(r.Context(), req, now)
-	if err != nil {
-		return err
-	}
-	if c.disabled {
-		return errDisabled
-	}
-	if err := allowIssue(c); err != nil {
-		return err
-	}
-	aud, scope, err := c.authorize(req, st)
-	if err != nil {
-		return err
-	}
-	return s.writeToken(w, st, ks.active, c, aud, scope, now)
+	return g.issue(s, w, r, st, ks.active)
 }
 
 // allowIssue applies the client's issuance rate limit. Limiters run on the monotonic wall

@@ -89,7 +89,7 @@ func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 		TokenEndpoint:                             issuer + TokenPath,
 		JWKSURI:                                   issuer + JWKSPath,
 		IntrospectionEndpoint:                     issuer + IntrospectionPath,
-		GrantTypesSupported:                       []string{grantClientCredentials},
+		GrantTypesSupported:                       grantTypeNames(),
 		ResponseTypesSupported:                    []string{"id_token"},
 		SubjectTypesSupported:                     []string{"public"},
 		IDTokenSigningAlgsSupported:               idTokenAlgs,
