@@ -19,7 +19,6 @@ package tokenserver
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -460,38 +458,4 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 	a.allScopes = strings.Join(all, " ")
 	a.claim = appendJSONString([]byte(`,"aud":`), g.Audience)
 	return a, nil
-}
-
-// claimsPrefix builds `{"iss":…,"sub":…,"client_id":…,"namespace":…` followed by the record's
-// extra claims in name order. A reserved name (authv1alpha1.IsReservedClaim: compared after
-// Unicode case folding, so "Sub" never follows "sub") is dropped, and so is every name that
-// folds equal to another: no token holds two member names a case-insensitive JSON decoder
-// would confuse. The CRD refuses both; this guards records written otherwise.
-func claimsPrefix(issuer string, rec *credential.Record) []byte {
-	b := appendJSONString([]byte(`{"iss":`), issuer)
-	b = appendJSONString(append(b, `,"sub":`...), rec.ClientID)
-	b = appendJSONString(append(b, `,"client_id":`...), rec.ClientID)
-	b = appendJSONString(append(b, `,"namespace":`...), rec.Namespace)
-	for _, k := range extraClaimNames(rec.Claims) {
-		b = appendJSONString(append(b, ','), k)
-		b = appendJSONString(append(b, ':'), rec.Claims[k])
-	}
-	return b
-}
-
-// extraClaimNames returns the claim names a token may carry, sorted: neither reserved nor
-// folding equal to another name.
-func extraClaimNames(claims map[string]string) []string {
-	folds := make(map[string]int, len(claims))
-	for k := range claims {
-		folds[authv1alpha1.FoldClaimName(k)]++
-	}
-	names := make([]string, 0, len(claims))
-	for k := range claims {
-		if k != "" && !authv1alpha1.IsReservedClaim(k) && folds[authv1alpha1.FoldClaimName(k)] == 1 {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	return names
 }
