@@ -37,6 +37,8 @@ import (
 	"slices"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -94,7 +96,9 @@ func (privateKeyJWT) authenticate(s *Server, _ context.Context, req *tokenReques
 }
 
 // verifyAssertion checks the signature against the client's keys: "" when one verifies it,
-// else whether no key fitted the header's kid and alg or none verified.
+// else whether no key fitted the header's kid and alg or none verified. k.Algs already holds
+// the key's declared alg when it has one (credential.ParseClientJWKS); jws binds the
+// algorithm to the key's type.
 func (c *Client) verifyAssertion(a *assertion) refusal {
 	why := refusedNoMatchingKey
 	for i := range c.keys {
@@ -102,7 +106,7 @@ func (c *Client) verifyAssertion(a *assertion) refusal {
 		if (a.kid != "" && k.KID != a.kid) || !slices.Contains(k.Algs, a.alg) {
 			continue
 		}
-		if verifySignature(a.alg, k.Key, a.signingInput, a.sig) {
+		if a.token.Verify(&jose.JSONWebKey{Key: k.Key}) == nil {
 			return ""
 		}
 		why = refusedBadSignature

@@ -39,8 +39,11 @@ package tokenserver
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
@@ -49,7 +52,7 @@ import (
 const serviceAccountPrefix = "system:serviceaccount:"
 
 // serviceAccountAlgorithms are the algorithms the API server signs ServiceAccount tokens with.
-var serviceAccountAlgorithms = map[string]bool{"RS256": true, "ES256": true, "ES384": true, "ES512": true}
+var serviceAccountAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.ES384, jose.ES512}
 
 // serviceAccountToken is the ServiceAccount method.
 type serviceAccountToken struct{}
@@ -120,16 +123,16 @@ func (serviceAccountToken) cached(s *Server, req *tokenRequest, now time.Time) *
 // serviceAccountTokenRefusal checks the signature with the cluster's keys, then iss, aud, exp
 // and nbf: "" when they hold.
 func (s *Server) serviceAccountTokenRefusal(ctx context.Context, sa *serviceAccounts, a *assertion, now time.Time) refusal {
-	if !serviceAccountAlgorithms[a.alg] || a.kid == "" {
+	if !slices.Contains(serviceAccountAlgorithms, jose.SignatureAlgorithm(a.alg)) || a.kid == "" {
 		return refusedNoMatchingKey
 	}
-	issuer, key, ok := sa.keys.key(ctx, a.kid)
+	key, _ := sa.keys.Lookup(ctx, a.kid) // a failed fetch is logged by fetchKeys
 	switch {
-	case !ok || (key.Algorithm != "" && key.Algorithm != a.alg):
+	case key == nil || (key.Algorithm != "" && key.Algorithm != a.alg):
 		return refusedNoMatchingKey
-	case a.iss != issuer:
+	case a.iss != sa.issuer():
 		return refusedWrongIssuer
-	case !verifySignature(a.alg, key.Key, a.signingInput, a.sig):
+	case a.token.Verify(key) != nil:
 		return refusedBadSignature
 	case !a.hasAudience(s.opts.Issuer):
 		return refusedWrongAudience
@@ -147,7 +150,7 @@ func (sa *serviceAccounts) confirm(ctx context.Context, token string, h [32]byte
 	})
 	if err != nil {
 		if !errors.Is(err, errNotAuthenticated) {
-			sa.keys.log.Error(err, "TokenReview failed; refusing the ServiceAccount token")
+			sa.log.Error(err, "TokenReview failed; refusing the ServiceAccount token")
 		}
 		return false
 	}

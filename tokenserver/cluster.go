@@ -36,6 +36,8 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
 const (
@@ -87,33 +89,13 @@ func (k kubeAPI) discover(ctx context.Context) (string, map[string]*jose.JSONWeb
 	if err != nil {
 		return "", nil, fmt.Errorf("reading the service-account issuer keys: %w", err)
 	}
-	keys, err := parseClusterKeys(body)
+	// The API server's keys are parsed as a resource server parses an issuer's: only keys
+	// of the algorithms it signs ServiceAccount tokens with are kept.
+	keys, err := jws.ParseKeySet(body, serviceAccountAlgorithms)
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("decoding the service-account issuer keys: %w", err)
 	}
 	return doc.Issuer, keys, nil
-}
-
-// parseClusterKeys keeps the public signing keys with a kid.
-func parseClusterKeys(body []byte) (map[string]*jose.JSONWebKey, error) {
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("decoding the service-account issuer keys: %w", err)
-	}
-	out := make(map[string]*jose.JSONWebKey, len(set.Keys))
-	for _, raw := range set.Keys {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(raw); err != nil || !k.IsPublic() || k.KeyID == "" || (k.Use != "" && k.Use != "sig") {
-			continue
-		}
-		if _, symmetric := k.Key.([]byte); symmetric {
-			continue
-		}
-		out[k.KeyID] = &k
-	}
-	return out, nil
 }
 
 func (k kubeAPI) review(ctx context.Context, token, audience string) (string, error) {
@@ -130,59 +112,6 @@ func (k kubeAPI) review(ctx context.Context, token, audience string) (string, er
 }
 
 var errNotAuthenticated = errors.New("the API server does not authenticate the token")
-
-// clusterKeys caches the service-account issuer and keys.
-type clusterKeys struct {
-	api       clusterAPI
-	log       logr.Logger
-	state     atomic.Pointer[clusterKeyState]
-	lastFetch atomic.Int64
-	group     singleflight.Group
-}
-
-type clusterKeyState struct {
-	issuer string
-	keys   map[string]*jose.JSONWebKey
-}
-
-// key returns the issuer and the key for kid, fetching the keys when kid is unknown and the
-// cooldown has passed.
-func (ck *clusterKeys) key(ctx context.Context, kid string) (string, *jose.JSONWebKey, bool) {
-	if st := ck.state.Load(); st != nil {
-		if k, ok := st.keys[kid]; ok {
-			return st.issuer, k, true
-		}
-	}
-	if time.Since(time.Unix(0, ck.lastFetch.Load())) < clusterKeysCooldown {
-		return "", nil, false
-	}
-	_, _, _ = ck.group.Do("fetch", func() (any, error) {
-		ck.fetch(ctx)
-		return nil, nil
-	})
-	st := ck.state.Load()
-	if st == nil {
-		return "", nil, false
-	}
-	k, ok := st.keys[kid]
-	return st.issuer, k, ok
-}
-
-func (ck *clusterKeys) fetch(ctx context.Context) {
-	if time.Since(time.Unix(0, ck.lastFetch.Load())) < clusterKeysCooldown {
-		return
-	}
-	ck.lastFetch.Store(time.Now().UnixNano())
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
-	defer cancel()
-	issuer, keys, err := ck.api.discover(ctx)
-	if err != nil {
-		ck.log.Error(err, "cannot read the cluster's service-account issuer keys; ServiceAccount clients are refused until they can be read")
-		return
-	}
-	ck.state.Store(&clusterKeyState{issuer: issuer, keys: keys})
-	ck.log.Info("service-account issuer keys loaded", "issuer", issuer, "keys", len(keys))
-}
 
 // reviewCache holds positive TokenReview answers by token hash, with a count per
 // ServiceAccount so that none can crowd out the others (see maxReviewsPerSubject).
@@ -282,15 +211,45 @@ func (rc *reviewCache) sweep(now time.Time) {
 
 // serviceAccounts authenticates ServiceAccount clients.
 type serviceAccounts struct {
-	api     clusterAPI
-	keys    clusterKeys
-	cache   *reviewCache
-	reviews singleflight.Group
+	api clusterAPI
+	log logr.Logger
+	// keys are the service-account issuer's keys, fetched again on an unknown kid at most
+	// once per clusterKeysCooldown (the key set of package verify/jws); issuerName is the
+	// issuer they were read with.
+	keys       *jws.KeySet
+	issuerName atomic.Pointer[string]
+	cache      *reviewCache
+	reviews    singleflight.Group
 }
 
 // bindCluster gives the server the API it verifies ServiceAccount tokens with.
 func (s *Server) bindCluster(api clusterAPI) {
-	sa := &serviceAccounts{api: api, cache: newReviewCache()}
-	sa.keys.api, sa.keys.log = api, s.log.WithName("serviceaccounts")
+	sa := &serviceAccounts{api: api, log: s.log.WithName("serviceaccounts"), cache: newReviewCache()}
+	sa.keys = jws.NewKeySet(sa.fetchKeys, jws.KeySetOptions{Cooldown: clusterKeysCooldown, FetchTimeout: apiTimeout})
 	s.serviceAccounts.Store(sa)
+}
+
+// fetchKeys is the key set's jws.FetchFunc: the issuer and its keys by OIDC discovery. The
+// issuer is stored before the keys are returned to be installed, so a request that finds a new
+// key also finds the issuer it came with.
+func (sa *serviceAccounts) fetchKeys(ctx context.Context) (map[string]*jose.JSONWebKey, error) {
+	issuer, keys, err := sa.api.discover(ctx)
+	if err != nil {
+		sa.log.Error(err, "cannot read the cluster's service-account issuer keys; ServiceAccount clients are refused until they can be read")
+		return nil, err
+	}
+	if keys == nil {
+		keys = map[string]*jose.JSONWebKey{} // nil would keep the previous keys
+	}
+	sa.issuerName.Store(&issuer)
+	sa.log.Info("service-account issuer keys loaded", "issuer", issuer, "keys", len(keys))
+	return keys, nil
+}
+
+// issuer is the service-account issuer, "" before its keys were first read.
+func (sa *serviceAccounts) issuer() string {
+	if p := sa.issuerName.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
