@@ -30,8 +30,8 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 
+	"github.com/m2m-dev/m2m-operator/hack/bench/baseline"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
-	"github.com/m2m-dev/m2m-operator/tokenserver/internal/baseline"
 )
 
 // discardWriter is a reusable ResponseWriter that keeps only the status. Like the
