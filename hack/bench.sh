@@ -58,7 +58,7 @@ if [[ "${SKIP_GO_BENCH:-}" != "1" ]]; then
 fi
 
 log "building the benchmark servers"
-go build -o "$work/benchserver" ./tokenserver/cmd/benchserver
+go build -o "$work/benchserver" ./hack/bench/server
 
 # free_port prints a free loopback port.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }

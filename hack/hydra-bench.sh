@@ -124,8 +124,8 @@ else
 fi
 
 if [[ "$WITH_TOKENSERVER" == 1 ]]; then
-  log "building the benchmark server (./tokenserver/cmd/benchserver)"
-  go build -o "$work/benchserver" ./tokenserver/cmd/benchserver
+  log "building the benchmark server (./hack/bench/server)"
+  go build -o "$work/benchserver" ./hack/bench/server
 fi
 
 # free_port sets PORT to a free loopback port, not one handed out before in this run.

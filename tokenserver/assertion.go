@@ -16,31 +16,27 @@ limitations under the License.
 
 package tokenserver
 
-// Client assertions (RFC 7523 §2.2): parsing and signature checks shared by private_key_jwt and
-// the ServiceAccount method. Nothing here says which check failed to the client: every failure
-// becomes the same 401 invalid_client.
+// Client assertions (RFC 7523 §2.2), shared by private_key_jwt and the ServiceAccount method:
+// the compact JWS is parsed by package verify/jws (the one parser of hostile JOSE input, the
+// one resource servers run on access tokens), then the claims this server reads are checked
+// for shape. Nothing here says which check failed to the client: every failure becomes the same
+// invalid_client.
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
 	"errors"
 	"math"
-	"math/big"
+	"slices"
+	"time"
 
 	"github.com/go-jose/go-jose/v4/json"
 
-	"github.com/m2m-dev/m2m-operator/internal/b64url"
-	"github.com/m2m-dev/m2m-operator/internal/jwshdr"
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
 const (
+	// assertionLeeway tolerates clock skew on nbf and iat.
+	assertionLeeway = 30 * time.Second
 	// maxAssertionSize bounds a client assertion (a projected ServiceAccount token is ~1-2 KiB).
 	maxAssertionSize = 8 << 10
 	// maxClaimLen bounds iss, sub, jti and each audience.
@@ -51,11 +47,32 @@ const (
 
 var errBadAssertion = errors.New("malformed client assertion")
 
-// assertion is a parsed, not yet verified, JWS compact client assertion.
+// prepareAssertion readies a client assertion for the methods: it is hashed, answered from the
+// cache of a method that keeps one (a ServiceAccount token confirmed within the last minute),
+// or else parsed into req.jwt. A malformed assertion is refused here, whichever method it was
+// meant for. Every failure is the same invalid_client; the reason is logged and counted.
+func (s *Server) prepareAssertion(req *tokenRequest, now time.Time) (*Client, *oauthError) {
+	req.assertionHash = hashAssertion(req.assertion)
+	for _, m := range clientAuthMethods {
+		if cm, ok := m.(cachingAuthMethod); ok {
+			if c := cm.cached(s, req, now); c != nil {
+				return c, nil
+			}
+		}
+	}
+	a, err := parseAssertion(req.assertion)
+	if err != nil {
+		return nil, s.refuseAssertion(refusedMalformed, string(req.id), nil)
+	}
+	req.jwt = a
+	return nil, nil
+}
+
+// assertion is a parsed, not yet verified, compact JWS client assertion.
 type assertion struct {
-	// signingInput is "header.payload" as received; sig the decoded signature.
-	signingInput []byte
-	sig          []byte
+	// token is the parsed JWS; signingInput is "header.payload" as received.
+	token        *jws.JWS
+	signingInput string
 	alg, kid     string
 	iss, sub     string
 	jti          string
@@ -75,53 +92,27 @@ type assertionClaims struct {
 	JTI *string         `json:"jti"`
 }
 
-// parseAssertion splits, decodes and checks the shape of a compact JWS: three canonical
-// base64url parts, a header without untrusted parameters, and claims with iss, sub, aud and exp.
+// parseAssertion parses a compact JWS (jws.Parse: three canonical base64url parts, a header
+// without untrusted parameters) and checks its shape: a signature, an alg, a kid of bounded
+// length if any, and claims with iss, sub, aud and exp.
 func parseAssertion(raw []byte) (*assertion, error) {
 	if len(raw) == 0 || len(raw) > maxAssertionSize {
 		return nil, errBadAssertion
 	}
-	h, rest, ok1 := bytes.Cut(raw, dot)
-	p, s, ok2 := bytes.Cut(rest, dot)
-	if !ok1 || !ok2 || !b64url.Canonical(h) || !b64url.Canonical(p) || !b64url.Canonical(s) || len(h) == 0 || len(p) == 0 || len(s) == 0 {
+	t, err := jws.Parse(string(raw))
+	if err != nil || len(t.Signature) == 0 || t.Header.Algorithm == "" || len(t.Header.KeyID) > maxClaimLen {
 		return nil, errBadAssertion
 	}
-	a := &assertion{signingInput: raw[:len(h)+1+len(p)]}
-	var err error
-	if a.sig, err = base64.RawURLEncoding.DecodeString(string(s)); err != nil {
-		return nil, errBadAssertion
-	}
-	if err := a.parseHeader(h); err != nil {
-		return nil, err
-	}
-	if err := a.parseClaims(p); err != nil {
+	a := &assertion{token: t, signingInput: t.SigningInput(), alg: t.Header.Algorithm, kid: t.Header.KeyID}
+	if err := a.parseClaims(t.Payload); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-var dot = []byte{'.'}
-
-func (a *assertion) parseHeader(enc []byte) error {
-	b, err := base64.RawURLEncoding.DecodeString(string(enc))
-	if err != nil {
-		return errBadAssertion
-	}
-	var h jwshdr.Header
-	if err := json.Unmarshal(b, &h); err != nil || h.Untrusted() || h.Alg == "" || len(h.Kid) > maxClaimLen {
-		return errBadAssertion
-	}
-	a.alg, a.kid = h.Alg, h.Kid
-	return nil
-}
-
-func (a *assertion) parseClaims(enc []byte) error {
-	b, err := base64.RawURLEncoding.DecodeString(string(enc))
-	if err != nil {
-		return errBadAssertion
-	}
+func (a *assertion) parseClaims(payload []byte) error {
 	var c assertionClaims
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := json.Unmarshal(payload, &c); err != nil {
 		return errBadAssertion
 	}
 	if !shortString(c.Iss) || !shortString(c.Sub) || c.Exp == nil {
@@ -134,6 +125,7 @@ func (a *assertion) parseClaims(enc []byte) error {
 		}
 		a.jti = *c.JTI
 	}
+	var err error
 	if a.aud, err = parseAudience(c.Aud); err != nil {
 		return err
 	}
@@ -190,66 +182,21 @@ func numericDate(v *float64) (int64, bool) {
 
 // hasAudience reports whether the assertion names any of the accepted audiences.
 func (a *assertion) hasAudience(accepted ...string) bool {
-	for _, got := range a.aud {
-		for _, want := range accepted {
-			if got == want {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.aud, func(got string) bool { return slices.Contains(accepted, got) })
 }
 
-// verifySignature checks the signature with key under alg, which must fit the key's type
-// (RFC 8725 §3.1): an RSA or EC public key can never act as an HMAC secret, because no HMAC
-// algorithm is implemented at all.
-func verifySignature(alg string, key any, signingInput, sig []byte) bool {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		return verifyECDSA(alg, k, signingInput, sig)
-	case ed25519.PublicKey:
-		// "Ed25519" is RFC 9864's fully-specified name of EdDSA over this key type.
-		return (alg == "EdDSA" || alg == "Ed25519") && len(k) == ed25519.PublicKeySize && ed25519.Verify(k, signingInput, sig)
-	case *rsa.PublicKey:
-		return verifyRSA(alg, k, signingInput, sig)
-	}
-	return false
-}
-
-func verifyECDSA(alg string, k *ecdsa.PublicKey, input, sig []byte) bool {
-	var digest []byte
+// timesRefusal: "" when not expired and not before nbf or iat (with leeway for clock skew).
+func timesRefusal(a *assertion, now time.Time) refusal {
+	t := now.Unix()
+	skew := int64(assertionLeeway / time.Second)
 	switch {
-	case alg == "ES256" && k.Curve == elliptic.P256():
-		d := sha256.Sum256(input)
-		digest = d[:]
-	case alg == "ES384" && k.Curve == elliptic.P384():
-		d := sha512.Sum384(input)
-		digest = d[:]
-	case alg == "ES512" && k.Curve == elliptic.P521():
-		d := sha512.Sum512(input)
-		digest = d[:]
-	default:
-		return false
+	case t >= a.exp:
+		return refusedExpired
+	case (a.nbf != 0 && a.nbf > t+skew) || (a.iat != 0 && a.iat > t+skew):
+		return refusedNotYetValid
 	}
-	size := (k.Curve.Params().BitSize + 7) / 8
-	if len(sig) != 2*size {
-		return false
-	}
-	r := new(big.Int).SetBytes(sig[:size])
-	s := new(big.Int).SetBytes(sig[size:])
-	return ecdsa.Verify(k, digest, r, s)
+	return ""
 }
 
-func verifyRSA(alg string, k *rsa.PublicKey, input, sig []byte) bool {
-	if k.N.BitLen() < 2048 {
-		return false
-	}
-	d := sha256.Sum256(input)
-	switch alg {
-	case "RS256":
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
-	case "PS256":
-		return rsa.VerifyPSS(k, crypto.SHA256, d[:], sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
-	}
-	return false
-}
+// hashAssertion is the cache key of an assertion.
+func hashAssertion(raw []byte) [32]byte { return sha256.Sum256(raw) }

@@ -30,8 +30,8 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 
+	"github.com/m2m-dev/m2m-operator/hack/bench/baseline"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
-	"github.com/m2m-dev/m2m-operator/tokenserver/internal/baseline"
 )
 
 // discardWriter is a reusable ResponseWriter that keeps only the status. Like the
@@ -229,4 +229,38 @@ func BenchmarkServiceAccountToken(b *testing.B) {
 	b.Run("ServiceAccount", func(b *testing.B) {
 		benchForm(b, f.Handler(), form, "")
 	})
+}
+
+// BenchmarkPrivateKeyJWTToken is a token request authenticated by a fresh private_key_jwt
+// assertion (a new jti each time, signed before the timer starts): parse the assertion, check
+// its signature against the client's key and its claims, remember its jti, then issue.
+func BenchmarkPrivateKeyJWTToken(b *testing.B) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256} {
+		b.Run(string(alg), func(b *testing.B) {
+			ts, _ := benchServer(b, signingkey.ES256, logr.Discard())
+			key := newClientKey(b, alg, "k1")
+			id := ts.addKeyClient(b, key)
+			bodies := make([][]byte, b.N)
+			for i := range bodies {
+				bodies[i] = []byte(assertionForm(key.sign(b, assertionClaimsFor(id, time.Now()))).Encode())
+			}
+			body := &rewindBody{}
+			r, _ := http.NewRequest(http.MethodPost, TokenPath, body)
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			w := &discardWriter{h: http.Header{}}
+			h := ts.Handler()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				body.b, body.off = bodies[i], 0
+				r.ContentLength = int64(len(body.b))
+				clear(w.h)
+				w.code = 200
+				h.ServeHTTP(w, r)
+				if w.code != 200 {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+		})
+	}
 }

@@ -19,7 +19,6 @@ package tokenserver
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -39,9 +37,11 @@ type Client struct {
 	id        string
 	namespace string
 	name      string
-	method    string
-	disabled  bool
-	secrets   []acceptedSecret
+	// auth is the client's authentication method (clientAuthMethods); nil for a method this
+	// server does not know, which no request can then use.
+	auth     clientAuthMethod
+	disabled bool
+	secrets  []acceptedSecret
 	// keys are the public keys of a PrivateKeyJWT client.
 	keys []credential.ClientKey
 	// subject is "<namespace>/<name>" of the ServiceAccount of a ServiceAccount client.
@@ -79,16 +79,6 @@ type audience struct {
 
 // ID returns the client id.
 func (c *Client) ID() string { return c.id }
-
-// grant returns the audience of that name, or nil.
-func (c *Client) grant(name []byte) *audience {
-	for _, a := range c.audiences {
-		if a.name == string(name) {
-			return a
-		}
-	}
-	return nil
-}
 
 // audienceCounters hands out the issued-token counter of each audience, counting the compiled
 // clients that grant it (see audienceSeries).
@@ -429,26 +419,13 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		id:        rec.ClientID,
 		namespace: rec.Namespace,
 		name:      rec.Name,
-		method:    rec.Method,
 		disabled:  rec.Disabled,
 		tokenTTL:  time.Duration(rec.TokenTTLSeconds) * time.Second,
 	}
-	if c.method == "" {
-		c.method = string(authv1alpha1.AuthClientSecret)
-	}
-	for i, s := range rec.Secrets {
-		h, err := credential.ParseHash(s.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("secrets[%d]: %w", i, err)
+	if c.auth = authMethodFor(rec.Method); c.auth != nil {
+		if err := c.auth.compile(c, rec); err != nil {
+			return nil, err
 		}
-		a := acceptedSecret{hash: h}
-		if s.NotAfter != nil {
-			a.notAfter = *s.NotAfter
-		}
-		c.secrets = append(c.secrets, a)
-	}
-	if err := c.compileMethod(rec); err != nil {
-		return nil, err
 	}
 	for i := range rec.Grants {
 		a, err := ix.compileAudience(&rec.Grants[i])
@@ -459,24 +436,6 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 	}
 	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
 	return c, nil
-}
-
-// compileMethod prepares what the client's authentication method needs.
-func (c *Client) compileMethod(rec *credential.Record) error {
-	switch c.method {
-	case credential.MethodPrivateKeyJWT:
-		if len(rec.JWKS) == 0 {
-			return nil // no usable key: every assertion is refused
-		}
-		keys, err := credential.ParseClientJWKS(rec.JWKS)
-		if err != nil {
-			return fmt.Errorf("jwks: %w", err)
-		}
-		c.keys = keys
-	case credential.MethodServiceAccount:
-		c.subject = rec.Namespace + "/" + rec.ServiceAccountName
-	}
-	return nil
 }
 
 func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {
@@ -499,52 +458,4 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 	a.allScopes = strings.Join(all, " ")
 	a.claim = appendJSONString([]byte(`,"aud":`), g.Audience)
 	return a, nil
-}
-
-// claimsPrefix builds `{"iss":…,"sub":…,"client_id":…,"namespace":…` followed by the record's
-// extra claims in name order. A reserved name (authv1alpha1.IsReservedClaim: compared after
-// Unicode case folding, so "Sub" never follows "sub") is dropped, and so is every name that
-// folds equal to another: no token holds two member names a case-insensitive JSON decoder
-// would confuse. The CRD refuses both; this guards records written otherwise.
-func claimsPrefix(issuer string, rec *credential.Record) []byte {
-	b := appendJSONString([]byte(`{"iss":`), issuer)
-	b = appendJSONString(append(b, `,"sub":`...), rec.ClientID)
-	b = appendJSONString(append(b, `,"client_id":`...), rec.ClientID)
-	b = appendJSONString(append(b, `,"namespace":`...), rec.Namespace)
-	for _, k := range extraClaimNames(rec.Claims) {
-		b = appendJSONString(append(b, ','), k)
-		b = appendJSONString(append(b, ':'), rec.Claims[k])
-	}
-	return b
-}
-
-// extraClaimNames returns the claim names a token may carry, sorted: neither reserved nor
-// folding equal to another name.
-func extraClaimNames(claims map[string]string) []string {
-	folds := make(map[string]int, len(claims))
-	for k := range claims {
-		folds[authv1alpha1.FoldClaimName(k)]++
-	}
-	names := make([]string, 0, len(claims))
-	for k := range claims {
-		if k != "" && !authv1alpha1.IsReservedClaim(k) && folds[authv1alpha1.FoldClaimName(k)] == 1 {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	return names
-}
-
-// validScopeToken reports whether s is an RFC 6749 §3.3 scope-token: one or more of
-// %x21 / %x23-5B / %x5D-7E.
-func validScopeToken(s []byte) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for _, c := range s {
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }

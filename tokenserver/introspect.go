@@ -91,6 +91,18 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	s.admit(w, r, errIntrospectMethod, (*Server).serveIntrospect)
 }
 
+// introspectionField maps the introspection endpoint's own parameters: the token and its hint
+// (RFC 7662 §2.1).
+func (req *tokenRequest) introspectionField(name []byte) (uint16, *[]byte) {
+	switch string(name) {
+	case "token":
+		return pToken, &req.token
+	case "token_type_hint":
+		return pTokenTypeHint, &req.tokenTypeHint
+	}
+	return 0, nil
+}
+
 // serveIntrospect parses and authenticates the request, then answers for the token.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
 	st.req.introspect = true
@@ -147,16 +159,6 @@ func mayIntrospect(caller, owner *Client, aud *audience) bool {
 		return true
 	}
 	return aud.policyNamespace != "" && caller.namespace == aud.policyNamespace
-}
-
-// holdsEach reports whether the audience still grants every scope.
-func (a *audience) holdsEach(scopes []string) bool {
-	for _, sc := range scopes {
-		if _, ok := a.scopes[sc]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func answerFor(c *verify.Claims) *introspection {

@@ -72,9 +72,7 @@ type authorizationServerMetadata struct {
 //     still needs an RSA key from this JWKS, and there is none then. Before any key is loaded
 //     it lists every algorithm the server can sign with.
 func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
-	// private_key_jwt covers both assertion methods: a client's own key, and a projected
-	// ServiceAccount token (a JWT signed by the cluster, sent the same way).
-	methods := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	methods := advertisedAuthMethods()
 	algs := credential.ClientAssertionAlgorithms
 	idTokenAlgs := slices.Clone(signingAlgs)
 	if len(idTokenAlgs) == 0 {
@@ -91,7 +89,7 @@ func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 		TokenEndpoint:                             issuer + TokenPath,
 		JWKSURI:                                   issuer + JWKSPath,
 		IntrospectionEndpoint:                     issuer + IntrospectionPath,
-		GrantTypesSupported:                       []string{grantClientCredentials},
+		GrantTypesSupported:                       grantTypeNames(),
 		ResponseTypesSupported:                    []string{"id_token"},
 		SubjectTypesSupported:                     []string{"public"},
 		IDTokenSigningAlgsSupported:               idTokenAlgs,

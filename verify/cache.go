@@ -24,6 +24,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
 // sweepInterval spaces out scans for expired entries when the cache is full, so that a full
@@ -85,7 +86,7 @@ func (c *tokenCache) lookup(token string, now int64, keys KeySource) *Claims {
 		c.remove(h, e)
 		return nil
 	}
-	if k, ok := keys.Key(e.kid); !ok || !sameKey(k, e.key) {
+	if k, ok := keys.Key(e.kid); !ok || !jws.SameKey(k, e.key) {
 		c.remove(h, e)
 		return nil
 	}

@@ -18,6 +18,7 @@ package verify
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,7 +246,7 @@ func (v *Verifier) checkClaims(c *Claims, now time.Time) error {
 	if err := requirePresent(c); err != nil {
 		return err
 	}
-	if !v.anyAudience && !contains(c.Audience, v.audience) {
+	if !v.anyAudience && !slices.Contains(c.Audience, v.audience) {
 		return fail(ErrAudience, "")
 	}
 	return v.checkTimes(c, now)
@@ -283,13 +284,4 @@ func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
 		return fail(ErrNotYetValid, "\"iat\" is in the future")
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -43,5 +43,9 @@ limitations under the License.
 // (401 with WWW-Authenticate, or 403 insufficient_scope); package grpcverify does the same for
 // gRPC servers. Handlers read the verified identity with [FromContext].
 //
+// The JOSE layer (the compact JWS parser, the algorithm-to-key binding, the signature checks and
+// the key-set cache) is package verify/jws, which the m2m token server also uses for the client
+// assertions it receives.
+//
 // The package never logs and never puts a token in an error message.
 package verify

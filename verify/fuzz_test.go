@@ -26,6 +26,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,7 +150,7 @@ func checkAcceptance(t *testing.T, token string, c *Claims, trusted *jose.JSONWe
 	}
 	late := fuzzNow.Add(DefaultLeeway)
 	switch {
-	case c.Issuer != fuzzIssuer, !contains(c.Audience, fuzzAudience):
+	case c.Issuer != fuzzIssuer, !slices.Contains(c.Audience, fuzzAudience):
 		t.Fatalf("accepted iss %q aud %v", c.Issuer, c.Audience)
 	case !fuzzNow.Before(c.Expiry.Add(DefaultLeeway)), c.NotBefore.After(late), c.IssuedAt.After(late):
 		t.Fatalf("accepted times exp %v nbf %v iat %v", c.Expiry, c.NotBefore, c.IssuedAt)

@@ -31,7 +31,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/json"
-	"golang.org/x/sync/singleflight"
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
 // maxDocumentSize bounds the metadata and key set responses.
@@ -40,10 +40,6 @@ const maxDocumentSize = 1 << 20
 // fetchTimeout bounds a key set fetch shared by several callers: it runs detached from any one
 // caller's context, so that one caller giving up does not fail the others.
 const fetchTimeout = 30 * time.Second
-
-// errCooldown reports that an unknown-kid refresh was skipped because the last fetch is too
-// recent.
-var errCooldown = errors.New("key set fetched too recently")
 
 // discover reads the issuer's RFC 8414 metadata and returns its jwks_uri.
 func discover(ctx context.Context, client *http.Client, issuer string) (string, error) {
@@ -154,55 +150,44 @@ func get(ctx context.Context, client *http.Client, target, etag string) ([]byte,
 	return body, resp, nil
 }
 
-// remoteKeySet is the issuer's JWKS, fetched over HTTP and refreshed lazily.
+// remoteKeySet is the issuer's JWKS, fetched over HTTP: a jws.KeySet (the cache, the
+// unknown-kid fetch with its cooldown, one fetch for all concurrent callers) whose fetch is a
+// conditional GET, refreshed in the background when the response's Cache-Control max-age runs
+// out.
 type remoteKeySet struct {
+	set        *jws.KeySet
 	url        string
 	client     *http.Client
 	now        func() time.Time
 	algorithms []jose.SignatureAlgorithm
-	cooldown   time.Duration
 	minRefresh time.Duration
 	maxRefresh time.Duration
-	onRemove   func(kids []string)
 
-	mu   sync.RWMutex
-	keys map[string]*jose.JSONWebKey
+	mu   sync.Mutex
 	etag string
 
-	nextRefresh atomic.Int64 // unix nanos at which the periodic refresh is due
-	lastFetch   atomic.Int64 // unix nanos at which the last fetch started
-	refreshing  atomic.Bool  // a background refresh is running
-	group       singleflight.Group
+	nextRefresh atomic.Int64   // unix nanos at which the periodic refresh is due
+	refreshing  atomic.Bool    // a background refresh is running
 	background  sync.WaitGroup // background refreshes, for tests
 }
 
 func newRemoteKeySet(jwksURL string, cfg *config, onRemove func([]string)) *remoteKeySet {
-	return &remoteKeySet{
+	s := &remoteKeySet{
 		url:        jwksURL,
 		client:     cfg.httpClient,
 		now:        cfg.now,
 		algorithms: cfg.algorithms,
-		cooldown:   cfg.cooldown,
 		minRefresh: cfg.minRefresh,
 		maxRefresh: cfg.maxRefresh,
-		onRemove:   onRemove,
-		keys:       map[string]*jose.JSONWebKey{},
 	}
+	s.set = jws.NewKeySet(s.fetch, jws.KeySetOptions{
+		Cooldown: cfg.cooldown, FetchTimeout: fetchTimeout, Now: cfg.now, OnRemove: onRemove,
+	})
+	return s
 }
 
 // Key implements KeySource.
-func (s *remoteKeySet) Key(kid string) (*jose.JSONWebKey, bool) {
-	s.mu.RLock()
-	k, ok := s.keys[kid]
-	s.mu.RUnlock()
-	return k, ok
-}
-
-func (s *remoteKeySet) size() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.keys)
-}
+func (s *remoteKeySet) Key(kid string) (*jose.JSONWebKey, bool) { return s.set.Key(kid) }
 
 // maybeRefresh starts a background refresh when the periodic one is due. Costs one atomic load
 // otherwise, since it runs on every verification.
@@ -217,148 +202,54 @@ func (s *remoteKeySet) maybeRefresh(now time.Time) {
 	go func() {
 		defer s.background.Done()
 		defer s.refreshing.Store(false)
-		_ = s.refresh(context.Background(), false) // failures reschedule; old keys stay
+		_ = s.set.Refresh(context.Background()) // failures reschedule; old keys stay
 	}()
 }
 
-// refresh fetches the key set once for all concurrent callers. With honorCooldown (the
-// unknown-kid path) it does nothing when the last fetch started less than the cooldown ago.
-// The fetch runs detached from ctx; ctx only bounds this caller's wait.
-func (s *remoteKeySet) refresh(ctx context.Context, honorCooldown bool) error {
-	err := s.refreshOnce(ctx, honorCooldown)
-	// A forced refresh that joined an unknown-kid refresh skipped for cooldown has fetched
-	// nothing: it tries again (bounded, in case more cooldown-skips keep winning the race).
-	for tries := 0; !honorCooldown && errors.Is(err, errCooldown) && tries < 3; tries++ {
-		err = s.refreshOnce(ctx, honorCooldown)
-	}
-	return err
-}
-
-// refreshOnce runs or joins one shared fetch.
-func (s *remoteKeySet) refreshOnce(ctx context.Context, honorCooldown bool) error {
-	ch := s.group.DoChan("jwks", func() (any, error) {
-		if honorCooldown && s.inCooldown() {
-			return nil, errCooldown
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-		defer cancel()
-		return nil, s.fetch(fctx)
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *remoteKeySet) inCooldown() bool {
-	last := s.lastFetch.Load()
-	return last != 0 && s.now().UnixNano()-last < int64(s.cooldown)
-}
-
-// fetch GETs the key set (conditionally, with the last ETag), installs it and schedules the
-// next periodic refresh. On failure the current keys stay in use.
-func (s *remoteKeySet) fetch(ctx context.Context) error {
+// fetch is the key set's jws.FetchFunc: a GET (conditional, with the last ETag) that also
+// schedules the next periodic refresh. On failure the current keys stay in use.
+func (s *remoteKeySet) fetch(ctx context.Context) (map[string]*jose.JSONWebKey, error) {
 	start := s.now()
-	s.lastFetch.Store(start.UnixNano())
-	s.mu.RLock()
+	s.mu.Lock()
 	etag := s.etag
-	s.mu.RUnlock()
+	s.mu.Unlock()
 
 	body, resp, err := get(ctx, s.client, s.url, etag)
 	if err != nil {
 		s.schedule(start, s.minRefresh)
-		return wrap(ErrKeySet, "fetching the key set", err)
+		return nil, wrap(ErrKeySet, "fetching the key set", err)
 	}
+	var keys map[string]*jose.JSONWebKey
 	switch resp.StatusCode {
 	case http.StatusNotModified:
 	case http.StatusOK:
-		keys, err := parseKeySet(body, s.algorithms)
-		if err != nil {
+		if keys, err = jws.ParseKeySet(body, s.algorithms); err != nil {
 			s.schedule(start, s.minRefresh)
-			return err
+			return nil, wrap(ErrKeySet, "", err)
 		}
-		s.install(keys, resp.Header.Get("ETag"))
+		s.mu.Lock()
+		s.etag = resp.Header.Get("ETag")
+		s.mu.Unlock()
 	default:
 		s.schedule(start, s.minRefresh)
-		return failf(ErrKeySet, "fetching the key set: HTTP status %d", resp.StatusCode)
+		return nil, failf(ErrKeySet, "fetching the key set: HTTP status %d", resp.StatusCode)
 	}
 	s.schedule(start, refreshInterval(resp.Header, s.minRefresh, s.maxRefresh))
-	return nil
+	return keys, nil
 }
 
 func (s *remoteKeySet) schedule(from time.Time, after time.Duration) {
 	s.nextRefresh.Store(from.Add(after).UnixNano())
 }
 
-// install swaps in a new key set. Unchanged keys keep their pointer, so cached tokens stay
-// cheap to re-check; removed or changed kids are reported so their cached tokens are purged.
-func (s *remoteKeySet) install(keys map[string]*jose.JSONWebKey, etag string) {
-	s.mu.Lock()
-	var removed []string
-	for kid, old := range s.keys {
-		if k, ok := keys[kid]; ok && sameKey(old, k) {
-			keys[kid] = old
-			continue
-		}
-		removed = append(removed, kid)
+// asKeySetError keeps an *Error, and reports any other failure of the first fetch (the
+// caller's context ending) as ErrKeySet.
+func asKeySetError(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
 	}
-	s.keys = keys
-	s.etag = etag
-	s.mu.Unlock()
-	if len(removed) > 0 && s.onRemove != nil {
-		s.onRemove(removed)
-	}
-}
-
-// parseKeySet decodes a JWKS and keeps the keys usable for signature verification. A key this
-// package cannot use (another type, "use": "enc", no kid, no allowed algorithm) is skipped
-// rather than failing the whole set, so that a new key type published by the issuer does not
-// break older verifiers. A kid that appears twice is dropped: key selection must be
-// unambiguous.
-func parseKeySet(body []byte, algorithms []jose.SignatureAlgorithm) (map[string]*jose.JSONWebKey, error) {
-	var set struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, wrap(ErrKeySet, "decoding the key set", err)
-	}
-	keys := make(map[string]*jose.JSONWebKey, len(set.Keys))
-	dup := map[string]bool{}
-	for _, raw := range set.Keys {
-		k, ok := usableKey(raw, algorithms)
-		if !ok {
-			continue
-		}
-		if _, seen := keys[k.KeyID]; seen || dup[k.KeyID] {
-			dup[k.KeyID] = true
-			delete(keys, k.KeyID)
-			continue
-		}
-		keys[k.KeyID] = k
-	}
-	return keys, nil
-}
-
-// usableKey decodes one JWK and reports whether it can verify tokens under the allow-list.
-func usableKey(raw json.RawMessage, algorithms []jose.SignatureAlgorithm) (*jose.JSONWebKey, bool) {
-	var k jose.JSONWebKey
-	if err := k.UnmarshalJSON(raw); err != nil {
-		return nil, false
-	}
-	if k.KeyID == "" || len(k.KeyID) > maxKeyIDLen || (k.Use != "" && k.Use != "sig") {
-		return nil, false
-	}
-	if !k.IsPublic() {
-		k = k.Public() // a server bug, but the public half is still the right key
-	}
-	for _, alg := range algorithms {
-		if algFitsKey(string(alg), &k) {
-			return &k, true
-		}
-	}
-	return nil, false
+	return wrap(ErrKeySet, "fetching the key set", err)
 }
 
 // refreshInterval reads Cache-Control max-age and clamps it to [minInterval, maxInterval].

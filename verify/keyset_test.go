@@ -28,6 +28,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 	"github.com/m2m-dev/m2m-operator/verify/verifytest"
 )
 
@@ -327,7 +328,7 @@ func TestParseKeySetSkipsUnusableKeys(t *testing.T) {
 		withUse(t, good, "enc", "enc-key"),
 		withUse(t, good, "sig", ""),
 	}}
-	keys, err := parseKeySet(mustJSON(t, set), defaultAlgorithms)
+	keys, err := jws.ParseKeySet(mustJSON(t, set), defaultAlgorithms)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func TestParseKeySetSkipsUnusableKeys(t *testing.T) {
 	}
 	// The same kid twice is ambiguous: neither is trusted.
 	dup := map[string]any{"keys": []any{good, withUse(t, good, "sig", good.KeyID)}}
-	if keys, _ := parseKeySet(mustJSON(t, dup), defaultAlgorithms); len(keys) != 0 {
+	if keys, _ := jws.ParseKeySet(mustJSON(t, dup), defaultAlgorithms); len(keys) != 0 {
 		t.Fatalf("duplicate kid kept: %v", keys)
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
 // KeySource supplies trusted verification keys by key ID. The keys must be public keys (private
@@ -71,10 +73,10 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		return nil, err
 	}
 	remote := newRemoteKeySet(jwksURL, cfg, v.cache.purge)
-	if err := remote.fetch(ctx); err != nil {
-		return nil, err
+	if err := remote.set.Refresh(ctx); err != nil {
+		return nil, asKeySetError(err)
 	}
-	if remote.size() == 0 {
+	if remote.set.Len() == 0 {
 		return nil, fail(ErrKeySet, "the key set has no usable signing key (check WithAllowedAlgorithms)")
 	}
 	v.keys, v.remote = remote, remote
@@ -148,7 +150,7 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 	if v.remote == nil {
 		return nil
 	}
-	return v.remote.refresh(ctx, false)
+	return v.remote.set.Refresh(ctx)
 }
 
 // Verify validates a token and returns its claims. The token is the bare JWS, without the
@@ -193,36 +195,32 @@ func (v *Verifier) cacheDeadline(c *Claims, now time.Time) int64 {
 // verifyToken is the one full validation, shared by every constructor. It returns the claims
 // and the kid and key that verified them.
 func (v *Verifier) verifyToken(ctx context.Context, token string, now time.Time) (*Claims, string, *jose.JSONWebKey, error) {
-	parts, err := splitCompact(token)
+	t, err := v.parse(token)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	h, err := v.parseHeader(parts.header)
+	alg, kid := t.Header.Algorithm, t.Header.KeyID
+	key, err := v.key(ctx, kid)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	key, err := v.key(ctx, h.Kid)
-	if err != nil {
-		return nil, "", nil, err
+	if !jws.Fits(alg, key) {
+		return nil, "", nil, failf(ErrAlgorithm, "%s does not fit the key", excerpt(alg))
 	}
-	if !algFitsKey(h.Alg, key) {
-		return nil, "", nil, failf(ErrAlgorithm, "%s does not fit the key", excerpt(h.Alg))
+	if err := t.Verify(key); err != nil {
+		return nil, "", nil, fromJWS(err)
 	}
-	payload, err := verifySignature(token, parts, h, key)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	c, err := parseClaims(payload)
+	c, err := parseClaims(t.Payload)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	if err := v.checkClaims(c, now); err != nil {
 		return nil, "", nil, err
 	}
-	return c, h.Kid, key, nil
+	return c, kid, key, nil
 }
 
-// key finds the trusted key for kid, refreshing the remote key set once (subject to the
+// key finds the trusted key for kid, fetching the remote key set again once (subject to the
 // cooldown) when the kid is unknown: that is how a verifier follows a key rotation it has not
 // yet seen.
 func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
@@ -232,48 +230,12 @@ func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error
 	if v.remote == nil {
 		return nil, failf(ErrUnknownKey, "kid %s", excerpt(kid))
 	}
-	if err := v.remote.refresh(ctx, true); err != nil && !errors.Is(err, errCooldown) {
+	k, err := v.remote.set.Lookup(ctx, kid)
+	if err != nil {
 		return nil, wrap(ErrUnknownKey, "kid "+excerpt(kid)+" and the key set refresh failed", err)
 	}
-	if k, ok := v.keys.Key(kid); ok && k != nil {
-		return k, nil
+	if k == nil {
+		return nil, failf(ErrUnknownKey, "kid %s", excerpt(kid))
 	}
-	return nil, failf(ErrUnknownKey, "kid %s", excerpt(kid))
+	return k, nil
 }
-
-// verifySignature checks the signature with go-jose. The algorithm list passed to the parser
-// holds only the alg already vetted, and the parsed header must agree with ours, so the two
-// parsers cannot be played against each other.
-func verifySignature(token string, parts compact, h *header, key *jose.JSONWebKey) ([]byte, error) {
-	if parts.signature == "" {
-		return nil, fail(ErrSignature, "missing signature")
-	}
-	jws, err := jose.ParseSignedCompact(token, algList(h.Alg))
-	if err != nil {
-		return nil, wrap(ErrMalformed, "JWS", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, fail(ErrMalformed, "expected exactly one signature")
-	}
-	prot := jws.Signatures[0].Protected
-	if prot.KeyID != h.Kid || prot.Algorithm != h.Alg {
-		return nil, fail(ErrMalformed, "inconsistent header")
-	}
-	payload, err := jws.Verify(publicKey(key.Key))
-	if err != nil {
-		return nil, wrap(ErrSignature, "", err)
-	}
-	return payload, nil
-}
-
-// algLists holds a one-element slice per supported algorithm, so the hot path of a cold
-// verification does not allocate one.
-var algLists = func() map[string][]jose.SignatureAlgorithm {
-	m := make(map[string][]jose.SignatureAlgorithm, len(supportedAlgorithms))
-	for _, a := range supportedAlgorithms {
-		m[string(a)] = []jose.SignatureAlgorithm{a}
-	}
-	return m
-}()
-
-func algList(alg string) []jose.SignatureAlgorithm { return algLists[alg] }

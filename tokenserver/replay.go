@@ -16,20 +16,9 @@ limitations under the License.
 
 package tokenserver
 
-// private_key_jwt (RFC 7523 §2.2, OpenID Connect Core §9): the client signs an assertion with
-// its own private key; the server holds only the public JWKS the controller copied from the
-// M2MClient into the record.
+// Replay protection of private_key_jwt assertions (auth_privatekeyjwt.go).
 //
-// Rules: iss = sub = the client id; aud names this server's issuer or its token endpoint URL;
-// exp is in the future and at most Options.MaxAssertionLifetime (default 1 hour, the most
-// Okta accepts and what Authlib sets; plus the clock-skew leeway) ahead; nbf and iat,
-// when present, are not in the future; jti is required and is accepted once. Algorithms
-// ES256, EdDSA (also named Ed25519, RFC 9864), RS256 and PS256, each bound to its key type;
-// never HS* or none. A kid, when the
-// header has one, selects the key; without one, every key of the JWKS that fits the algorithm
-// is tried.
-//
-// Replay: each replica remembers every accepted assertion's jti until the assertion's exp, in a
+// Each replica remembers every accepted assertion's jti until the assertion's exp, in a
 // set of the client's own (see replaySet). This stops a replay to the same replica. It does not
 // stop one replay per other replica within the assertion's own lifetime (at most
 // Options.MaxAssertionLifetime): replicas share no state. A client's issuance rate limit applies per replica too. Strict
@@ -57,87 +46,11 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
-const (
-	// maxReplayEntries is the replica's memory safety net over all clients' replay sets (see
-	// the comment above): about 20-40 MB at most.
-	maxReplayEntries = 500000
-)
-
-// authenticatePrivateKeyJWT authenticates a private_key_jwt assertion; a refusal is logged
-// with its reason (refusals.go).
-func (s *Server) authenticatePrivateKeyJWT(req *tokenRequest, a *assertion, now time.Time) (*Client, *oauthError) {
-	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
-		return nil, s.refuseAssertion(refusedClientMismatch, a.iss, a)
-	}
-	c := s.index.lookup([]byte(a.iss))
-	switch {
-	case c == nil:
-		return nil, s.refuseAssertion(refusedUnknownClient, a.iss, a)
-	case c.method != credential.MethodPrivateKeyJWT:
-		return nil, s.refuseAssertion(refusedWrongMethod, a.iss, a)
-	}
-	if why := c.verifyAssertion(a); why != "" {
-		return nil, s.refuseAssertion(why, a.iss, a)
-	}
-	if why := s.assertionClaimsRefusal(a, now); why != "" {
-		return nil, s.refuseAssertion(why, a.iss, a)
-	}
-	switch ans, retryAfter := c.replay.remember(s.replayLimits, a.jti, a.exp, now.Unix()); ans {
-	case replayFull:
-		return nil, replayLimited(retryAfter)
-	case replaySeen:
-		return nil, s.refuseAssertion(refusedReplayed, a.iss, a)
-	}
-	return c, nil
-}
-
-// verifyAssertion checks the signature against the client's keys: "" when one verifies it,
-// else whether no key fitted the header's kid and alg or none verified.
-func (c *Client) verifyAssertion(a *assertion) refusal {
-	why := refusedNoMatchingKey
-	for i := range c.keys {
-		k := &c.keys[i]
-		if (a.kid != "" && k.KID != a.kid) || !contains(k.Algs, a.alg) {
-			continue
-		}
-		if verifySignature(a.alg, k.Key, a.signingInput, a.sig) {
-			return ""
-		}
-		why = refusedBadSignature
-	}
-	return why
-}
-
-// assertionClaimsRefusal checks jti, aud, exp (future, and at most MaxAssertionLifetime
-// ahead), nbf and iat: "" when they hold.
-func (s *Server) assertionClaimsRefusal(a *assertion, now time.Time) refusal {
-	switch {
-	case a.jti == "":
-		return refusedMissingJTI
-	case !a.hasAudience(s.opts.Issuer, s.opts.Issuer+TokenPath):
-		return refusedWrongAudience
-	}
-	if why := timesRefusal(a, now); why != "" {
-		return why
-	}
-	if a.exp > now.Add(s.opts.MaxAssertionLifetime+assertionLeeway).Unix() {
-		return refusedLifetime
-	}
-	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+// maxReplayEntries is the replica's memory safety net over all clients' replay sets (see the
+// comment above): about 20-40 MB at most.
+const maxReplayEntries = 500000
 
 type replayAnswer int
 

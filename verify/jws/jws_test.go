@@ -14,12 +14,32 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package b64url
+package jws
 
 import (
 	"encoding/base64"
 	"testing"
 )
+
+func TestSplitCompactCanonical(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	cases := map[string]bool{
+		enc([]byte("a")) + "." + enc([]byte("bc")) + "." + enc([]byte("def")): true,
+		"QQ.QQ.QQ": true,  // "A" canonical
+		"QR.QQ.QQ": false, // same byte, stray bits
+		"Q.QQ.QQ":  false, // impossible length
+		"QQ.Q=.QQ": false, // padding
+		"QQ.Q+.QQ": false, // std alphabet
+		"a.b.c.d":  false,
+		"a.b":      false,
+	}
+	for tok, want := range cases {
+		_, _, _, err := split(tok)
+		if got := err == nil; got != want {
+			t.Errorf("split(%q) ok=%v, want %v (%v)", tok, got, want, err)
+		}
+	}
+}
 
 func TestCanonical(t *testing.T) {
 	for _, tc := range []struct {
@@ -37,11 +57,8 @@ func TestCanonical(t *testing.T) {
 		{"Y\nQ", false}, // the decoder would skip the newline
 		{"YQ+/", false}, // standard, not URL, alphabet
 	} {
-		if got := Canonical(tc.in); got != tc.want {
-			t.Errorf("Canonical(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-		if got := Canonical([]byte(tc.in)); got != tc.want {
-			t.Errorf("Canonical([]byte(%q)) = %v, want %v", tc.in, got, tc.want)
+		if got := canonical(tc.in); got != tc.want {
+			t.Errorf("canonical(%q) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
 }

@@ -18,7 +18,7 @@ limitations under the License.
 //
 //	-mode=tokenserver  the real token server handler (tokenserver.New + Serve), fed from a
 //	                   static in-memory index of -clients clients instead of informers;
-//	-mode=baseline     the minimal handler of tokenserver/internal/baseline;
+//	-mode=baseline     the minimal handler of hack/bench/baseline;
 //	-mode=noop         a handler that reads the body and answers a constant: the floor of the
 //	                   harness (what hey and loopback HTTP alone cost on this machine).
 //
@@ -42,10 +42,10 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/m2m-dev/m2m-operator/hack/bench/baseline"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/tokenserver"
-	"github.com/m2m-dev/m2m-operator/tokenserver/internal/baseline"
 )
 
 func main() {

@@ -16,15 +16,27 @@ limitations under the License.
 
 package tokenserver
 
+// The HTTP prelude both POST endpoints (token, introspection) share: the method, the content
+// type, the body read under its size limit and deadline, a pooled request state, the form
+// parsed in place, the global in-flight slot, and the RFC 6749 §5.2 answer for whatever the
+// endpoint refuses. The endpoints themselves (token.go, introspect.go) start from a read body.
+
 import (
 	"bytes"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
-// Bits of the parameters the token endpoint understands (others are ignored, RFC 6749 §3.2).
+const (
+	// maxParams bounds the work spent on one form body.
+	maxParams = 64
+	// maxPooledBuffer keeps an unusually large request from pinning its buffers in the pool.
+	maxPooledBuffer = 16 << 10
+)
+
+// Bits of the parameters the endpoints understand (others are ignored, RFC 6749 §3.2).
 const (
 	pGrantType uint16 = 1 << iota
 	pScope
@@ -38,34 +50,23 @@ const (
 	pClientAssertion
 )
 
-// assertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
-const assertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-const (
-	// maxParams bounds the work spent on one form body.
-	maxParams = 64
-	// maxAuthHeader bounds the Authorization header this endpoint decodes.
-	maxAuthHeader = 1024
-)
-
-// strictBase64 is standard base64 with padding that also refuses non-zero trailing bits.
-var strictBase64 = base64.StdEncoding.Strict()
-
-// tokenRequest is a parsed token request. Every slice points into the request's pooled buffers
-// and is valid only while the request is served. An empty value means the parameter was absent
-// or sent without a value, which RFC 6749 §3.1 treats alike.
+// tokenRequest is a parsed request of either endpoint. Every slice points into the request's
+// pooled buffers and is valid only while the request is served. An empty value means the
+// parameter was absent or sent without a value, which RFC 6749 §3.1 treats alike.
 type tokenRequest struct {
-	seen         uint16
-	grantType    []byte
-	scope        []byte
-	clientID     []byte
-	clientSecret []byte
-	resource     []byte
-	audience     []byte
-	// token and tokenTypeHint are the introspection parameters (RFC 7662 §2.1).
+	seen uint16
+	// grantType, scope, resource and audience are the token endpoint's parameters (token.go).
+	grantType []byte
+	scope     []byte
+	resource  []byte
+	audience  []byte
+	// token and tokenTypeHint are the introspection parameters (RFC 7662 §2.1, introspect.go).
 	token         []byte
 	tokenTypeHint []byte
-	// clientAssertionType and clientAssertion are RFC 7523 §2.2 client authentication.
+	// clientID, clientSecret, clientAssertionType and clientAssertion are the client
+	// authentication parameters both endpoints accept (clientauth.go).
+	clientID            []byte
+	clientSecret        []byte
 	clientAssertionType []byte
 	clientAssertion     []byte
 
@@ -79,6 +80,10 @@ type tokenRequest struct {
 	// assertion, id is the optional client_id and assertion the JWT.
 	id, secret []byte
 	assertion  []byte
+	// assertionHash is the SHA-256 of assertion, and jwt the assertion parsed
+	// (prepareAssertion).
+	assertionHash [32]byte
+	jwt           *assertion
 }
 
 // reqState holds the buffers one request reuses from a pool.
@@ -100,6 +105,84 @@ func (st *reqState) reset() {
 	st.body, st.auth, st.authDec = st.body[:0], st.auth[:0], st.authDec[:0]
 	st.out, st.payload, st.scope, st.sig = st.out[:0], st.payload[:0], st.scope[:0], st.sig[:0]
 	st.req = tokenRequest{}
+}
+
+// admit is the prelude both POST endpoints share: the method, a pooled request state, the
+// body, the global in-flight cap (503), and the RFC 6749 §5.2 answer for whatever serve
+// refuses. serve is a method expression, so nothing is allocated per request.
+//
+// The body is read before a slot is taken: a client that sends its body slowly (or never)
+// holds its own connection for at most Options.BodyReadTimeout, never one of the MaxInFlight
+// slots that every other request needs.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
+	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
+	if r.Method != http.MethodPost {
+		s.refuse(w, r, notPost)
+		return
+	}
+	st := s.pool.Get().(*reqState)
+	defer s.release(st)
+	if err := s.receiveForm(w, r, st); err != nil {
+		s.refuse(w, r, err)
+		return
+	}
+	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
+		s.inFlight.Add(-1)
+		s.refuse(w, r, errOverloaded)
+		return
+	}
+	defer s.inFlight.Add(-1)
+	if err := serve(s, w, r, st); err != nil {
+		s.refuse(w, r, err)
+	}
+}
+
+// receiveForm checks the content type and reads the body into st under the body deadline.
+func (s *Server) receiveForm(w http.ResponseWriter, r *http.Request, st *reqState) *oauthError {
+	if !isFormContentType(r.Header["Content-Type"]) {
+		return errContentType
+	}
+	s.readingBodies.Add(1)
+	defer s.readingBodies.Add(-1)
+	rc := http.NewResponseController(w)
+	// A ResponseWriter without deadlines (a test recorder) is read without one; on a real
+	// connection this bounds the body whatever its claimed Content-Length.
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+	if err := readBody(r, st, s.opts.MaxBodyBytes); err != nil {
+		// The deadline stays: whatever is left of the body must not hold the connection
+		// while net/http tries to discard it after the answer.
+		return err
+	}
+	// The whole body is in memory. Lift the deadline so that it cannot fire while the
+	// request is served: net/http's background read would cancel the request's context.
+	_ = rc.SetReadDeadline(time.Time{})
+	return nil
+}
+
+func (s *Server) observe(start time.Time) {
+	s.metrics.duration.Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) release(st *reqState) {
+	if cap(st.body) > maxPooledBuffer || cap(st.out) > maxPooledBuffer {
+		return
+	}
+	st.reset()
+	s.pool.Put(st)
+}
+
+// refuse answers e. A failed client authentication is 401 with WWW-Authenticate only when the
+// client used the Authorization header; otherwise (client_secret_post, a client assertion, no
+// credentials) it is 400 invalid_client without it (RFC 6749 §5.2). openid-client and
+// oauth4webapi read a 401 with WWW-Authenticate as an HTTP authentication challenge, not as
+// the OAuth error.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
+	s.metrics.refuse(e.code)
+	var challenge []string
+	if len(r.Header["Authorization"]) > 0 {
+		challenge = s.wwwAuthenticate
+	}
+	writeError(w, e, challenge)
 }
 
 // parseTokenRequest parses the form body (already read into st.body by receiveForm) and the
@@ -180,7 +263,7 @@ func parseForm(body []byte, req *tokenRequest) *oauthError {
 	return nil
 }
 
-// setParam decodes one name=value pair and stores it when the name is one this endpoint uses.
+// setParam decodes one name=value pair and stores it when the name is one the endpoint uses.
 func (req *tokenRequest) setParam(seg []byte) *oauthError {
 	name, value := seg, seg[:0]
 	if i := bytes.IndexByte(seg, '='); i >= 0 {
@@ -209,53 +292,20 @@ func (req *tokenRequest) setParam(seg []byte) *oauthError {
 	return nil
 }
 
+// field maps a parameter name to its bit and value: the endpoint's own parameters, then the
+// client authentication parameters.
 func (req *tokenRequest) field(name []byte) (uint16, *[]byte) {
+	var bit uint16
+	var dst *[]byte
 	if req.introspect {
-		return req.introspectionField(name)
+		bit, dst = req.introspectionField(name)
+	} else {
+		bit, dst = req.tokenField(name)
 	}
-	switch string(name) {
-	case "grant_type":
-		return pGrantType, &req.grantType
-	case "scope":
-		return pScope, &req.scope
-	case "client_id":
-		return pClientID, &req.clientID
-	case "client_secret":
-		return pClientSecret, &req.clientSecret
-	case "resource":
-		return pResource, &req.resource
-	case "audience":
-		return pAudience, &req.audience
+	if bit != 0 {
+		return bit, dst
 	}
-	return req.assertionField(name)
-}
-
-// assertionField maps the RFC 7523 client authentication parameters, which both endpoints
-// accept.
-func (req *tokenRequest) assertionField(name []byte) (uint16, *[]byte) {
-	switch string(name) {
-	case "client_assertion_type":
-		return pClientAssertionType, &req.clientAssertionType
-	case "client_assertion":
-		return pClientAssertion, &req.clientAssertion
-	}
-	return 0, nil
-}
-
-// introspectionField maps the parameters of the introspection endpoint: the token, its hint
-// and client_secret_post credentials.
-func (req *tokenRequest) introspectionField(name []byte) (uint16, *[]byte) {
-	switch string(name) {
-	case "token":
-		return pToken, &req.token
-	case "token_type_hint":
-		return pTokenTypeHint, &req.tokenTypeHint
-	case "client_id":
-		return pClientID, &req.clientID
-	case "client_secret":
-		return pClientSecret, &req.clientSecret
-	}
-	return req.assertionField(name)
+	return req.clientAuthField(name)
 }
 
 // unescapeForm decodes application/x-www-form-urlencoded in place: '+' is a space and %XX a
@@ -297,84 +347,4 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
-}
-
-// parseClientAuth finds the client credentials: HTTP Basic (client_secret_basic, RFC 6749
-// §2.3.1), client_id and client_secret in the body (client_secret_post), or a client assertion
-// (RFC 7523 §2.2: private_key_jwt or a ServiceAccount token); never two of them.
-func parseClientAuth(r *http.Request, st *reqState) *oauthError {
-	req := &st.req
-	values := r.Header["Authorization"]
-	if len(values) > 1 {
-		return errManyAuthHeaders
-	}
-	if req.seen&(pClientAssertionType|pClientAssertion) != 0 {
-		return parseAssertionAuth(req, len(values) > 0)
-	}
-	if len(values) == 0 {
-		req.id, req.secret = req.clientID, req.clientSecret
-		return nil
-	}
-	req.basic = true
-	if req.seen&pClientSecret != 0 {
-		return errTwoAuthMethods
-	}
-	if err := parseBasic(values[0], st); err != nil {
-		return err
-	}
-	if len(req.clientID) > 0 && !bytes.Equal(req.clientID, req.id) {
-		return errClientIDMismatch
-	}
-	return nil
-}
-
-// parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))". Any other scheme fails
-// authentication (401); a Basic header that does not decode is a malformed request (400).
-func parseBasic(h string, st *reqState) *oauthError {
-	const scheme = "basic "
-	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return errAuthFailed
-	}
-	token := strings.Trim(h[len(scheme):], " ")
-	if len(token) == 0 || len(token) > maxAuthHeader {
-		return errBadAuthHeader
-	}
-	st.auth = append(st.auth[:0], token...)
-	n := base64.StdEncoding.DecodedLen(len(st.auth))
-	if cap(st.authDec) < n {
-		st.authDec = make([]byte, n)
-	}
-	dec := st.authDec[:n]
-	n, err := strictBase64.Decode(dec, st.auth)
-	if err != nil {
-		return errBadAuthHeader
-	}
-	dec = dec[:n]
-	colon := bytes.IndexByte(dec, ':')
-	if colon < 0 {
-		return errBadAuthHeader
-	}
-	id, ok1 := unescapeForm(dec[:colon])
-	secret, ok2 := unescapeForm(dec[colon+1:])
-	if !ok1 || !ok2 {
-		return errBadAuthHeader
-	}
-	st.req.id, st.req.secret = id, secret
-	return nil
-}
-
-// parseAssertionAuth checks the RFC 7523 §2.2 parameters: both present, the jwt-bearer type,
-// and no other credentials beside them (client_id alone may accompany them).
-func parseAssertionAuth(req *tokenRequest, basic bool) *oauthError {
-	if basic || req.seen&pClientSecret != 0 {
-		return errTwoAuthMethods
-	}
-	if len(req.clientAssertionType) == 0 || len(req.clientAssertion) == 0 {
-		return errAssertionIncomplete
-	}
-	if string(req.clientAssertionType) != assertionTypeJWTBearer {
-		return errAssertionType
-	}
-	req.id, req.assertion = req.clientID, req.clientAssertion
-	return nil
 }
