@@ -67,14 +67,13 @@ func (privateKeyJWT) presented(req *tokenRequest) bool { return req.jwt != nil }
 
 // authenticate checks a private_key_jwt assertion; a refusal is logged with its reason
 // (refusals.go).
-func (privateKeyJWT) authenticate(s *Server, _ context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+func (privateKeyJWT) authenticate(_ context.Context, s *Server, req *tokenRequest, now time.Time) (*Client, *oauthError) {
 	a := req.jwt
 	if a.iss != a.sub || (len(req.id) > 0 && string(req.id) != a.iss) {
 		return nil, s.refuseAssertion(refusedClientMismatch, a.iss, a)
 	}
 	c := s.index.lookup([]byte(a.iss))
-	switch {
-	case c == nil:
+	if c == nil {
 		return nil, s.refuseAssertion(refusedUnknownClient, a.iss, a)
 	}
 	if _, ownMethod := c.auth.(privateKeyJWT); !ownMethod {

@@ -64,7 +64,7 @@ func (clientSecret) presented(req *tokenRequest) bool { return len(req.assertion
 
 // authenticate compares the SHA-256 of the presented secret in constant time with every
 // accepted, unexpired hash of the client.
-func (clientSecret) authenticate(s *Server, _ context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+func (clientSecret) authenticate(_ context.Context, s *Server, req *tokenRequest, now time.Time) (*Client, *oauthError) {
 	if len(req.id) == 0 {
 		return nil, errAuthFailed
 	}

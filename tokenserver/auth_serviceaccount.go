@@ -76,7 +76,7 @@ func (serviceAccountToken) presented(req *tokenRequest) bool {
 
 // authenticate checks a ServiceAccount token assertion; a refusal is logged with its reason
 // (refusals.go).
-func (serviceAccountToken) authenticate(s *Server, ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError) {
+func (serviceAccountToken) authenticate(ctx context.Context, s *Server, req *tokenRequest, now time.Time) (*Client, *oauthError) {
 	a := req.jwt
 	sa := s.serviceAccounts.Load()
 	if sa == nil {

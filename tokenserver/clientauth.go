@@ -155,7 +155,7 @@ type clientAuthMethod interface {
 	// authenticate checks the presented credentials and returns the client they prove, or the
 	// refusal. Every refusal of a client's credentials is the same invalid_client (authFailed,
 	// refuseAssertion): nothing tells the caller which check failed.
-	authenticate(s *Server, ctx context.Context, req *tokenRequest, now time.Time) (*Client, *oauthError)
+	authenticate(ctx context.Context, s *Server, req *tokenRequest, now time.Time) (*Client, *oauthError)
 }
 
 // cachingAuthMethod is a method that may answer a client assertion from a cache of its own,
@@ -206,7 +206,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest, now time.T
 	}
 	for _, m := range clientAuthMethods {
 		if m.presented(req) {
-			return m.authenticate(s, ctx, req, now)
+			return m.authenticate(ctx, s, req, now)
 		}
 	}
 	return nil, errAuthFailed // unreachable: clientSecret takes every request without an assertion

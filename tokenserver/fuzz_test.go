@@ -158,13 +158,13 @@ func FuzzClientAssertion(f *testing.F) {
 			if a.iss == "" || a.sub == "" || len(a.aud) == 0 || len(a.aud) > maxAssertionAudiences || a.exp <= 0 || a.alg == "" {
 				t.Fatalf("parsed an assertion outside its bounds: %+v", a)
 			}
-			if len(a.signingInput) >= len(raw) || !strings.HasPrefix(raw, string(a.signingInput)+".") {
+			if len(a.signingInput) >= len(raw) || !strings.HasPrefix(raw, a.signingInput+".") {
 				t.Fatalf("signing input %q is not the head of %q", a.signingInput, raw)
 			}
 		}
 		w := ts.do(tokenReq(assertionForm(raw), "", ""))
-		switch {
-		case w.Code == 200:
+		switch w.Code {
+		case http.StatusOK:
 			if err != nil {
 				t.Fatalf("a token for an assertion that does not parse: %q", raw)
 			}
@@ -173,7 +173,7 @@ func FuzzClientAssertion(f *testing.F) {
 			if c.ClientID != assertionID {
 				t.Fatalf("token for %q", c.ClientID)
 			}
-		case w.Code == 400 || w.Code == 401:
+		case http.StatusBadRequest, http.StatusUnauthorized:
 			if e := decodeResponse(t, w.Body).Error; e != errInvalidClient && e != errInvalidRequest {
 				t.Fatalf("status %d error %q", w.Code, e)
 			}

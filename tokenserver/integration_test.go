@@ -228,7 +228,7 @@ func fetchJWKS(t *testing.T, base string) []byte {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("JWKS: status %d, %v", resp.StatusCode, err)
 	}
 	return b
@@ -277,7 +277,7 @@ func TestInteropWithGolangOAuth2(t *testing.T) {
 	// A wrong secret surfaces as the library's RetrieveError with the RFC 6749 code.
 	_, err := (&clientcredentials.Config{ClientID: rec.ClientID, ClientSecret: "m2ms_wrong", TokenURL: ls.url + TokenPath, AuthStyle: oauth2.AuthStyleInHeader}).Token(context.Background())
 	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) || re.ErrorCode != errInvalidClient || re.Response.StatusCode != 401 {
+	if !errors.As(err, &re) || re.ErrorCode != errInvalidClient || re.Response.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong secret: %v", err)
 	}
 }

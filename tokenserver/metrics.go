@@ -137,8 +137,8 @@ type audienceRef struct {
 	counter  prometheus.Counter
 }
 
-func newAudienceSeries(vec *prometheus.CounterVec, max int) *audienceSeries {
-	return &audienceSeries{vec: vec, max: max, refs: map[string]*audienceRef{}}
+func newAudienceSeries(vec *prometheus.CounterVec, limit int) *audienceSeries {
+	return &audienceSeries{vec: vec, max: limit, refs: map[string]*audienceRef{}}
 }
 
 // acquire returns the counter of the audience for one more client granting it.

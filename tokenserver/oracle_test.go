@@ -146,29 +146,29 @@ func TestPrivateKeyJWTFailuresAreNoOracle(t *testing.T) {
 	}
 }
 
-// TestServiceAccountFailuresAreNoOracle: against the real API server, a forged token naming
+// TestServiceAccountFailuresAreNoOracle: against the genuine API server, a forged token naming
 // a ServiceAccount bound to a client and one naming a ServiceAccount bound to none.
 func TestServiceAccountFailuresAreNoOracle(t *testing.T) {
 	f := newSAFixture(t, slowFailures)
 	f.serviceAccount(t, f.ns, "robot")
 	f.bind(t, f.ns, "robot")
-	real := f.token(t, f.ns, "robot", f.url)
+	genuine := f.token(t, f.ns, "robot", f.url)
 	subject := func(name string) string { return serviceAccountPrefix + f.ns + ":" + name }
 	// The failure slot of a ServiceAccount token is that of its subject.
 	slot := func(name string) int { return f.failures.slot(subject(name)) }
 	checkNoOracle(t, slot, 3, "robot", http.StatusBadRequest, func(name string) answer {
-		return answerOf(f.do(tokenReq(assertionForm(forgeWithSubject(t, real, subject(name))), "", "")))
+		return answerOf(f.do(tokenReq(assertionForm(forgeWithSubject(t, genuine, subject(name))), "", "")))
 	})
-	if code, tr := f.exchange(t, real); code != 200 {
-		t.Fatalf("robot's real token after the failures: %d %s", code, tr.Error)
+	if code, tr := f.exchange(t, genuine); code != 200 {
+		t.Fatalf("robot's genuine token after the failures: %d %s", code, tr.Error)
 	}
 }
 
-// forgeWithSubject re-signs a real ServiceAccount token with its sub replaced, with a key of
+// forgeWithSubject re-signs a genuine ServiceAccount token with its sub replaced, with a key of
 // its own (same kid and alg).
-func forgeWithSubject(t *testing.T, real, sub string) string {
+func forgeWithSubject(t *testing.T, genuine, sub string) string {
 	t.Helper()
-	parts := strings.Split(real, ".")
+	parts := strings.Split(genuine, ".")
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
 		t.Fatal(err)

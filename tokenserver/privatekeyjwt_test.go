@@ -480,17 +480,17 @@ func TestReplaySafetyNetSparesSmallClients(t *testing.T) {
 // another private_key_jwt client's valid assertions keep getting tokens.
 func TestOneClientCannotLockOutOtherAssertions(t *testing.T) {
 	ts := newTestServer(t, manyFailures, func(o *Options) { o.RateLimit, o.RateBurst = 0.01, 5 })
-	cap := ts.replayLimits.perClient
+	perClientCap := ts.replayLimits.perClient
 	floodKey, victimKey := newClientKey(t, jose.ES256, "f"), newClientKey(t, jose.ES256, "v")
 	flood, victim := ts.addKeyClient(t, floodKey), ts.addKeyClient(t, victimKey)
 	now := ts.clock.Now()
 	var w *httptest.ResponseRecorder
-	for i := 0; i <= cap; i++ {
+	for i := 0; i <= perClientCap; i++ {
 		w = ts.do(tokenReq(assertionForm(floodKey.sign(t, assertionClaimsFor(flood, now))), "", ""))
 	}
 	tr := decodeResponse(t, w.Body)
 	if w.Code != http.StatusTooManyRequests || tr.Error != errSlowDown || w.Header().Get("Retry-After") != "120" {
-		t.Fatalf("flooding client after %d assertions: %d %s Retry-After %q, want 429 slow_down, 120", cap+1, w.Code, tr.Error, w.Header().Get("Retry-After"))
+		t.Fatalf("flooding client after %d assertions: %d %s Retry-After %q, want 429 slow_down, 120", perClientCap+1, w.Code, tr.Error, w.Header().Get("Retry-After"))
 	}
 	for i := 0; i < 5; i++ { // the victim's burst
 		if got := ts.status(t, assertionForm(victimKey.sign(t, assertionClaimsFor(victim, now)))); got != "200 " {

@@ -175,7 +175,7 @@ func TestRefusalLogIsRateLimited(t *testing.T) {
 	}
 }
 
-// TestServiceAccountRefusalsAreLogged: against the real API server, refused ServiceAccount
+// TestServiceAccountRefusalsAreLogged: against the genuine API server, refused ServiceAccount
 // tokens are logged with the ServiceAccount and the reason, never the token.
 func TestServiceAccountRefusalsAreLogged(t *testing.T) {
 	logs := &logLines{}
@@ -183,13 +183,13 @@ func TestServiceAccountRefusalsAreLogged(t *testing.T) {
 	f.serviceAccount(t, f.ns, "robot")
 	f.serviceAccount(t, f.ns, "loner") // bound to no client
 	f.bind(t, f.ns, "robot")
-	real := f.token(t, f.ns, "robot", f.url)
+	genuine := f.token(t, f.ns, "robot", f.url)
 	for _, c := range []struct {
 		reason refusal
 		sa     string
 		token  string
 	}{
-		{refusedBadSignature, "robot", forgeServiceAccountToken(t, real)},
+		{refusedBadSignature, "robot", forgeServiceAccountToken(t, genuine)},
 		{refusedWrongAudience, "robot", f.token(t, f.ns, "robot", "https://other.example.test")},
 		{refusedUnknownClient, "loner", f.token(t, f.ns, "loner", f.url)},
 	} {

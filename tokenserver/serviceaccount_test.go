@@ -16,7 +16,7 @@ limitations under the License.
 
 package tokenserver
 
-// The ServiceAccount method against envtest's real API server: TokenRequest issues the
+// The ServiceAccount method against envtest's genuine API server: TokenRequest issues the
 // projected tokens, the API server's OIDC discovery serves the keys, TokenReview confirms.
 
 import (
@@ -46,7 +46,7 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
-// saFixture is a live token server (clock at the real time: ServiceAccount tokens carry real
+// saFixture is a live token server (clock at the genuine time: ServiceAccount tokens carry genuine
 // times) and a client namespace.
 type saFixture struct {
 	*liveServer
@@ -289,11 +289,11 @@ func TestTwoClientsBoundToOneServiceAccountAreBothRefused(t *testing.T) {
 	}).WithTimeout(5 * time.Second).Should(Equal(first.ClientID))
 }
 
-// forgeServiceAccountToken re-signs a real token's header and claims with a key of its own
+// forgeServiceAccountToken re-signs a genuine token's header and claims with a key of its own
 // (same kid, same alg): only the cluster's key may vouch for a ServiceAccount.
-func forgeServiceAccountToken(t testing.TB, real string) string {
+func forgeServiceAccountToken(t testing.TB, genuine string) string {
 	t.Helper()
-	parts := strings.Split(real, ".")
+	parts := strings.Split(genuine, ".")
 	hb, _ := base64.RawURLEncoding.DecodeString(parts[0])
 	var h map[string]any
 	if err := json.Unmarshal(hb, &h); err != nil {
@@ -366,7 +366,7 @@ func TestReviewCacheIsPerSubject(t *testing.T) {
 	}
 }
 
-// TestServiceAccountFloodKeepsOthersCached: against the real API server, one ServiceAccount
+// TestServiceAccountFloodKeepsOthersCached: against the genuine API server, one ServiceAccount
 // exchanges more distinct tokens than its share of the TokenReview cache; another
 // ServiceAccount's tokens, old and new, are still answered from the cache (one TokenReview
 // each), and the flood's tokens are all still accepted.

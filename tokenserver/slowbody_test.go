@@ -97,6 +97,7 @@ func (d *dribblers) once(tick *time.Ticker) (int, bool) {
 			return
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 		answer <- resp.StatusCode
 	}()
 	for {

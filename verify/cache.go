@@ -24,6 +24,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 

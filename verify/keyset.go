@@ -31,6 +31,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/json"
+
 	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
@@ -85,7 +86,7 @@ var errNotFound = errors.New("not found")
 
 // fetchMetadata GETs one metadata document and checks it.
 func fetchMetadata(ctx context.Context, client *http.Client, metadataURL, issuer string) (string, error) {
-	body, resp, err := get(ctx, client, metadataURL, "")
+	body, resp, err := get(ctx, client, metadataURL, "") //nolint:bodyclose // get has read and closed the body
 	if err != nil {
 		return "", err
 	}
@@ -214,7 +215,7 @@ func (s *remoteKeySet) fetch(ctx context.Context) (map[string]*jose.JSONWebKey, 
 	etag := s.etag
 	s.mu.Unlock()
 
-	body, resp, err := get(ctx, s.client, s.url, etag)
+	body, resp, err := get(ctx, s.client, s.url, etag) //nolint:bodyclose // get has read and closed the body
 	if err != nil {
 		s.schedule(start, s.minRefresh)
 		return nil, wrap(ErrKeySet, "fetching the key set", err)

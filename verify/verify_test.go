@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -185,8 +186,8 @@ func TestAttackTokensRefused(t *testing.T) {
 }
 
 func errorsIsKind(err, kind error) bool {
-	e, ok := err.(*Error)
-	return ok && e.Kind == kind
+	var e *Error
+	return errors.As(err, &e) && errors.Is(e.Kind, kind)
 }
 
 // checkNoTokenInError makes sure error messages, which end up in logs, hold no token part.

@@ -58,7 +58,8 @@ func main() {
 	defer stop()
 	if err := run(ctx, *mode, *addr, *clients, *alg); err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
-		os.Exit(1)
+		stop()
+		os.Exit(1) //nolint:gocritic // stop() ran just above
 	}
 }
 
