@@ -4,6 +4,7 @@ ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /workspace
 COPY go.mod go.sum ./
+COPY verify/go.mod verify/go.sum verify/
 RUN go mod download
 COPY main.go ./
 COPY api/ api/

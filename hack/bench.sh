@@ -130,7 +130,7 @@ echo "p99 is measured with hey sharing the $(nproc) CPUs; the noop row is what h
 #    ES256, and hot (cached token).
 log "verification benchmarks (go test -bench, -cpu 1)"
 vb="$work/verify.bench"
-go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$' -benchtime "$BENCHTIME" -count 3 -cpu 1 ./verify >"$vb"
+(cd verify && go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$' -benchtime "$BENCHTIME" -count 3 -cpu 1 .) >"$vb"
 median() { grep "^$1 " "$vb" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 cold="$(median BenchmarkVerifyCold)" raw="$(median BenchmarkGoJoseES256)" hot="$(median BenchmarkVerifyHot)"
 
