@@ -17,7 +17,9 @@ limitations under the License.
 package tokenserver
 
 // Grant handling: the token endpoint's grant types (RFC 6749 §4), by grant_type. Adding a grant
-// is one file (grant_*.go, its issue function) and one entry in grantTypes.
+// is one file (grant_*.go, its issue function) and one entry in grantTypes. Parameters of its
+// own (RFC 8693's subject_token, say) it reads with st.req.param, which refuses a repeated one
+// as for every other parameter.
 
 import "net/http"
 

@@ -32,6 +32,9 @@ import (
 const (
 	// maxParams bounds the work spent on one form body.
 	maxParams = 64
+	// maxExtraParams bounds the parameters kept beyond those the endpoints map (see
+	// tokenRequest.extra).
+	maxExtraParams = 8
 	// maxPooledBuffer keeps an unusually large request from pinning its buffers in the pool.
 	maxPooledBuffer = 16 << 10
 )
@@ -84,6 +87,46 @@ type tokenRequest struct {
 	// (prepareAssertion).
 	assertionHash [32]byte
 	jwt           *assertion
+
+	// extra holds the first maxExtraParams parameters of names no endpoint maps, for a grant
+	// that reads parameters of its own (param); the others are ignored (RFC 6749 §3.2).
+	extra  [maxExtraParams]formParam
+	nExtra int
+}
+
+// formParam is a parameter kept in tokenRequest.extra.
+type formParam struct {
+	name, value []byte
+	repeated    bool
+}
+
+// keepExtra keeps a parameter no endpoint maps, noting a repeated name.
+func (req *tokenRequest) keepExtra(name, value []byte) {
+	for i := range req.extra[:req.nExtra] {
+		if p := &req.extra[i]; bytes.Equal(p.name, name) {
+			p.repeated = true
+			return
+		}
+	}
+	if req.nExtra < maxExtraParams {
+		req.extra[req.nExtra] = formParam{name: name, value: value}
+		req.nExtra++
+	}
+}
+
+// param returns the value of a parameter no endpoint maps (nil when absent or sent without
+// a value), or invalid_request when it was sent more than once: a grant's own parameters
+// (grants.go) obey the same rule as the common ones.
+func (req *tokenRequest) param(name string) ([]byte, *oauthError) {
+	for i := range req.extra[:req.nExtra] {
+		if p := &req.extra[i]; string(p.name) == name {
+			if p.repeated {
+				return nil, errDuplicateParam
+			}
+			return p.value, nil
+		}
+	}
+	return nil, nil
 }
 
 // reqState holds the buffers one request reuses from a pool.
@@ -279,6 +322,7 @@ func (req *tokenRequest) setParam(seg []byte) *oauthError {
 	}
 	bit, dst := req.field(name)
 	if bit == 0 {
+		req.keepExtra(name, value)
 		return nil
 	}
 	if req.seen&bit != 0 {
