@@ -23,6 +23,7 @@ package tokenserver
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -274,7 +275,7 @@ func readBody(r *http.Request, st *reqState, maxBody int64) *oauthError {
 		}
 		if err != nil {
 			st.body = buf[:0]
-			if _, ok := err.(*http.MaxBytesError); ok {
+			if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 				return errBodyTooLarge
 			}
 			return errReadBody
