@@ -34,16 +34,16 @@ const maxAuditSpare = 1 << 20
 // never a secret, a hash or the token. It writes directly rather than through the process logger
 // because that logger samples repeated messages, and an audit trail must not lose lines.
 //
-// Lines are written by group commit: a request appends its line to the pending batch and waits
-// until the write holding it has returned, so a token is never answered before its audit line
-// has reached the sink (a crash loses no line of a token a client received), and nothing is
-// left buffered once the handlers have returned (shutdown has nothing to flush). One goroutine,
-// started when lines are pending and gone when none are, writes each pending batch in one Write
-// call; requests that arrive during a write share the next one and each wakes once, when its
-// batch is written. Before, each request queued its own write(2) on the file's lock, and a
-// holder descheduled in the syscall stalled every request behind it (the convoy that made the
-// tail at a fixed load, see docs/performance.md). Lines never interleave: a batch is whole
-// lines, written by one Write call.
+// Lines are written by group commit: a request whose line finds no write in progress writes
+// it itself; one that finds a write in progress appends its line to the pending batch and waits
+// until the write holding it has returned. A token is thus never answered before its audit line
+// has reached the sink (a crash loses no line of a token a client received), and nothing is left
+// buffered once the handlers have returned (shutdown has nothing to flush). A goroutine, started
+// when lines are pending behind a write and gone when none are, writes each pending batch in one
+// Write call; each waiting request wakes once, when its batch is written. Before, each request
+// queued its own write(2) on the file's lock, and a holder descheduled in the syscall stalled
+// every request behind it (the convoy that made the tail at a fixed load, see
+// docs/performance.md). Lines never interleave: a batch is whole lines, written by one Write.
 //
 // A sink that blocks holds the requests whose lines wait for it, as it did when each wrote its
 // own line (they show in audit_write_duration_seconds); a sink that fails loses its batch, and
@@ -60,13 +60,11 @@ type auditLog struct {
 	// buffer of the last batch, kept for reuse.
 	pending, spare []byte
 	pendingLines   int
-	batch          *auditBatch
-	// writing is true while the writer goroutine runs.
+	// batch is closed once the pending lines are written.
+	batch chan struct{}
+	// writing is true while a write is in progress (a request's own, or the writer goroutine's).
 	writing bool
 }
-
-// auditBatch is closed when the write of its lines has returned.
-type auditBatch struct{ done chan struct{} }
 
 func newAuditLog(w io.Writer, log logr.Logger, failed prometheus.Counter, writeDuration prometheus.Observer) *auditLog {
 	return &auditLog{w: w, log: log, failed: failed, writeDuration: writeDuration}
@@ -89,24 +87,37 @@ func (a *auditLog) issued(buf []byte, now time.Time, c *Client, aud *audience, s
 	b = append(append(append(b, `,"jti":"`...), jti...), '"')
 	b = strconv.AppendInt(append(b, `,"exp":`...), exp, 10)
 	b = append(b, "}\n"...)
-	<-a.commit(b)
+	a.commit(b)
 	return b
 }
 
-// commit appends line to the pending batch and returns the channel closed once it is written.
-func (a *auditLog) commit(line []byte) <-chan struct{} {
+// commit writes line, or appends it to the pending batch if a write is in progress, and
+// returns once it is written. With no write in progress the request writes its own line (no
+// hand-off: the common case at low load allocates nothing); lines that arrived meanwhile are
+// left to a writer goroutine, so that no request waits for more than its own batch.
+func (a *auditLog) commit(line []byte) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	if !a.writing {
+		a.writing = true
+		a.mu.Unlock()
+		a.write(line, 1)
+		a.mu.Lock()
+		if a.pendingLines > 0 {
+			go a.writeBatches() // a.writing stays true: the goroutine owns the writes now
+		} else {
+			a.writing = false
+		}
+		a.mu.Unlock()
+		return
+	}
 	a.pending = append(a.pending, line...)
 	a.pendingLines++
 	if a.batch == nil {
-		a.batch = &auditBatch{done: make(chan struct{})}
+		a.batch = make(chan struct{})
 	}
-	if !a.writing {
-		a.writing = true
-		go a.writeBatches()
-	}
-	return a.batch.done
+	done := a.batch
+	a.mu.Unlock()
+	<-done
 }
 
 // writeBatches writes the pending batches, one Write call each, until none is pending.
@@ -123,7 +134,7 @@ func (a *auditLog) writeBatches() {
 		a.mu.Unlock()
 
 		a.write(lines, b)
-		close(batch.done)
+		close(batch)
 
 		a.mu.Lock()
 		if cap(lines) <= maxAuditSpare {
