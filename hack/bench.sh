@@ -18,7 +18,8 @@
 #
 # Environment: ROUNDS (default 2: servers alternate, best round of each is kept), CONCURRENCY
 # (32), CLIENTS (1000), CLOSED_DURATION (5s), OPEN_DURATION (10s), PIN=1 (taskset: servers on
-# CPU 1, generator on CPU 0), BENCHTIME (go test -benchtime, default 2s), SKIP_GO_BENCH=1,
+# CPU 1, generator on CPU 0), BEFORE (another build of hack/bench/server, driven in the same
+# rounds as "before"), SKIP_VERIFY=1, BENCHTIME (go test -benchtime, default 2s), SKIP_GO_BENCH=1,
 # SKIP_SCALE=1, KUBEBUILDER_ASSETS (else hack/setup-envtest.sh provides it).
 set -euo pipefail
 
@@ -65,9 +66,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # start MODE: starts a server, waits until it answers, records its port in port_MODE.
 start() {
-  local mode="$1" port pid
+  local mode="$1" port pid bin="$work/benchserver" srvmode="$1"
+  [[ "$mode" == before ]] && bin="$BEFORE" srvmode=tokenserver
   port="$(free_port)"
-  "${SRV_PIN[@]}" "$work/benchserver" -mode "$mode" -addr "127.0.0.1:$port" -clients "$CLIENTS" \
+  "${SRV_PIN[@]}" "$bin" -mode "$srvmode" -addr "127.0.0.1:$port" -clients "$CLIENTS" \
     -credentials-out "$work/$mode.creds" -audit-out "$work/$mode.audit" >"$work/$mode.out" 2>"$work/$mode.log" &
   pid=$!
   pids+=("$pid")
@@ -97,14 +99,16 @@ PY
 # better A B FIELD(1-based) ge|le: prints whichever of the two result lines is better on FIELD.
 better() { awk -v a="$1" -v b="$2" -v f="$3" -v op="$4" 'BEGIN { if (a == "") { print b; exit } split(a, x, " "); split(b, y, " "); if ((op == "ge") ? (y[f] + 0 > x[f] + 0) : (y[f] + 0 < x[f] + 0)) print b; else print a }'; }
 
-start tokenserver
-start baseline
-start noop
+# BEFORE=path/to/benchserver: also drive that build's token server ("before"), in the same
+# rounds, for a before/after comparison on the same machine state.
+ts_modes=(tokenserver)
+[[ -n "${BEFORE:-}" ]] && ts_modes=(before tokenserver)
+for mode in "${ts_modes[@]}" baseline noop; do start "$mode"; done
 
 # Closed loop: the maximum throughput of each, interleaved, best of ROUNDS.
 declare -A best
 for round in $(seq 1 "$ROUNDS"); do
-  for mode in tokenserver baseline noop; do
+  for mode in "${ts_modes[@]}" baseline noop; do
     r="$(load "$mode" -closed "$CONCURRENCY" -duration "$CLOSED_DURATION" -warmup 1s)"
     log "round $round closed loop $mode: rps p50 p99 p99.9 late non-200 = $r"
     best[closed_$mode]="$(better "${best[closed_$mode]:-}" "$r" 1 ge)"
@@ -120,7 +124,7 @@ ratio="$(awk -v a="$ts_rps" -v b="$bl_max" 'BEGIN { printf "%.2f", (b > 0 ? a / 
 for round in $(seq 1 "$ROUNDS"); do
   for pct in 40 70; do
     rate="$(awk -v m="$bl_max" -v p="$pct" 'BEGIN { printf "%.0f", m * p / 100 }')"
-    for mode in tokenserver baseline; do
+    for mode in "${ts_modes[@]}" baseline; do
       r="$(load "$mode" -rate "$rate" -duration "$OPEN_DURATION" -warmup 2s)"
       log "round $round open loop ${pct}% ($rate/s) $mode: rps p50 p99 p99.9 late non-200 = $r"
       best[open${pct}_$mode]="$(better "${best[open${pct}_$mode]:-}" "$r" 3 le)"
@@ -132,7 +136,9 @@ echo
 echo "Loopback, hack/loadgen ($CLIENTS clients for the token server), best of $ROUNDS interleaved rounds, $(nproc) CPUs shared with the generator${SRV_PIN:+ (server pinned to CPU 1, generator to CPU 0)}"
 printf "%-34s %10s %9s %9s %9s %7s %8s\n" "run" "tokens/s" "p50 ms" "p99 ms" "p99.9 ms" "late" "non-200"
 bad=0
-for key in closed_tokenserver closed_baseline closed_noop open40_tokenserver open40_baseline open70_tokenserver open70_baseline; do
+keys=(closed_tokenserver closed_baseline closed_noop open40_tokenserver open40_baseline open70_tokenserver open70_baseline)
+[[ -n "${BEFORE:-}" ]] && keys=(closed_before "${keys[@]:0:3}" open40_before "${keys[@]:3:2}" open70_before "${keys[@]:5:2}")
+for key in "${keys[@]}"; do
   read -r rps p50 p99 p999 late non <<<"${best[$key]}"
   flag=""; [[ "$late" -gt 0 ]] && flag="  <- late > 0: generator short of CPU"
   if [[ "$non" -gt 0 ]]; then
@@ -146,6 +152,9 @@ done
 ratio_of() { awk -v a="$(cut -d' ' -f"$3" <<<"${best[$1]}")" -v b="$(cut -d' ' -f"$3" <<<"${best[$2]}")" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 p99_40="$(ratio_of open40_tokenserver open40_baseline 3)" p999_40="$(ratio_of open40_tokenserver open40_baseline 4)"
 p99_70="$(ratio_of open70_tokenserver open70_baseline 3)" p999_70="$(ratio_of open70_tokenserver open70_baseline 4)"
+if [[ -n "${BEFORE:-}" ]]; then
+  echo "before / baseline: closed $(ratio_of closed_before closed_baseline 1)x  40 %: p99 $(ratio_of open40_before open40_baseline 3)x p99.9 $(ratio_of open40_before open40_baseline 4)x  70 %: p99 $(ratio_of open70_before open70_baseline 3)x p99.9 $(ratio_of open70_before open70_baseline 4)x"
+fi
 echo "closed loop tokens/s, token server / baseline: $ratio (goal >= 0.95)"
 echo "open 40 %: p50 $(ratio_of open40_tokenserver open40_baseline 2)x  p99 ${p99_40}x (goal <= 1.25)  p99.9 ${p999_40}x (goal <= 2)"
 echo "open 70 %: p50 $(ratio_of open70_tokenserver open70_baseline 2)x  p99 ${p99_70}x (goal <= 1.25)  p99.9 ${p999_70}x (goal <= 2)"
@@ -153,11 +162,14 @@ echo "open 70 %: p50 $(ratio_of open70_tokenserver open70_baseline 2)x  p99 ${p9
 
 # 3. Verification, one core: cold (no cache: parse + ES256 verify + claims) against raw go-jose
 #    ES256, and hot (cached token).
-log "verification benchmarks (go test -bench, -cpu 1)"
-vb="$work/verify.bench"
-(cd verify && go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$' -benchtime "$BENCHTIME" -count 3 -cpu 1 .) >"$vb"
-median() { grep "^$1 " "$vb" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-cold="$(median BenchmarkVerifyCold)" raw="$(median BenchmarkGoJoseES256)" hot="$(median BenchmarkVerifyHot)"
+cold=- raw=- hot=-
+if [[ "${SKIP_VERIFY:-}" != "1" ]]; then
+  log "verification benchmarks (go test -bench, -cpu 1)"
+  vb="$work/verify.bench"
+  (cd verify && go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$' -benchtime "$BENCHTIME" -count 3 -cpu 1 .) >"$vb"
+  median() { grep "^$1 " "$vb" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  cold="$(median BenchmarkVerifyCold)" raw="$(median BenchmarkGoJoseES256)" hot="$(median BenchmarkVerifyHot)"
+fi
 
 # 4. Scale on envtest (SKIP_SCALE=1 skips): reconcile time for 1,000 clients, policy-edit
 #    propagation, token server RSS and index update latency at 10,000 clients.
@@ -184,8 +196,8 @@ row "p99 at 70 %, token server / baseline" "$p99_70" "<= 1.25" 1.25 le
 row "p99.9 at 70 %, token server / baseline" "$p999_70" "<= 2" 2 le
 row "  harness floor tokens/s (noop, closed loop)" "$nf_rps" "-" "" ""
 row "verify cold ns/op, one core" "$cold" "-" "" ""
-row "verify cold / raw go-jose ES256" "$(awk -v a="$cold" -v b="$raw" 'BEGIN { printf "%.3f", a / b }')" "<= 1.10" 1.10 le
-row "verify hot verifications/s, one core" "$(awk -v h="$hot" 'BEGIN { printf "%.0f", 1e9 / h }')" ">= 1000000" 1000000 ge
+row "verify cold / raw go-jose ES256" "$(awk -v a="$cold" -v b="$raw" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; else print "-" }')" "<= 1.10" 1.10 le
+row "verify hot verifications/s, one core" "$(awk -v h="$hot" 'BEGIN { if (h + 0 > 0) printf "%.0f", 1e9 / h; else print "-" }')" ">= 1000000" 1000000 ge
 if [[ -n "$scale_lines" ]]; then
   row "1,000 new clients all CredentialsReady, s" "$(field all_credentials_ready)" "<= 15" 15 le
   row "policy edit in 1,000 records, s" "$(field policy_edit_propagated)" "< 5" 5 le
