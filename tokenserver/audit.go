@@ -19,20 +19,61 @@ package tokenserver
 import (
 	"io"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// maxAuditSpare bounds the batch buffer kept for reuse: a burst that grew it past this is not
+// kept alive afterwards.
+const maxAuditSpare = 1 << 20
 
 // auditLog writes one JSON line per issued token: client id, audience, scopes, jti and expiry,
 // never a secret, a hash or the token. It writes directly rather than through the process logger
-// because that logger samples repeated messages, and an audit trail must not lose lines. Each
-// line is one Write call, so concurrent lines never interleave on a file or pipe.
+// because that logger samples repeated messages, and an audit trail must not lose lines.
+//
+// Lines are written by group commit: a request whose line finds no write in progress writes
+// it itself; one that finds a write in progress appends its line to the pending batch and waits
+// until the write holding it has returned. A token is thus never answered before its audit line
+// has reached the sink (a crash loses no line of a token a client received), and nothing is left
+// buffered once the handlers have returned (shutdown has nothing to flush). A goroutine, started
+// when lines are pending behind a write and gone when none are, writes each pending batch in one
+// Write call; each waiting request wakes once, when its batch is written. Before, each request
+// queued its own write(2) on the file's lock, and a holder descheduled in the syscall stalled
+// every request behind it (the convoy that made the tail at a fixed load, see
+// docs/performance.md). Lines never interleave: a batch is whole lines, written by one Write.
+//
+// A sink that blocks holds the requests whose lines wait for it, as it did when each wrote its
+// own line (they show in audit_write_duration_seconds); a sink that fails loses its batch, and
+// every line of it is counted in audit_lines_failed_total and the failure logged.
 type auditLog struct {
-	w io.Writer
+	w   io.Writer
+	log logr.Logger
+	// failed counts the lines of batches whose Write failed; writeDuration observes each Write.
+	failed        prometheus.Counter
+	writeDuration prometheus.Observer
+
+	mu sync.Mutex
+	// pending holds the lines no write has taken yet, to be written as batch; spare is the
+	// buffer of the last batch, kept for reuse.
+	pending, spare []byte
+	pendingLines   int
+	// batch is closed once the pending lines are written.
+	batch chan struct{}
+	// writing is true while a write is in progress (a request's own, or the writer goroutine's).
+	writing bool
 }
 
-// issued writes the audit line of one token; buf is scratch space owned by the caller.
-func (a auditLog) issued(buf []byte, now time.Time, c *Client, aud *audience, scope, jti []byte, exp int64) []byte {
-	if a.w == nil {
+func newAuditLog(w io.Writer, log logr.Logger, failed prometheus.Counter, writeDuration prometheus.Observer) *auditLog {
+	return &auditLog{w: w, log: log, failed: failed, writeDuration: writeDuration}
+}
+
+// issued writes the audit line of one token and returns when it has been written; buf is
+// scratch space owned by the caller.
+func (a *auditLog) issued(buf []byte, now time.Time, c *Client, aud *audience, scope, jti []byte, exp int64) []byte {
+	if a.w == nil || a.w == io.Discard {
 		return buf
 	}
 	b := append(buf[:0], `{"ts":"`...)
@@ -46,6 +87,70 @@ func (a auditLog) issued(buf []byte, now time.Time, c *Client, aud *audience, sc
 	b = append(append(append(b, `,"jti":"`...), jti...), '"')
 	b = strconv.AppendInt(append(b, `,"exp":`...), exp, 10)
 	b = append(b, "}\n"...)
-	_, _ = a.w.Write(b)
+	a.commit(b)
 	return b
+}
+
+// commit writes line, or appends it to the pending batch if a write is in progress, and
+// returns once it is written. With no write in progress the request writes its own line (no
+// hand-off: the common case at low load allocates nothing); lines that arrived meanwhile are
+// left to a writer goroutine, so that no request waits for more than its own batch.
+func (a *auditLog) commit(line []byte) {
+	a.mu.Lock()
+	if !a.writing {
+		a.writing = true
+		a.mu.Unlock()
+		a.write(line, 1)
+		a.mu.Lock()
+		if a.pendingLines > 0 {
+			go a.writeBatches() // a.writing stays true: the goroutine owns the writes now
+		} else {
+			a.writing = false
+		}
+		a.mu.Unlock()
+		return
+	}
+	a.pending = append(a.pending, line...)
+	a.pendingLines++
+	if a.batch == nil {
+		a.batch = make(chan struct{})
+	}
+	done := a.batch
+	a.mu.Unlock()
+	<-done
+}
+
+// writeBatches writes the pending batches, one Write call each, until none is pending.
+func (a *auditLog) writeBatches() {
+	for {
+		a.mu.Lock()
+		if a.pendingLines == 0 {
+			a.writing = false
+			a.mu.Unlock()
+			return
+		}
+		lines, batch, b := a.pending, a.batch, a.pendingLines
+		a.pending, a.spare, a.pendingLines, a.batch = a.spare[:0], nil, 0, nil
+		a.mu.Unlock()
+
+		a.write(lines, b)
+		close(batch)
+
+		a.mu.Lock()
+		if cap(lines) <= maxAuditSpare {
+			a.spare = lines[:0]
+		}
+		a.mu.Unlock()
+	}
+}
+
+// write writes one batch of n lines, timing it and counting its lines if it fails.
+func (a *auditLog) write(lines []byte, n int) {
+	start := time.Now()
+	_, err := a.w.Write(lines)
+	a.writeDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		a.failed.Add(float64(n))
+		a.log.Error(err, "writing the audit log failed: these token lines are lost", "lines", n)
+	}
 }

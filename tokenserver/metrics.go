@@ -49,6 +49,9 @@ type metrics struct {
 	keyLoadErrors    prometheus.Counter
 	// keySecretDeleted counts deletions of the signing-key Secret seen by this replica.
 	keySecretDeleted prometheus.Counter
+	// auditFailed counts audit lines lost to a failed write; auditWrite times each write.
+	auditFailed prometheus.Counter
+	auditWrite  prometheus.Histogram
 }
 
 // refusalCodes are the values of the refused counter's reason label.
@@ -95,6 +98,15 @@ func newMetrics(s *Server) *metrics {
 	m.keySecretDeleted = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: metricsNamespace, Name: "signing_key_secret_deleted_total", Help: "Deletions of the signing-key Secret seen (the keys loaded before stay in use until it is recreated).",
 	})
+	m.auditFailed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "audit_lines_failed_total",
+		Help: "Audit lines lost because the audit log's write failed (each failure is also logged); the tokens were issued.",
+	})
+	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: metricsNamespace, Name: "audit_write_duration_seconds",
+		Help:    "Time of each write of a batch of audit lines; the requests whose lines it carries wait for it (a sink that blocks shows here).",
+		Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10),
+	})
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Name: "token_requests_in_flight", Help: "Token requests being served.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
@@ -103,7 +115,7 @@ func newMetrics(s *Server) *metrics {
 		Help: "Token and introspection requests whose body is still being received (they hold no in-flight slot yet).",
 	}, func() float64 { return float64(s.readingBodies.Load()) })
 	m.registry.MustRegister(issued, refused, m.assertionRefused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, m.keySecretDeleted, inFlight, reading, &keyAgeCollector{s: s},
+		m.keyLoadErrors, m.keySecretDeleted, m.auditFailed, m.auditWrite, inFlight, reading, &keyAgeCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	return m

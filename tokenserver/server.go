@@ -98,7 +98,7 @@ const (
 type Server struct {
 	opts     Options
 	log      logr.Logger
-	audit    auditLog
+	audit    *auditLog
 	index    *Index
 	keys     atomic.Pointer[keySet]
 	metrics  *metrics
@@ -134,13 +134,13 @@ func New(opts Options) (*Server, error) {
 	if s.log.GetSink() == nil {
 		s.log = ctrllog.Log.WithName("tokenserver")
 	}
-	s.audit = auditLog{w: opts.AuditLog}
 	empty, err := emptyKeySet().withMetadata(opts.Issuer)
 	if err != nil {
 		return nil, err
 	}
 	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
+	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics.auditFailed, s.metrics.auditWrite)
 	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
