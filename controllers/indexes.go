@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,6 +39,10 @@ const (
 	// indexClientServiceAccount indexes ServiceAccount-method M2MClients by
 	// "<namespace>/<serviceAccountName>".
 	indexClientServiceAccount = "spec.authentication.serviceAccountName"
+	// indexSecretClientID indexes the cached Secrets (credential Secrets and records) by their
+	// client-id label. A label selector would scan every cached Secret of the namespace: with
+	// one record per client, that made each first issuance cost O(clients).
+	indexSecretClientID = "metadata.labels.client-id"
 )
 
 func setupIndexes(mgr ctrl.Manager) error {
@@ -73,6 +78,14 @@ func setupIndexes(mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing M2MClients by ServiceAccount: %w", err)
+	}
+	if err := idx.IndexField(ctx, &corev1.Secret{}, indexSecretClientID, func(o client.Object) []string {
+		if id, ok := o.GetLabels()[authv1alpha1.LabelClientID]; ok {
+			return []string{id}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing Secrets by client id: %w", err)
 	}
 	if err := idx.IndexField(ctx, &authv1alpha1.ScopePolicy{}, indexPolicyAudience, func(o client.Object) []string {
 		return []string{resolve.Audience(o.(*authv1alpha1.ScopePolicy))}

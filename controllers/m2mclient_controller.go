@@ -200,7 +200,9 @@ func (r *M2MClientReconciler) reconcileScopes(ctx context.Context, s *clientScop
 // `m2m dev` can tell when a client's grants are settled).
 func ResolveClient(ctx context.Context, r client.Reader, c *authv1alpha1.M2MClient) (resolve.Result, error) {
 	var policies authv1alpha1.ScopePolicyList
-	if err := r.List(ctx, &policies); err != nil {
+	// Read-only (resolve never writes to a policy, and the result copies what it keeps): a
+	// cache need not deep-copy every policy for every client reconciled.
+	if err := r.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
 		return resolve.Result{}, fmt.Errorf("listing ScopePolicies: %w", err)
 	}
 	var ns corev1.Namespace

@@ -170,8 +170,10 @@ func (r *M2MClientReconciler) followRecord(ctx context.Context, s *clientScope, 
 	return nil
 }
 
+// recordEvents emits the Events of a written decision: repairs, rotations, disabling and
+// enabling; not a first issuance (see credentialplan.Decision).
 func (r *M2MClientReconciler) recordEvents(c *authv1alpha1.M2MClient, prev *credential.Record, d credentialplan.Decision) {
-	if d.Reason != "" {
+	if d.EventType != "" {
 		r.Recorder.Eventf(c, nil, d.EventType, d.Reason, "Reconcile", "%s", d.Note)
 	}
 	wasDisabled := prev != nil && prev.Disabled

@@ -73,13 +73,19 @@ type requestQueue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 
 // policyHandler re-resolves exactly the clients a policy change can affect: those requesting a
 // scope declared by any policy claiming the policy's audience (old and new), and those holding
-// that audience now.
+// that audience now. An update that changes nothing clients resolve against (the ScopePolicy
+// controller recounting status.clients while clients are created) re-resolves none: it used
+// to re-enqueue every client of the audience about once a second per policy.
 func (r *M2MClientReconciler) policyHandler() handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q requestQueue) {
 			r.enqueueForPolicies(ctx, q, e.Object)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q requestQueue) {
+			o, n := e.ObjectOld.(*authv1alpha1.ScopePolicy), e.ObjectNew.(*authv1alpha1.ScopePolicy)
+			if resolve.SameForClients(o, n) {
+				return
+			}
 			r.enqueueForPolicies(ctx, q, e.ObjectOld, e.ObjectNew)
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q requestQueue) {

@@ -77,7 +77,7 @@ func (r *M2MClientReconciler) writeRecord(ctx context.Context, s *clientScope, e
 // since this one does.
 func (r *M2MClientReconciler) removeStaleRecords(ctx context.Context, c *authv1alpha1.M2MClient, clientID string) error {
 	var list corev1.SecretList
-	if err := r.List(ctx, &list, client.InNamespace(r.CredentialsNamespace), client.MatchingLabels{authv1alpha1.LabelClientID: clientID}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(r.CredentialsNamespace), client.MatchingFields{indexSecretClientID: clientID}); err != nil {
 		return fmt.Errorf("listing credential records of client id %s: %w", clientID, err)
 	}
 	for i := range list.Items {

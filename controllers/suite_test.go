@@ -86,15 +86,19 @@ var _ = AfterSuite(func() {
 // startManager starts a manager wired like `m2m controller`, after applying the mutations to
 // its options, and returns its stop function, which waits until the manager has stopped.
 func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
+	return startTunedManager(nil, mutate...)
+}
+
+// startTunedManager is startManager with tune applied to the API client's configuration and
+// the controller's options (the scale tests compare settings), when tune is not nil.
+func startTunedManager(tune func(*rest.Config, *controllers.Options), mutate ...func(*ctrl.Options)) context.CancelFunc {
 	mcfg := rest.CopyConfig(cfg)
 	mcfg.QPS, mcfg.Burst = controllers.DefaultAPIQPS, controllers.DefaultAPIBurst
 	opts := testenv.ManagerOptions()
 	for _, m := range mutate {
 		m(&opts)
 	}
-	mgr, err := ctrl.NewManager(mcfg, opts)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.SetupWithManager(mgr, controllers.Options{
+	copts := controllers.Options{
 		// One namespace for both: these tests are about clients, not the namespace split
 		// (config/rbac_test.go runs the controller with the two apart).
 		SystemNamespace:      systemNamespace,
@@ -102,7 +106,13 @@ func startManager(mutate ...func(*ctrl.Options)) context.CancelFunc {
 		Issuer:               "https://m2m.test",
 		CABundle:             true,
 		Clock:                clock,
-	})).To(Succeed())
+	}
+	if tune != nil {
+		tune(mcfg, &copts)
+	}
+	mgr, err := ctrl.NewManager(mcfg, opts)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(controllers.SetupWithManager(mgr, copts)).To(Succeed())
 	stop := testenv.RunManager(ctx, mgr)
 	return func() { Expect(stop()).To(Succeed()) }
 }

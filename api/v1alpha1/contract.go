@@ -88,7 +88,9 @@ const (
 
 // Reasons of Normal Events about an M2MClient.
 const (
-	// ReasonCredentialsCreated: the first client secret was issued.
+	// ReasonCredentialsCreated: the first client secret was issued. No Event carries it any
+	// more (one API write per new client): CredentialsReady=True and status.secretRotatedAt
+	// report a first issuance.
 	ReasonCredentialsCreated = "CredentialsCreated"
 	// ReasonSecretRotated: the client secret was rotated (annotation or interval); the previous
 	// one is accepted for the grace period.

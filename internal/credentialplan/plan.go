@@ -89,9 +89,13 @@ const (
 // Decision is the outcome of Decide.
 type Decision struct {
 	Action Action
-	// EventType, Reason and Note tell what happened when it deserves an Event (Reason is empty
-	// otherwise). A Warning is a repair, also reported in CredentialsReady. For FollowRecord,
-	// Reason is the CredentialsReady reason and EventType is empty.
+	// Reason and Note tell what happened when it is more than keeping the secret (Reason is
+	// empty otherwise); EventType is the type of the Event that reports it, empty when it
+	// deserves none. A Warning is a repair, also reported in CredentialsReady. A rotation is a
+	// Normal Event. A first issuance (Create) has no Event: CredentialsReady and
+	// status.secretRotatedAt report it, and an Event per new client was one API write in five
+	// for every client created (see docs/performance.md). For FollowRecord, Reason is the
+	// CredentialsReady reason and EventType is empty.
 	EventType, Reason, Note string
 	// Secret is the client secret after this pass (plaintext, in memory only); empty for
 	// secretless methods and for FollowRecord.
@@ -151,7 +155,7 @@ func Decide(in Input, gen Generator) (Decision, error) {
 	}
 	switch {
 	case cred == nil && in.RecordSecret == nil:
-		d.set(Create, corev1.EventTypeNormal, authv1alpha1.ReasonCredentialsCreated, "issued the first client secret")
+		d.set(Create, "", authv1alpha1.ReasonCredentialsCreated, "issued the first client secret")
 		return d.issue(in, gen)
 	case cred == nil:
 		d.set(Reissue, corev1.EventTypeWarning, authv1alpha1.ReasonCredentialSecretRecreated,

@@ -158,12 +158,13 @@ func TestDecide(t *testing.T) {
 		{name: "waiting for the CA wins over a name conflict", client: newClient(), obs: both,
 			action: plan.FollowRecord, reason: authv1alpha1.ReasonWaitingForCA, hashes: []credential.SecretHash{h(current, nil)}},
 
-		// Create, keep, repair.
+		// Create, keep, repair. A first issuance has a reason but no Event: the status
+		// reports it (CredentialsReady, secretRotatedAt).
 		{name: "neither Secret: the first secret", client: newClient(), obs: plan.Observed{},
-			action: plan.Create, event: corev1.EventTypeNormal, reason: authv1alpha1.ReasonCredentialsCreated, secret: fresh,
+			action: plan.Create, reason: authv1alpha1.ReasonCredentialsCreated, secret: fresh,
 			hashes: []credential.SecretHash{h(fresh, nil)}, issuedAt: now},
 		{name: "neither Secret, with an interval: the first rotation is scheduled", client: newClient(interval(24 * time.Hour)), obs: plan.Observed{},
-			action: plan.Create, event: corev1.EventTypeNormal, reason: authv1alpha1.ReasonCredentialsCreated, secret: fresh,
+			action: plan.Create, reason: authv1alpha1.ReasonCredentialsCreated, secret: fresh,
 			hashes: []credential.SecretHash{h(fresh, nil)}, issuedAt: now, next: now.Add(24 * time.Hour)},
 		{name: "steady: the secret stands, nothing to report", client: newClient(), obs: steady(),
 			action: plan.Keep, secret: current, hashes: []credential.SecretHash{h(current, nil)}, issuedAt: issued},

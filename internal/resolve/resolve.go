@@ -151,6 +151,17 @@ func holdsPerStatus(p *authv1alpha1.ScopePolicy) bool {
 		meta.IsStatusConditionFalse(p.Status.Conditions, authv1alpha1.ConditionAudienceConflict)
 }
 
+// SameForClients reports whether every client resolves the same against a policy's old and
+// new versions: the same spec (generation), the same deletion, and the same claim to its
+// audience per status (Older's tie-breaker). A status patch that only recounts status.clients
+// or rewords a message changes nothing for clients, and need not re-resolve every client of
+// the audience.
+func SameForClients(old, cur *authv1alpha1.ScopePolicy) bool {
+	return old.Generation == cur.Generation &&
+		old.DeletionTimestamp.Equal(cur.DeletionTimestamp) &&
+		holdsPerStatus(old) == holdsPerStatus(cur)
+}
+
 // Holders maps each audience to the policy holding it: the oldest of the policies that claim it
 // from the namespace it is bound to. A policy whose audience is not bound to its namespace holds
 // nothing, whatever the order in which policies are created, deleted and re-created. Policies

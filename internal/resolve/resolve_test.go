@@ -318,3 +318,39 @@ func TestAudienceSquatting(t *testing.T) {
 		})
 	}
 }
+
+func TestSameForClients(t *testing.T) {
+	base := func() *authv1alpha1.ScopePolicy {
+		p := holding(authv1alpha1.ScopePolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "p", Generation: 1, CreationTimestamp: metav1.NewTime(time.Unix(100, 0))},
+			Spec:       authv1alpha1.ScopePolicySpec{Audience: "https://shared.example.com"},
+		})
+		p.Status.Clients = 3
+		return &p
+	}
+	now := metav1.Now()
+	tests := []struct {
+		name   string
+		mutate func(*authv1alpha1.ScopePolicy)
+		same   bool
+	}{
+		{"a recount of status.clients", func(p *authv1alpha1.ScopePolicy) { p.Status.Clients = 4 }, true},
+		{"a reworded Ready message", func(p *authv1alpha1.ScopePolicy) {
+			p.Status.Conditions = append(p.Status.Conditions, metav1.Condition{Type: authv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready", Message: "4 clients"})
+		}, true},
+		{"a spec change", func(p *authv1alpha1.ScopePolicy) { p.Generation = 2 }, false},
+		{"deletion", func(p *authv1alpha1.ScopePolicy) { p.DeletionTimestamp = &now }, false},
+		{"the audience lost per status (the same-second tie-breaker)", func(p *authv1alpha1.ScopePolicy) {
+			p.Status.Conditions[0].Status = metav1.ConditionTrue
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur := base()
+			tt.mutate(cur)
+			if got := SameForClients(base(), cur); got != tt.same {
+				t.Fatalf("SameForClients = %v, want %v", got, tt.same)
+			}
+		})
+	}
+}
