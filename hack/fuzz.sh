@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 fuzztime="${1:-10s}"
 found=0
 while IFS=: read -r file name; do
-  pkg="./$(dirname "$file")"
+  pkg="$(dirname "$file")"
   echo "fuzz: $name in $pkg for $fuzztime"
   # From the package's directory, so that go finds the module it belongs to (verify is its own).
   (cd "$pkg" && go test . -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime")
