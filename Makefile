@@ -101,7 +101,7 @@ fuzz: ## Run every fuzz target briefly (FUZZTIME=10s).
 	hack/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: scale
-scale: ## Scale tests on envtest: client readiness against the API server's own write path (SCALE_CLIENTS, default 1000), policy-edit propagation (1,000 clients, 50 policies), token server RSS and index latency (SCALE_RECORDS, default 10000).
+scale: ## Scale tests on envtest: client readiness against the API server's own write path (SCALE_CLIENTS, default 1000), policy-edit propagation (1,000 clients, 50 policies), token server RSS and record-change latency (SCALE_RECORDS, default 10000; SCALE_GRANTS distinct grants, default 50).
 	@mkdir -p bin
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)" \
 		sh -c '$(GO) test -tags scale ./controllers -run TestControllers -ginkgo.focus Scale -timeout 40m -v; c=$$?; \
@@ -119,8 +119,9 @@ bench-hydra: ## Same load against Ory Hydra v2.3.0 (built once from the Go modul
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the m2m binary.
+build: manifests generate fmt vet ## Build the m2m binary and the token server alone (bin/m2m-tokenserver).
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/m2m .
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/m2m-tokenserver ./cmd/m2m-tokenserver
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the controller against the cluster in ~/.kube/config.

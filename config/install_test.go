@@ -262,7 +262,10 @@ func TestComponentsAreWiredTogether(t *testing.T) {
 			t.Errorf("controller args %v lack %s", args(t, controllerName), want)
 		}
 	}
-	for _, want := range []string{"tokenserver", "--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443", "--metrics-addr=:9090", "--credentials-namespace=" + credentialsNamespace} {
+	if cmd := ts.Spec.Template.Spec.Containers[0].Command; !slices.Equal(cmd, []string{"/m2m-tokenserver"}) {
+		t.Errorf("token server command = %v, want [/m2m-tokenserver] (the image's token-server-only binary)", cmd)
+	}
+	for _, want := range []string{"--issuer=" + issuer, "--tls-secret=m2m-tokenserver-tls", "--addr=:8443", "--metrics-addr=:9090", "--credentials-namespace=" + credentialsNamespace} {
 		if !slices.Contains(args(t, tokenServerName), want) {
 			t.Errorf("token server args %v lack %s", args(t, tokenServerName), want)
 		}

@@ -17,8 +17,10 @@ limitations under the License.
 package tokenserver
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,8 +65,13 @@ type acceptedSecret struct {
 	notAfter time.Time
 }
 
-// audience is what one audience grants a client.
+// audience is what one audience grants a client. It is compiled from the record's grant alone,
+// so clients granted an audience the same way (by one ScopePolicy grant, typically) share one
+// *audience: the index interns them by key (see Index.adoptAudiences).
 type audience struct {
+	// key identifies the grant it was compiled from: its JSON encoding, so that every field a
+	// grant gains takes part in the interning.
+	key       string
 	name      string
 	scopes    map[string]struct{}
 	allScopes string
@@ -118,7 +125,12 @@ type Index struct {
 
 	mu      sync.Mutex
 	sources map[string]*sourceEntry
-	owners  map[string]map[string]struct{}
+	// owners maps a client id to the sources claiming it: one, unless records collide.
+	owners map[string][]string
+	// audiences interns the compiled audiences of every source's client, by key, with the
+	// number of source clients using each. At 10,000 clients granted alike this is most of
+	// what the index would otherwise hold once per client (docs/performance.md).
+	audiences map[string]*sharedAudience
 	// subjectOwners maps a ServiceAccount to the published clients bound to it.
 	subjectOwners map[string]map[string]*Client
 	loaded        int
@@ -133,8 +145,8 @@ type sourceEntry struct {
 }
 
 func newIndex(cfg indexConfig) *Index {
-	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string]map[string]struct{}{},
-		subjectOwners: map[string]map[string]*Client{}}
+	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string][]string{},
+		subjectOwners: map[string]map[string]*Client{}, audiences: map[string]*sharedAudience{}}
 	s := &snapshot{}
 	for i := range s.shards {
 		s.shards[i] = map[string]*Client{}
@@ -205,12 +217,13 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := ix.sources[source]
-	// The new client's counters first: an audience it keeps never loses its series.
+	// The new client's audiences first: an audience it keeps is shared, never recompiled, and
+	// never loses its series.
 	if e != nil {
-		ix.countAudiences(e.client)
+		ix.adoptAudiences(e.client)
 	}
 	if old != nil {
-		defer ix.uncountAudiences(old.client)
+		defer ix.releaseAudiences(old.client)
 	}
 	if old != nil {
 		ix.unown(source, old)
@@ -232,23 +245,49 @@ func (ix *Index) set(source string, e *sourceEntry) {
 	}
 }
 
-// countAudiences gives each audience of a compiled client, not yet published, its counter.
-func (ix *Index) countAudiences(c *Client) {
-	if c == nil || ix.cfg.audiences == nil {
+// sharedAudience is an interned audience and the number of source clients using it.
+type sharedAudience struct {
+	a    *audience
+	refs int
+}
+
+// adoptAudiences replaces each audience of a compiled client, not yet published, with the
+// interned one of the same key, or interns it (with its issued-token counter).
+func (ix *Index) adoptAudiences(c *Client) {
+	if c == nil {
 		return
 	}
-	for _, a := range c.audiences {
-		a.issued = ix.cfg.audiences.acquire(a.name)
+	for i, a := range c.audiences {
+		if sh := ix.audiences[a.key]; sh != nil {
+			sh.refs++
+			c.audiences[i] = sh.a
+			continue
+		}
+		if ix.cfg.audiences != nil {
+			a.issued = ix.cfg.audiences.acquire(a.name)
+		}
+		ix.audiences[a.key] = &sharedAudience{a: a, refs: 1}
 	}
 }
 
-// uncountAudiences releases the counters of a client its record no longer provides.
-func (ix *Index) uncountAudiences(c *Client) {
-	if c == nil || ix.cfg.audiences == nil {
+// releaseAudiences drops a client its record no longer provides from the interned audiences,
+// forgetting (and releasing the counter of) each no other client uses.
+func (ix *Index) releaseAudiences(c *Client) {
+	if c == nil {
 		return
 	}
 	for _, a := range c.audiences {
-		ix.cfg.audiences.release(a.name)
+		sh := ix.audiences[a.key]
+		if sh == nil {
+			continue
+		}
+		if sh.refs--; sh.refs > 0 {
+			continue
+		}
+		delete(ix.audiences, a.key)
+		if ix.cfg.audiences != nil {
+			ix.cfg.audiences.release(a.name)
+		}
 	}
 }
 
@@ -259,24 +298,19 @@ func (ix *Index) own(source string, e *sourceEntry) {
 	if e.clientID == "" {
 		return
 	}
-	set := ix.owners[e.clientID]
-	if set == nil {
-		set = map[string]struct{}{}
-		ix.owners[e.clientID] = set
-	}
-	set[source] = struct{}{}
+	ix.owners[e.clientID] = append(ix.owners[e.clientID], source)
 }
 
 func (ix *Index) unown(source string, e *sourceEntry) {
 	if e.err != nil {
 		ix.broken--
 	}
-	if set := ix.owners[e.clientID]; set != nil {
-		delete(set, source)
-		if len(set) == 0 {
-			delete(ix.owners, e.clientID)
-		}
+	set := slices.DeleteFunc(ix.owners[e.clientID], func(s string) bool { return s == source })
+	if len(set) == 0 {
+		delete(ix.owners, e.clientID)
+		return
 	}
+	ix.owners[e.clientID] = set
 }
 
 // republish publishes the client for id when exactly one source provides it and that record
@@ -287,7 +321,7 @@ func (ix *Index) republish(id string) {
 	}
 	var c *Client
 	owners := ix.owners[id]
-	for src := range owners {
+	for _, src := range owners {
 		c = ix.sources[src].client
 	}
 	if len(owners) > 1 {
@@ -439,7 +473,12 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 }
 
 func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error) {
+	key, err := json.Marshal(g)
+	if err != nil {
+		return nil, fmt.Errorf("audience %q: %w", g.Audience, err)
+	}
 	a := &audience{
+		key:             string(key),
 		name:            g.Audience,
 		scopes:          make(map[string]struct{}, len(g.Scopes)),
 		maxTTL:          time.Duration(g.MaxTokenTTLSeconds) * time.Second,

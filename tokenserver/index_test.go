@@ -88,6 +88,55 @@ func TestDuplicateClientIDFailsClosed(t *testing.T) {
 	}
 }
 
+// TestAudiencesInterned: clients granted an audience alike share one compiled audience (what
+// keeps the index small at 10,000 clients); a grant differing in any field gets its own, and
+// the last client to go takes its audience, and the audience's issued-token series, with it.
+func TestAudiencesInterned(t *testing.T) {
+	ts := newTestServer(t)
+	ix := ts.Index()
+	put := func(source string, mut ...func(*credential.Record)) (*credential.Record, string) {
+		t.Helper()
+		rec, secret := newRecord(t, mut...)
+		if err := ix.Put(source, rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec, secret
+	}
+	aud := func(id string) *audience { return ix.lookup([]byte(id)).audiences[0] }
+	a, _ := put("ns/a")
+	b, secretB := put("ns/b")
+	if aud(a.ClientID) != aud(b.ClientID) {
+		t.Fatal("two clients granted alike hold two compiled audiences")
+	}
+	for name, mut := range map[string]func(*credential.Record){
+		"scopes":          func(r *credential.Record) { r.Grants[0].Scopes = []string{"invoices:read"} },
+		"maxTokenTTL":     func(r *credential.Record) { r.Grants[0].MaxTokenTTLSeconds = 60 },
+		"policyNamespace": func(r *credential.Record) { r.Grants[0].PolicyNamespace = "other" },
+	} {
+		c, _ := put("ns/"+name, mut)
+		if aud(c.ClientID) == aud(a.ClientID) {
+			t.Errorf("a grant with other %s shares the audience", name)
+		}
+		ix.Remove("ns/" + name)
+	}
+	// Tokens still carry what the shared audience grants, and are counted for it.
+	ts.issue(t, grant(), b.ClientID, secretB)
+	if got := ts.issuedByAudience(t)[audBilling]; got != "1" {
+		t.Fatalf("issued for %s = %q, want 1", audBilling, got)
+	}
+	ix.Remove("ns/a")
+	if aud(b.ClientID) == nil || len(ix.audiences) != 1 {
+		t.Fatalf("removing one client dropped the audience another uses (%d interned)", len(ix.audiences))
+	}
+	ix.Remove("ns/b")
+	if len(ix.audiences) != 0 {
+		t.Fatalf("%d audiences interned after the last client went", len(ix.audiences))
+	}
+	if got := ts.issuedByAudience(t); len(got) != 0 {
+		t.Fatalf("issued series %v left after the last client of the audience went", got)
+	}
+}
+
 func TestIndexManyClientsAndConcurrentReaders(t *testing.T) {
 	ts := newTestServer(t)
 	ix := ts.Index()

@@ -30,9 +30,9 @@ import (
 	"syscall"
 
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/m2m-dev/m2m-operator/internal/cli/cmdbase"
 )
 
 type command struct {
@@ -85,35 +85,12 @@ func usage(w io.Writer) {
 	}
 }
 
-// newFlagSet returns a flag set that prints a usage line and the flag defaults on --help.
-func newFlagSet(name, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet("m2m "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: m2m %s [flags]\n\n%s\n\nFlags:\n", name, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
+// newFlagSet returns a flag set for `m2m <name>` that prints a usage line and the flag defaults
+// on --help.
+func newFlagSet(name, summary string) *flag.FlagSet { return cmdbase.NewFlagSet("m2m", name, summary) }
 
 // logFlags binds the controller-runtime zap flags (--zap-log-level, --zap-devel, ...).
-func logFlags(fs *flag.FlagSet) *zap.Options {
-	opts := &zap.Options{Development: false}
-	opts.BindFlags(fs)
-	return opts
-}
+func logFlags(fs *flag.FlagSet) *zap.Options { return cmdbase.LogFlags(fs) }
 
 // restConfig loads a kubeconfig file when given, else the usual in-cluster or $KUBECONFIG config.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading Kubernetes client config: %w", err)
-	}
-	return cfg, nil
-}
+func restConfig(kubeconfig string) (*rest.Config, error) { return cmdbase.RestConfig(kubeconfig) }

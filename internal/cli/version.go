@@ -21,36 +21,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
+
+	"github.com/m2m-dev/m2m-operator/internal/cli/cmdbase"
 )
 
-// Version describes this binary from the build information the Go toolchain records: the
-// module version (a tag when built from one), the VCS revision and whether the tree was
-// modified, and the Go version. The same information is exported as the go_build_info metric.
-func Version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "m2m (no build information)"
-	}
-	out := "m2m " + bi.Main.Version
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev != "" {
-		out += " (commit " + rev
-		if modified == "true" {
-			out += ", modified"
-		}
-		out += ")"
-	}
-	return out + " " + bi.GoVersion
-}
+// Version describes this binary (see cmdbase.Version).
+func Version() string { return cmdbase.Version("m2m") }
 
 // versionFlagSet is the flag set of `m2m version`: none but --help.
 func versionFlagSet() *flag.FlagSet {
