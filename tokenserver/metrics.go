@@ -52,6 +52,8 @@ type metrics struct {
 	// auditFailed counts audit lines lost to a failed write; auditWrite times each write.
 	auditFailed prometheus.Counter
 	auditWrite  prometheus.Histogram
+	// auditRefusalsDropped counts refusals answered without an audit line (over the budget).
+	auditRefusalsDropped prometheus.Counter
 }
 
 // refusalCodes are the values of the refused counter's reason label.
@@ -102,6 +104,10 @@ func newMetrics(s *Server) *metrics {
 		Namespace: metricsNamespace, Name: "audit_lines_failed_total",
 		Help: "Audit lines lost because the audit log's write failed (each failure is also logged); the tokens were issued.",
 	})
+	m.auditRefusalsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "audit_refusals_dropped_total",
+		Help: "Refused token requests answered without an audit line because the refusal lines' budget (100/s, burst 200, per replica) was spent; they are counted in token_requests_refused_total.",
+	})
 	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricsNamespace, Name: "audit_write_duration_seconds",
 		Help:    "Time of each write of a batch of audit lines; the requests whose lines it carries wait for it (a sink that blocks shows here).",
@@ -126,7 +132,7 @@ func newMetrics(s *Server) *metrics {
 		return 0
 	})
 	m.registry.MustRegister(issued, refused, m.assertionRefused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, m.keySecretDeleted, m.auditFailed, m.auditWrite, inFlight, reading, ready,
+		m.keyLoadErrors, m.keySecretDeleted, m.auditFailed, m.auditWrite, m.auditRefusalsDropped, inFlight, reading, ready,
 		&keyAgeCollector{s: s}, &servingCertCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())

@@ -140,7 +140,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
-	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics.auditFailed, s.metrics.auditWrite)
+	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics)
 	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
@@ -381,6 +381,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 // for callers that need the addresses before the server starts, such as `m2m dev` on port 0.
 // It closes both.
 func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln, metricsLn net.Listener) error {
+	closeAudit, err := opts.openAuditLog()
+	if err != nil {
+		_ = ln.Close()
+		_ = metricsLn.Close()
+		return err
+	}
+	// The audit file closes after the server: every handler has returned, so no line is pending.
+	defer func() { _ = closeAudit() }()
 	closeAll := func() {
 		_ = ln.Close()
 		_ = metricsLn.Close()
