@@ -73,6 +73,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 	"k8s.io/client-go/kubernetes"
@@ -199,6 +200,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // MetricsHandler returns the HTTP handler of the metrics port: /healthz, /readyz, /metrics.
 func (s *Server) MetricsHandler() http.Handler { return s.metricsHandler }
+
+// MetricsRegistry returns the registry the metrics port serves, for checks of what it
+// registers (config/monitoring: every metric the alerts and the dashboard name must be one).
+func (s *Server) MetricsRegistry() *prometheus.Registry { return s.metrics.registry }
 
 // Index returns the client index, for feeding it directly.
 func (s *Server) Index() *Index { return s.index }
