@@ -14,6 +14,11 @@ LOCALBIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/m2m-operator/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# promtool (the rule unit tests of config/monitoring) is built from the Prometheus version pinned in
+# hack/promql/go.mod, as is promql-metrics (hack/promql: the metric names of a PromQL expression).
+PROMETHEUS_VERSION := $(shell awk '$$1 == "require" { $$1 = "" } $$1 == "github.com/prometheus/prometheus" { print $$2 } $$2 == "github.com/prometheus/prometheus" { print $$3 }' hack/promql/go.mod)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+PROMQL_METRICS ?= $(CURDIR)/bin/promql-metrics
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
 DEV_ADDR ?= 127.0.0.1:8080
@@ -38,9 +43,10 @@ manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers
 	$(CONTROLLER_GEN) rbac:roleName=tokenserver paths="./tokenserver/..." output:rbac:artifacts:config=config/rbac/tokenserver
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods and the flag reference (docs/flags.md).
+generate: controller-gen ## Generate DeepCopy methods, the flag reference (docs/flags.md) and the PrometheusRule of config/monitoring.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	$(GO) run ./hack/flagdoc > docs/flags.md
+	$(GO) run ./hack/promrule config/monitoring/alerts.yaml > config/monitoring/prometheusrule.yaml
 
 # verify and verify/grpcverify are modules of their own (what API teams import); the operator's
 # module uses them through a replace. fmt, vet and test cover them too.
@@ -78,11 +84,18 @@ envtest: ## Print (and, the first time, build or download) the envtest control-p
 	@ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: manifests generate fmt vet ## Unit and envtest suites: every package but ./test/... (coverage in cover.out), then the verify modules.
+test: manifests generate fmt vet promtool ## Unit and envtest suites: every package but ./test/... (coverage in cover.out; the alert rule tests included), then the verify modules.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		pkgs="$$($(GO) list ./... | grep -v "^$$($(GO) list -m)/test/")"; \
-		KUBEBUILDER_ASSETS="$$assets" $(GO) test $$pkgs -coverprofile cover.out $(TEST_FLAGS); \
+		KUBEBUILDER_ASSETS="$$assets" M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" \
+			$(GO) test $$pkgs -coverprofile cover.out $(TEST_FLAGS); \
 		for m in $(VERIFY_MODULES); do (cd "$$m" && $(GO) test ./... -cover $(TEST_FLAGS)); done
+
+.PHONY: test-alerts
+test-alerts: promtool ## Check the alert rules and run their unit tests (promtool), and check every metric the alerts and the dashboard name is one the code registers.
+	$(PROMTOOL) check rules config/monitoring/alerts.yaml
+	cd config/monitoring && $(PROMTOOL) test rules alerts_test.yaml
+	M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" $(GO) test ./config/monitoring -count=1 $(TEST_FLAGS)
 
 .PHONY: test-e2e
 test-e2e: manifests generate ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
@@ -170,6 +183,18 @@ $(CONTROLLER_GEN):
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint once into the tool cache (LOCALBIN).
 $(GOLANGCI_LINT):
 	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool once into the tool cache (LOCALBIN), and bin/promql-metrics (hack/promql; rebuilt each time, from the build cache).
+	@cd hack/promql && $(GO) build -o "$(PROMQL_METRICS)" .
+$(PROMTOOL):
+	$(if $(PROMETHEUS_VERSION),,$(error no github.com/prometheus/prometheus version found in hack/promql/go.mod))
+	@mkdir -p "$(LOCALBIN)"; \
+	tmp="$$(mktemp -d "$(LOCALBIN)/.install.XXXXXX")"; \
+	echo "building promtool $(PROMETHEUS_VERSION) into $@ (once; a few minutes)" >&2; \
+	(cd hack/promql && $(GO) build -o "$$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) || { rm -rf "$$tmp"; exit 1; }; \
+	mv "$$tmp/promtool" "$@"; \
+	rm -rf "$$tmp"
 
 # go-install-tool builds $(2)@$(3) into the versioned path $(1). It installs into a private
 # temporary directory and renames the binary into place, so two checkouts sharing the cache never

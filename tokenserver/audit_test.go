@@ -55,6 +55,18 @@ func pendingAuditLines(s *Server) int {
 	return s.audit.pendingLines
 }
 
+// waitPendingAuditLines waits until n lines wait for the next audit write.
+func waitPendingAuditLines(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for pendingAuditLines(s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines pending, want %d", pendingAuditLines(s), n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition, as Eventually does
+	}
+}
+
 // TestAuditGroupCommit: lines that arrive while a write is in progress share the next write
 // (one Write call for all of them, whole lines), and each request answers only once its line
 // is written.
@@ -69,13 +81,7 @@ func TestAuditGroupCommit(t *testing.T) {
 	for i := 0; i < waiting; i++ {
 		go func() { codes <- ts.do(tokenReq(grant(), id, secret)).Code }()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for pendingAuditLines(ts.Server) < waiting {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d lines pending, want %d", pendingAuditLines(ts.Server), waiting)
-		}
-		time.Sleep(time.Millisecond) // polling a condition, as Eventually does
-	}
+	waitPendingAuditLines(t, ts.Server, waiting)
 	select {
 	case c := <-codes:
 		t.Fatalf("a request answered (%d) before its audit line was written", c)

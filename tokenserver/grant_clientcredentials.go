@@ -33,6 +33,7 @@ func (s *Server) issueClientCredentials(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
+	st.client = c // a refusal from here on is audited with the client it authenticated
 	if c.disabled {
 		return errDisabled
 	}

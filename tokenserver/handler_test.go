@@ -518,11 +518,16 @@ func TestInFlightCap(t *testing.T) {
 	done := make(chan int)
 	go func() { done <- ts.do(tokenReq(grant(), id, secret)).Code }()
 	<-audit.entered
-	w := ts.do(tokenReq(grant(), id, secret))
+	// The refusal is audited too, so it answers once its line, queued behind the blocked
+	// write, is written.
+	refused := make(chan *httptest.ResponseRecorder)
+	go func() { refused <- ts.do(tokenReq(grant(), id, secret)) }()
+	waitPendingAuditLines(t, ts.Server, 1)
+	close(audit.release)
+	w := <-refused
 	if tr := decodeResponse(t, w.Body); w.Code != 503 || tr.Error != errTemporarilyUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("status %d error %q, want 503 with Retry-After", w.Code, tr.Error)
 	}
-	close(audit.release)
 	if code := <-done; code != 200 {
 		t.Fatalf("the held request got %d", code)
 	}

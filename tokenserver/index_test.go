@@ -175,8 +175,8 @@ func TestIndexManyClientsAndConcurrentReaders(t *testing.T) {
 	}
 }
 
-// TestAuditLogLine: exactly one JSON line per issued token, with what it was issued for, and no
-// secret, token or hash in it or in any other log line.
+// TestAuditLogLine: exactly one JSON line per issued token, with what it was issued for, one
+// per refused request, and no secret, token or hash in them or in any other log line.
 func TestAuditLogLine(t *testing.T) {
 	var mu sync.Mutex
 	var logs []string
@@ -197,15 +197,19 @@ func TestAuditLogLine(t *testing.T) {
 	_, claims, _ := verifyToken(t, tr.AccessToken, ts.jwks(t))
 
 	lines := strings.Split(strings.TrimSuffix(audit.String(), "\n"), "\n")
-	if len(lines) != 1 {
-		t.Fatalf("%d audit lines, want 1: %q", len(lines), lines)
+	if len(lines) != 2 {
+		t.Fatalf("%d audit lines, want 2 (issued, refused): %q", len(lines), lines)
+	}
+	var refused map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &refused); err != nil || refused["event"] != "refused" {
+		t.Fatalf("second audit line %s (%v), want event refused", lines[1], err)
 	}
 	var line map[string]any
 	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
 		t.Fatalf("audit line is not JSON: %v", err)
 	}
 	for k, want := range map[string]any{"clientID": rec.ClientID, "audience": audBilling, "scope": "invoices:read invoices:write",
-		"jti": claims.ID, "exp": float64(claims.Expiry.Time().Unix()), "msg": "token issued", "namespace": "payments"} {
+		"jti": claims.ID, "exp": float64(claims.Expiry.Time().Unix()), "msg": "token issued", "event": "issued", "namespace": "payments"} {
 		if line[k] != want {
 			t.Errorf("audit %s = %v, want %v", k, line[k], want)
 		}

@@ -88,7 +88,7 @@ type introspection struct {
 
 // handleIntrospect serves POST /oauth2/introspect.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	s.admit(w, r, errIntrospectMethod, (*Server).serveIntrospect)
+	s.admit(w, r, errIntrospectMethod, false, (*Server).serveIntrospect)
 }
 
 // introspectionField maps the introspection endpoint's own parameters: the token and its hint

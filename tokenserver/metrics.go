@@ -52,6 +52,8 @@ type metrics struct {
 	// auditFailed counts audit lines lost to a failed write; auditWrite times each write.
 	auditFailed prometheus.Counter
 	auditWrite  prometheus.Histogram
+	// auditRefusalsDropped counts refusals answered without an audit line (over the budget).
+	auditRefusalsDropped prometheus.Counter
 }
 
 // refusalCodes are the values of the refused counter's reason label.
@@ -102,6 +104,10 @@ func newMetrics(s *Server) *metrics {
 		Namespace: metricsNamespace, Name: "audit_lines_failed_total",
 		Help: "Audit lines lost because the audit log's write failed (each failure is also logged); the tokens were issued.",
 	})
+	m.auditRefusalsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "audit_refusals_dropped_total",
+		Help: "Refused token requests answered without an audit line because the refusal lines' budget (100/s, burst 200, per replica) was spent; they are counted in token_requests_refused_total.",
+	})
 	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricsNamespace, Name: "audit_write_duration_seconds",
 		Help:    "Time of each write of a batch of audit lines; the requests whose lines it carries wait for it (a sink that blocks shows here).",
@@ -114,8 +120,20 @@ func newMetrics(s *Server) *metrics {
 		Namespace: metricsNamespace, Name: "token_request_bodies_reading",
 		Help: "Token and introspection requests whose body is still being received (they hold no in-flight slot yet).",
 	}, func() float64 { return float64(s.readingBodies.Load()) })
+	// ready is /readyz as a series: an alert on it needs no probe of its own, and it says which
+	// replica is not ready while up says only that its scrape failed.
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "ready",
+		Help: "1 when this replica is ready to issue tokens (what /readyz answers), 0 otherwise.",
+	}, func() float64 {
+		if s.Ready() {
+			return 1
+		}
+		return 0
+	})
 	m.registry.MustRegister(issued, refused, m.assertionRefused, m.duration, m.clientsLoaded, m.brokenRecords, m.brokenTotal,
-		m.keyLoadErrors, m.keySecretDeleted, m.auditFailed, m.auditWrite, inFlight, reading, &keyAgeCollector{s: s},
+		m.keyLoadErrors, m.keySecretDeleted, m.auditFailed, m.auditWrite, m.auditRefusalsDropped, inFlight, reading, ready,
+		&keyAgeCollector{s: s}, &servingCertCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector())
 	return m
@@ -211,4 +229,32 @@ func (c *keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
 		age := now.Sub(k.createdAt) / time.Second
 		ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, float64(age), k.kid, string(k.state))
 	}
+}
+
+// servingCertCollector reports the validity of the serving certificate this replica presents
+// (the one loaded from --tls-secret, not the one in the Secret: a replica that failed to reload
+// a renewal still shows the old expiry). Nothing is reported while no certificate is loaded.
+type servingCertCollector struct{ s *Server }
+
+var (
+	servingNotAfterDesc = prometheus.NewDesc(metricsNamespace+"_serving_certificate_not_after_timestamp_seconds",
+		"When the serving certificate this replica presents expires (Unix time); absent without TLS.", nil, nil)
+	servingNotBeforeDesc = prometheus.NewDesc(metricsNamespace+"_serving_certificate_not_before_timestamp_seconds",
+		"When the serving certificate this replica presents became valid (Unix time); absent without TLS.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *servingCertCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- servingNotAfterDesc
+	ch <- servingNotBeforeDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c *servingCertCollector) Collect(ch chan<- prometheus.Metric) {
+	leaf := c.s.tls.Leaf()
+	if leaf == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(servingNotAfterDesc, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()))
+	ch <- prometheus.MustNewConstMetric(servingNotBeforeDesc, prometheus.GaugeValue, float64(leaf.NotBefore.Unix()))
 }

@@ -21,9 +21,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/m2m-dev/m2m-operator/internal/certs"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 )
 
@@ -135,5 +138,60 @@ func TestAudienceLabelIsBounded(t *testing.T) {
 	got := ts.issuedByAudience(t)
 	if _, ok := got[overflowAudience]; ok || len(got) != maxAudienceLabels {
 		t.Fatalf("after the overflowed audiences went: %d series, overflow %q", len(got), got[overflowAudience])
+	}
+}
+
+// metricLine returns the value of the series whose exposition line starts with series (name
+// and labels), or "" when the metrics port does not show it.
+func (ts *testServer) metricLine(series string) string {
+	for _, line := range strings.Split(ts.probe("/metrics").Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestReadyMetricFollowsReadyz: m2m_tokenserver_ready is 0 while /readyz answers 503, and 1
+// once it answers 200.
+func TestReadyMetricFollowsReadyz(t *testing.T) {
+	ts := newTestServer(t)
+	if v := ts.metricLine("m2m_tokenserver_ready"); v != "1" {
+		t.Errorf("ready server: m2m_tokenserver_ready %q, want 1", v)
+	}
+	ts.draining.Store(true)
+	if ts.probe("/readyz").Code != http.StatusServiceUnavailable {
+		t.Fatal("a draining server should not be ready")
+	}
+	if v := ts.metricLine("m2m_tokenserver_ready"); v != "0" {
+		t.Errorf("draining server: m2m_tokenserver_ready %q, want 0", v)
+	}
+}
+
+// TestServingCertificateMetrics: the validity of the certificate the replica presents, absent
+// before one is loaded.
+func TestServingCertificateMetrics(t *testing.T) {
+	ts := newTestServer(t)
+	const notAfter = "m2m_tokenserver_serving_certificate_not_after_timestamp_seconds"
+	const notBefore = "m2m_tokenserver_serving_certificate_not_before_timestamp_seconds"
+	if v := ts.metricLine(notAfter); v != "" {
+		t.Errorf("no certificate loaded: %s = %q, want no series", notAfter, v)
+	}
+	ca, err := certs.NewCA("m2m test CA", time.Now(), 3*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := certs.NewServing(ca, []string{"localhost"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.tls.Update(kp.CertPEM, kp.KeyPEM); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Time{notAfter: kp.Cert.NotAfter, notBefore: kp.Cert.NotBefore} {
+		got, err := strconv.ParseFloat(ts.metricLine(name), 64)
+		if err != nil || int64(got) != want.Unix() {
+			t.Errorf("%s = %v (%v), want %d", name, got, err, want.Unix())
+		}
 	}
 }

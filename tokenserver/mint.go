@@ -110,7 +110,7 @@ func (s *Server) writeToken(w http.ResponseWriter, st *reqState, sig *signer, c 
 	if aud.issued != nil {
 		aud.issued.Inc()
 	}
-	st.audit = s.audit.issued(st.audit, now, c, aud, scope, jti, exp)
+	st.audit = s.audit.issued(st.audit, now, st.remote, c, aud, scope, jti, exp)
 	return nil
 }
 

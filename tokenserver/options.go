@@ -113,9 +113,13 @@ type Options struct {
 	Clock func() time.Time
 	// Logger logs; default: the controller-runtime logger.
 	Logger logr.Logger
-	// AuditLog receives one JSON line per issued token; default os.Stderr (beside the logs).
-	// io.Discard turns the audit trail off.
+	// AuditLog receives the audit trail (docs/audit.md): one JSON line per issued token and
+	// per refused token request. Default: AuditLogPath's file, else os.Stderr (beside the
+	// logs). io.Discard turns the audit trail off.
 	AuditLog io.Writer
+	// AuditLogPath (flag --audit-log) is where Run writes the audit trail when AuditLog is nil:
+	// "-" for stdout, a file path (created 0600 if absent, appended to), or "" for stderr.
+	AuditLogPath string
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -164,6 +168,26 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
 	fs.DurationVar(&o.DrainDelay, "drain-delay", d.DrainDelay, "on shutdown, how long /readyz answers 503 before the listener closes (the Service's endpoint removal delay)")
+	fs.StringVar(&o.AuditLogPath, "audit-log", d.AuditLogPath, "where the audit trail goes, one JSON line per issued token and per refused token request (docs/audit.md): - for stdout, a file path (appended to), or empty for stderr")
+}
+
+// openAuditLog opens AuditLogPath when no AuditLog writer is set; close releases it (a no-op
+// for stdout and stderr).
+func (o *Options) openAuditLog() (closeFn func() error, err error) {
+	noop := func() error { return nil }
+	switch {
+	case o.AuditLog != nil || o.AuditLogPath == "":
+		return noop, nil
+	case o.AuditLogPath == "-":
+		o.AuditLog = os.Stdout
+		return noop, nil
+	}
+	f, err := os.OpenFile(o.AuditLogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	o.AuditLog = f
+	return f.Close, nil
 }
 
 // complete fills zero values with defaults and validates.

@@ -143,41 +143,48 @@ type reqState struct {
 	rnd     [16]byte
 	jti     [32]byte
 	req     tokenRequest
+	// remote is the connection's address (http.Request.RemoteAddr), for the audit lines.
+	remote string
+	// client is the client the request authenticated, once it has.
+	client *Client
 }
 
 func (st *reqState) reset() {
 	st.body, st.auth, st.authDec = st.body[:0], st.auth[:0], st.authDec[:0]
 	st.out, st.payload, st.scope, st.sig = st.out[:0], st.payload[:0], st.scope[:0], st.sig[:0]
 	st.req = tokenRequest{}
+	st.remote, st.client = "", nil
 }
 
 // admit is the prelude both POST endpoints share: the method, a pooled request state, the
 // body, the global in-flight cap (503), and the RFC 6749 §5.2 answer for whatever serve
-// refuses. serve is a method expression, so nothing is allocated per request.
+// refuses, with an audit line when audited (the token endpoint). serve is a method expression,
+// so nothing is allocated per request.
 //
 // The body is read before a slot is taken: a client that sends its body slowly (or never)
 // holds its own connection for at most Options.BodyReadTimeout, never one of the MaxInFlight
 // slots that every other request needs.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError,
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, notPost *oauthError, audited bool,
 	serve func(*Server, http.ResponseWriter, *http.Request, *reqState) *oauthError) {
 	if r.Method != http.MethodPost {
-		s.refuse(w, r, notPost)
+		s.refuse(w, r, nil, notPost, audited)
 		return
 	}
 	st := s.pool.Get().(*reqState)
 	defer s.release(st)
+	st.remote = r.RemoteAddr
 	if err := s.receiveForm(w, r, st); err != nil {
-		s.refuse(w, r, err)
+		s.refuse(w, r, nil, err, audited)
 		return
 	}
 	if s.inFlight.Add(1) > int64(s.opts.MaxInFlight) {
 		s.inFlight.Add(-1)
-		s.refuse(w, r, errOverloaded)
+		s.refuse(w, r, nil, errOverloaded, audited)
 		return
 	}
 	defer s.inFlight.Add(-1)
 	if err := serve(s, w, r, st); err != nil {
-		s.refuse(w, r, err)
+		s.refuse(w, r, st, err, audited)
 	}
 }
 
@@ -220,13 +227,52 @@ func (s *Server) release(st *reqState) {
 // credentials) it is 400 invalid_client without it (RFC 6749 §5.2). openid-client and
 // oauth4webapi read a 401 with WWW-Authenticate as an HTTP authentication challenge, not as
 // the OAuth error.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
+//
+// With audited, the refusal is written to the audit log (within its budget, see auditLog)
+// before the handler returns; st is the request state once the form was read, nil before.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, st *reqState, e *oauthError, audited bool) {
 	s.metrics.refuse(e.code)
 	var challenge []string
 	if len(r.Header["Authorization"]) > 0 {
 		challenge = s.wwwAuthenticate
 	}
 	writeError(w, e, challenge)
+	if audited {
+		s.auditRefusal(r, st, e)
+	}
+}
+
+// auditRefusal writes the refusal's audit line. The client is named when the request
+// authenticated it, or when the id it presented is a known client's (then "authenticated":
+// false); an unknown presented id is not repeated.
+func (s *Server) auditRefusal(r *http.Request, st *reqState, e *oauthError) {
+	if s.audit.off() {
+		return
+	}
+	f := refusedRequest{remote: r.RemoteAddr, reason: e.code}
+	var buf []byte
+	if st != nil {
+		f.req, f.client, f.authenticated, buf = &st.req, st.client, st.client != nil, st.audit
+		if f.client == nil {
+			f.client = s.presentedClient(&st.req)
+		}
+	}
+	b := s.audit.refused(buf, s.opts.Clock(), f)
+	if st != nil {
+		st.audit = b
+	}
+}
+
+// presentedClient is the known client whose id the request presented (client_id, Basic, or
+// a client assertion's sub), or nil.
+func (s *Server) presentedClient(req *tokenRequest) *Client {
+	if len(req.id) > 0 {
+		return s.index.lookup(req.id)
+	}
+	if req.jwt != nil && req.jwt.sub != "" {
+		return s.index.lookup([]byte(req.jwt.sub))
+	}
+	return nil
 }
 
 // parseTokenRequest parses the form body (already read into st.body by receiveForm) and the

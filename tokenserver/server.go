@@ -73,6 +73,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 	"k8s.io/client-go/kubernetes"
@@ -140,7 +141,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.keys.Store(empty)
 	s.metrics = newMetrics(s)
-	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics.auditFailed, s.metrics.auditWrite)
+	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics)
 	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
 	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
@@ -199,6 +200,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // MetricsHandler returns the HTTP handler of the metrics port: /healthz, /readyz, /metrics.
 func (s *Server) MetricsHandler() http.Handler { return s.metricsHandler }
+
+// MetricsRegistry returns the registry the metrics port serves, for checks of what it
+// registers (config/monitoring: every metric the alerts and the dashboard name must be one).
+func (s *Server) MetricsRegistry() *prometheus.Registry { return s.metrics.registry }
 
 // Index returns the client index, for feeding it directly.
 func (s *Server) Index() *Index { return s.index }
@@ -381,6 +386,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 // for callers that need the addresses before the server starts, such as `m2m dev` on port 0.
 // It closes both.
 func RunOn(ctx context.Context, cfg *rest.Config, opts Options, ln, metricsLn net.Listener) error {
+	closeAudit, err := opts.openAuditLog()
+	if err != nil {
+		_ = ln.Close()
+		_ = metricsLn.Close()
+		return err
+	}
+	// The audit file closes after the server: every handler has returned, so no line is pending.
+	defer func() { _ = closeAudit() }()
 	closeAll := func() {
 		_ = ln.Close()
 		_ = metricsLn.Close()

@@ -25,7 +25,7 @@ import (
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer s.observe(start)
-	s.admit(w, r, errMethodNotAllowed, (*Server).serveToken)
+	s.admit(w, r, errMethodNotAllowed, true, (*Server).serveToken)
 }
 
 // tokenField maps the token endpoint's own parameters (RFC 6749 §4.4.2, RFC 8707 §2).

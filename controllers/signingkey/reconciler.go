@@ -69,7 +69,28 @@ var recreations = prometheus.NewCounter(prometheus.CounterOpts{
 	Help: "Signing-key Secrets that were deleted and created again with new keys (tokens signed before no longer verify).",
 })
 
-func init() { ctrlmetrics.Registry.MustRegister(recreations) }
+// The schedule as series, for the alerts of config/monitoring: the token servers report each
+// loaded key's age (m2m_tokenserver_signing_key_age_seconds), and an active key older than
+// rotationInterval+publishAhead means the rotation did not happen; a nextTransition in the past
+// means this controller missed its own schedule. Set by every successful reconcile.
+var (
+	rotationInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "m2m_signing_key_rotation_interval_seconds",
+		Help: "How long a signing key stays active (--signing-key-rotation-interval).",
+	})
+	publishAhead = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "m2m_signing_key_publish_ahead_seconds",
+		Help: "How long a next signing key is published before it signs (an active key is at most rotation interval + publish-ahead old).",
+	})
+	nextTransition = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "m2m_signing_key_next_transition_timestamp_seconds",
+		Help: "When the signing-key controller must next advance the keys (Unix time), as planned by its last successful reconcile.",
+	})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(recreations, rotationInterval, publishAhead, nextTransition)
+}
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -223,7 +244,7 @@ func (r *Reconciler) create(ctx context.Context) (ctrl.Result, error) {
 	}
 	r.remember(secret.UID)
 	r.report(ctx, secret, res.Transitions)
-	return r.requeueAt(res.NextTransition), nil
+	return r.scheduled(res.NextTransition), nil
 }
 
 // advance moves an existing Secret's keys along the schedule.
@@ -239,7 +260,7 @@ func (r *Reconciler) advance(ctx context.Context, secret *corev1.Secret) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	if !res.Changed {
-		return r.requeueAt(res.NextTransition), nil
+		return r.scheduled(res.NextTransition), nil
 	}
 	data, err := res.Set.Encode()
 	if err != nil {
@@ -253,7 +274,17 @@ func (r *Reconciler) advance(ctx context.Context, secret *corev1.Secret) (ctrl.R
 		return ctrl.Result{}, fmt.Errorf("updating signing-key Secret: %w", err)
 	}
 	r.report(ctx, secret, res.Transitions)
-	return r.requeueAt(res.NextTransition), nil
+	return r.scheduled(res.NextTransition), nil
+}
+
+// scheduled records a successful reconcile's schedule in the metrics and requeues at next.
+func (r *Reconciler) scheduled(next time.Time) ctrl.Result {
+	rotationInterval.Set(r.Policy.RotationInterval.Seconds())
+	publishAhead.Set(r.Policy.PublishAhead.Seconds())
+	if !next.IsZero() {
+		nextTransition.Set(float64(next.Unix()))
+	}
+	return r.requeueAt(next)
 }
 
 // report logs and records one Event per transition (key ids only: never key material).

@@ -35,6 +35,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
@@ -102,6 +103,11 @@ func TestReconcileFollowsTheScheduleAndRequeuesExactly(t *testing.T) {
 	res, err := r.Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.RequeueAfter).To(Equal(p.RotationInterval - p.PublishAhead))
+	g.Expect(scheduleMetrics(g)).To(Equal(map[string]float64{
+		"m2m_signing_key_rotation_interval_seconds":         p.RotationInterval.Seconds(),
+		"m2m_signing_key_publish_ahead_seconds":             p.PublishAhead.Seconds(),
+		"m2m_signing_key_next_transition_timestamp_seconds": float64(t0.Add(p.RotationInterval - p.PublishAhead).Unix()),
+	}))
 	secret, set := getSet(g, ctx, "keys-schedule")
 	g.Expect(secret.Type).To(Equal(corev1.SecretType(signingkey.SecretType)))
 	g.Expect(secret.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
@@ -121,6 +127,7 @@ func TestReconcileFollowsTheScheduleAndRequeuesExactly(t *testing.T) {
 	res, err = r.Reconcile(ctx, req)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.RequeueAfter).To(Equal(p.PublishAhead))
+	g.Expect(scheduleMetrics(g)).To(HaveKeyWithValue("m2m_signing_key_next_transition_timestamp_seconds", float64(t0.Add(p.RotationInterval).Unix())))
 	_, set = getSet(g, ctx, "keys-schedule")
 	g.Expect(set.Keys).To(HaveLen(2))
 	g.Expect(set.Find(signingkey.StateActive).KID).To(Equal(first))
@@ -143,6 +150,20 @@ func TestReconcileFollowsTheScheduleAndRequeuesExactly(t *testing.T) {
 	_, set = getSet(g, ctx, "keys-schedule")
 	g.Expect(set.Keys).To(HaveLen(1))
 	g.Expect(set.Find(signingkey.StateActive).KID).To(Equal(second))
+}
+
+// scheduleMetrics gathers the signing-key schedule gauges from the controller's registry.
+func scheduleMetrics(g Gomega) map[string]float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	out := map[string]float64{}
+	for _, f := range families {
+		switch f.GetName() {
+		case "m2m_signing_key_rotation_interval_seconds", "m2m_signing_key_publish_ahead_seconds", "m2m_signing_key_next_transition_timestamp_seconds":
+			out[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 func TestReconcileLeavesAnInvalidSecretUntouched(t *testing.T) {
