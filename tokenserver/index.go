@@ -55,6 +55,10 @@ type Client struct {
 	issue *rate.Limiter
 	// replay remembers the private_key_jwt assertions the client used.
 	replay *replaySet
+	// notBefore (unix seconds) revokes the client's tokens issued before it, for every
+	// audience; revokedAudiences does so per audience (revocation.go).
+	notBefore        int64
+	revokedAudiences map[string]int64
 }
 
 type acceptedSecret struct {
@@ -73,8 +77,11 @@ type audience struct {
 	// introspect tokens for it.
 	policyNamespace string
 	// claim is `,"aud":"<name>"`.
-	claim  []byte
-	issued prometheus.Counter
+	claim []byte
+	// notBefore is the latest of the client's not-before times that apply to this audience:
+	// new tokens for it are dated no earlier (mint.go).
+	notBefore int64
+	issued    prometheus.Counter
 }
 
 // ID returns the client id.
@@ -123,6 +130,10 @@ type Index struct {
 	subjectOwners map[string]map[string]*Client
 	loaded        int
 	broken        int
+	// revoked holds the published clients that revoke tokens (revocation.go); revGen counts
+	// its changes, so the revocation list is rebuilt only after one.
+	revoked map[string]*Client
+	revGen  atomic.Uint64
 }
 
 // sourceEntry is what one record Secret contributes: a client, or an error.
@@ -134,7 +145,7 @@ type sourceEntry struct {
 
 func newIndex(cfg indexConfig) *Index {
 	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string]map[string]struct{}{},
-		subjectOwners: map[string]map[string]*Client{}}
+		subjectOwners: map[string]map[string]*Client{}, revoked: map[string]*Client{}}
 	s := &snapshot{}
 	for i := range s.shards {
 		s.shards[i] = map[string]*Client{}
@@ -327,6 +338,7 @@ func (ix *Index) store(id string, c *Client) {
 	next.shards[i] = shard
 	ix.root.Store(&next)
 	ix.rebindSubject(id, prev, c)
+	ix.trackRevocations(id, prev, c)
 }
 
 // rebindSubject moves the client id's ServiceAccount binding from prev to c and republishes
@@ -435,6 +447,7 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		c.audiences = append(c.audiences, a)
 	}
 	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
+	compileRevocations(c, rec)
 	return c, nil
 }
 
