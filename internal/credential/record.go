@@ -178,6 +178,9 @@ func (r *Record) Validate() error {
 // validateRevocations checks the revocation times: not negative, one entry per audience, and
 // at most MaxRevokedAudiences of them.
 func (r *Record) validateRevocations() error {
+	if r.Version == oldestRecordVersion && (r.TokensNotBefore != 0 || r.AudienceNotBefore != nil) {
+		return errors.New("credential record of version 1 holds revocation times (version 2 fields)")
+	}
 	if r.TokensNotBefore < 0 {
 		return errors.New("credential record has a negative tokensNotBefore")
 	}
