@@ -46,7 +46,7 @@ func (ts *testServer) revocationPayload(t *testing.T, list string) (string, map[
 	if err := json.Unmarshal(ts.jwks(t), &set); err != nil {
 		t.Fatal(err)
 	}
-	sig, err := jose.ParseSigned(list, []jose.SignatureAlgorithm{jose.ES256})
+	sig, err := jose.ParseSignedCompact(list, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatalf("parsing the list: %v", err)
 	}
