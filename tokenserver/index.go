@@ -311,6 +311,7 @@ func (ix *Index) republish(id string) {
 // store swaps in a snapshot where id maps to c (or is absent when c is nil). Rate limiters
 // carry over from the client it replaces.
 func (ix *Index) store(id string, c *Client) {
+	ix.trackRevocations(id, c)
 	cur := ix.root.Load()
 	i := shardOf([]byte(id))
 	prev := cur.shards[i][id]
@@ -338,7 +339,6 @@ func (ix *Index) store(id string, c *Client) {
 	next.shards[i] = shard
 	ix.root.Store(&next)
 	ix.rebindSubject(id, prev, c)
-	ix.trackRevocations(id, prev, c)
 }
 
 // rebindSubject moves the client id's ServiceAccount binding from prev to c and republishes

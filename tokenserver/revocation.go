@@ -106,18 +106,26 @@ func issuedAt(now time.Time, aud *audience) int64 {
 	return iat
 }
 
-// trackRevocations keeps Index.revoked to the published clients that revoke tokens and counts
-// its changes. Called with ix.mu held.
-func (ix *Index) trackRevocations(id string, prev, c *Client) {
-	if !prev.hasRevocations() && !c.hasRevocations() {
+// trackRevocations keeps Index.revoked to the clients that revoke tokens as id is published as
+// c (nil: unpublished), and counts its changes. A client unpublished while a record still
+// claims its id (the record broken, or two records claiming it) keeps its last revocations in
+// the list: an unreadable record must not revive revoked tokens. Called with ix.mu held.
+func (ix *Index) trackRevocations(id string, c *Client) {
+	if c == nil && len(ix.owners[id]) > 0 {
 		return
 	}
-	if c.hasRevocations() {
+	old, had := ix.revoked[id]
+	switch {
+	case c.hasRevocations():
 		ix.revoked[id] = c
-	} else {
+	case had:
 		delete(ix.revoked, id)
+	default:
+		return
 	}
-	ix.revGen.Add(1)
+	if old != c {
+		ix.revGen.Add(1)
+	}
 }
 
 // revocationEntry is one client's entry in the list: Disabled revokes every token of the
@@ -157,7 +165,7 @@ type revocationLists struct {
 	cur *revocationList
 }
 
-// current returns a list for the current state, signed by the active key, building one when
+// currentRevocationList returns a list for the current state, signed by the active key, building one when
 // the state, the key or the age asks for it.
 func (s *Server) currentRevocationList(now time.Time) (*revocationList, error) {
 	sig := s.keys.Load().active

@@ -192,3 +192,29 @@ func TestMetadataNamesTheRevocationList(t *testing.T) {
 		t.Fatalf("m2m_revocation_list_uri = %v", md["m2m_revocation_list_uri"])
 	}
 }
+
+// TestRevocationListSurvivesABrokenRecord: a record that can no longer be read makes its client
+// unknown, but its revocations stay listed (fail closed); a removed record takes them away.
+func TestRevocationListSurvivesABrokenRecord(t *testing.T) {
+	ts := newTestServer(t)
+	rec, _ := newRecord(t, func(r *credential.Record) { r.TokensNotBefore = ts.clock.Now().Unix() })
+	src := "m2m-system/" + rec.UID
+	if err := ts.Index().Put(src, rec); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() bool {
+		_, p := ts.revocationPayload(t, ts.revocations(t, "").Body.String())
+		return strings.Contains(string(p["revoked"]), rec.ClientID)
+	}
+	if !listed() {
+		t.Fatal("not listed")
+	}
+	ts.Index().PutBroken(src, rec.ClientID, nil)
+	if ts.Index().Lookup(rec.ClientID) || !listed() {
+		t.Fatal("a broken record's client is still known, or its revocation left the list")
+	}
+	ts.Index().Remove(src)
+	if listed() {
+		t.Fatal("a removed record's revocation is still listed")
+	}
+}

@@ -240,7 +240,7 @@ func (r *revocations) verifyList(ctx context.Context, token string, now time.Tim
 	if err != nil {
 		return nil, wrap(ErrRevocationList, "", err)
 	}
-	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(t.Header.Type), "application/"), revocationListType) {
+	if strings.TrimPrefix(strings.ToLower(t.Header.Type), "application/") != revocationListType {
 		return nil, failf(ErrRevocationList, "typ %s is not %s", excerpt(t.Header.Type), revocationListType)
 	}
 	if !algIn(r.keys.algorithms, t.Header.Algorithm) {
