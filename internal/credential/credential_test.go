@@ -220,3 +220,28 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeWritesTheLowestVersionThatHoldsTheRecord: without revocation times a record is the
+// previous release's version 1 (which it reads strictly); with them, version 2.
+func TestEncodeWritesTheLowestVersionThatHoldsTheRecord(t *testing.T) {
+	for _, tt := range []struct {
+		mut  func(*Record)
+		want int
+	}{
+		{func(*Record) {}, 1},
+		{func(r *Record) { r.AudienceNotBefore = []AudienceNotBefore{} }, 1},
+		{func(r *Record) { r.TokensNotBefore = 5 }, 2},
+		{func(r *Record) { r.AudienceNotBefore = []AudienceNotBefore{{Audience: "a.n", NotBefore: 5}} }, 2},
+	} {
+		r := validRecord()
+		tt.mut(r)
+		b, err := r.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRecord(b)
+		if err != nil || got.Version != tt.want {
+			t.Errorf("%s: version %v, %v; want %d", b, got, err, tt.want)
+		}
+	}
+}

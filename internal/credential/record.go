@@ -113,8 +113,17 @@ type AudienceGrant struct {
 
 // Encode serialises the record deterministically (so an unchanged record is byte-identical and
 // causes no write).
+//
+// A record without revocation times is written as version 1, byte for byte what the previous
+// release writes and reads (it reads version 1 only): an upgrade rewrites no record, and a
+// rollback to it loses only the clients with a revocation still in force, which it refuses
+// (fail closed) until their times expire.
 func (r *Record) Encode() ([]byte, error) {
 	r.Version = RecordVersion
+	if r.TokensNotBefore == 0 && len(r.AudienceNotBefore) == 0 {
+		r.AudienceNotBefore = nil
+		r.Version = oldestRecordVersion
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding credential record: %w", err)
