@@ -42,6 +42,7 @@ import (
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	tlscontroller "github.com/m2m-dev/m2m-operator/controllers/tls"
 	"github.com/m2m-dev/m2m-operator/internal/credential"
+	"github.com/m2m-dev/m2m-operator/internal/credentialplan"
 	"github.com/m2m-dev/m2m-operator/internal/resolve"
 )
 
@@ -89,6 +90,11 @@ type clientScope struct {
 	serviceAccountMissing bool
 	// credentials is how far the credentials phase got (reconcileCredentials).
 	credentials credentialsOutcome
+	// revocation is the record's not-before times (credentialplan.DecideRevocation);
+	// revocationWritten is set once a record holding them is written or already held them,
+	// and only then does the status record the revoke-tokens value as handled.
+	revocation        credentialplan.Revocation
+	revocationWritten bool
 	// requeue is the earliest moment something must happen without an event (rotation due,
 	// a grace period ending).
 	requeue time.Time

@@ -64,6 +64,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 	if err != nil {
 		return s.credentials.failed(authv1alpha1.ReasonSecretGenerationFailed, err)
 	}
+	r.decideRevocation(s, obs.Record)
 	record, err := r.desiredRecordSecret(s, d)
 	if err != nil {
 		return err
@@ -88,6 +89,9 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		}
 	}
 	if err := r.writeCredentials(ctx, s, obs, w, record, cred); err != nil {
+		if errors.Is(err, errConflict) && w.Record {
+			s.revocationWritten = true // the record goes first; the credential Secret conflicted
+		}
 		if errors.Is(err, errConflict) {
 			// A record, if there is one, was written first: it follows the spec and the grants.
 			s.requeueAt(s.now.Add(conflictRecheck))
@@ -95,6 +99,7 @@ func (r *M2MClientReconciler) reconcileCredentials(ctx context.Context, s *clien
 		}
 		return err
 	}
+	s.revocationWritten = true
 	if w.Mode == credentialplan.RecordFirst {
 		s.credentials.state = credentialsDeferred
 		return nil
@@ -164,10 +169,34 @@ func (r *M2MClientReconciler) followRecord(ctx context.Context, s *clientScope, 
 			return fmt.Errorf("updating the credential record while the credential Secret cannot be written: %w", err)
 		}
 	}
+	s.revocationWritten = true
 	if obs.WaitingForCA {
 		return errWaitingForCA
 	}
 	return nil
+}
+
+// decideRevocation decides the record's not-before times from the observed record (nil when
+// there is none) and the client's annotation, status and grants, and schedules the reconcile
+// that drops the earliest once it no longer matters.
+func (r *M2MClientReconciler) decideRevocation(s *clientScope, prev *credential.Record) {
+	c := s.client
+	in := credentialplan.RevocationInput{
+		Now:       s.now,
+		Retention: r.RevocationRetention,
+		Requested: c.Annotations[authv1alpha1.AnnotationRevokeTokens],
+		Handled:   c.Status.RevokeTokensHandled,
+		Disabled:  c.Spec.Disabled,
+		Previous:  prev,
+	}
+	if c.Status.TokensRevokedAt != nil {
+		in.RevokedAt = c.Status.TokensRevokedAt.Time
+	}
+	for _, g := range s.resolution.Grants {
+		in.Grants = append(in.Grants, credential.AudienceGrant{Audience: g.Audience, Scopes: g.Scopes})
+	}
+	s.revocation = credentialplan.DecideRevocation(in)
+	s.requeueAt(s.revocation.Expires)
 }
 
 // recordEvents emits the Events of a written decision: repairs, rotations, disabling and

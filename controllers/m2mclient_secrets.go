@@ -235,6 +235,8 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, d credentialplan.Dec
 		rec.TokenTTLSeconds = int64(c.Spec.TokenTTL.Seconds())
 	}
 	rec.Secrets = d.Hashes()
+	rec.TokensNotBefore = s.revocation.TokensNotBefore
+	rec.AudienceNotBefore = s.revocation.AudienceNotBefore
 	for _, g := range s.resolution.Grants {
 		rec.Grants = append(rec.Grants, credential.AudienceGrant{
 			Audience:           g.Audience,

@@ -72,10 +72,15 @@ func (o *credentialsOutcome) failed(reason string, err error) error {
 // the kstatus pair (Reconciling, Stalled) included. Called once per pass, from the deferred
 // patch, after whatever phase ended the pass. A deferred pass leaves the status as it is.
 func (r *M2MClientReconciler) updateStatus(s *clientScope) {
+	c := s.client
+	// Even in a deferred pass: the record holding the revocation is written, and the next pass
+	// must not revoke again at a later time.
+	if s.revocationWritten {
+		setRevocationStatus(c, s.revocation)
+	}
 	if s.credentials.state == credentialsDeferred {
 		return
 	}
-	c := s.client
 	c.Status.ObservedGeneration = c.Generation
 	if s.clientID != "" {
 		c.Status.ClientID = s.clientID
@@ -118,6 +123,16 @@ func setScopesCondition(s *clientScope) {
 	default:
 		s.setCondition(authv1alpha1.ConditionScopesGranted, metav1.ConditionFalse, authv1alpha1.ReasonPartiallyGranted,
 			fmt.Sprintf("some requested scopes are not granted by any ScopePolicy; denied: %s", joinOrNone(res.Denied)))
+	}
+}
+
+// setRevocationStatus records the revoke-tokens value applied and when.
+func setRevocationStatus(c *authv1alpha1.M2MClient, d credentialplan.Revocation) {
+	c.Status.RevokeTokensHandled = d.Handled
+	c.Status.TokensRevokedAt = nil
+	if !d.RevokedAt.IsZero() {
+		t := metav1.NewTime(d.RevokedAt)
+		c.Status.TokensRevokedAt = &t
 	}
 }
 

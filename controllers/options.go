@@ -37,6 +37,9 @@ const (
 	// default of 20 would make a thousand clients take minutes).
 	DefaultAPIQPS   = 500
 	DefaultAPIBurst = 1000
+	// DefaultRevocationRetention is the token server's default maximum token TTL (24h) plus the
+	// signing-key leeway (5m).
+	DefaultRevocationRetention = 24*time.Hour + 5*time.Minute
 )
 
 // Options configure the M2MClient and ScopePolicy reconcilers.
@@ -58,6 +61,10 @@ type Options struct {
 	CABundle bool
 	// MaxConcurrentReconciles per controller. Default DefaultMaxConcurrentReconciles.
 	MaxConcurrentReconciles int
+	// RevocationRetention is how long a record keeps a revocation's not-before time: the token
+	// servers' --max-token-ttl plus a leeway (`m2m controller` derives it from
+	// --signing-key-max-token-ttl and --signing-key-leeway). Default DefaultRevocationRetention.
+	RevocationRetention time.Duration
 	// Clock is injectable so tests can move time (rotation, grace periods).
 	Clock clock.PassiveClock
 }
@@ -83,6 +90,9 @@ func (o *Options) complete() error {
 	}
 	if o.MaxConcurrentReconciles <= 0 {
 		o.MaxConcurrentReconciles = DefaultMaxConcurrentReconciles
+	}
+	if o.RevocationRetention <= 0 {
+		o.RevocationRetention = DefaultRevocationRetention
 	}
 	return nil
 }

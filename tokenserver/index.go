@@ -57,6 +57,10 @@ type Client struct {
 	issue *rate.Limiter
 	// replay remembers the private_key_jwt assertions the client used.
 	replay *replaySet
+	// notBefore (unix seconds) revokes the client's tokens issued before it, for every
+	// audience; revokedAudiences does so per audience (revocation.go).
+	notBefore        int64
+	revokedAudiences map[string]int64
 }
 
 type acceptedSecret struct {
@@ -65,12 +69,13 @@ type acceptedSecret struct {
 	notAfter time.Time
 }
 
-// audience is what one audience grants a client. It is compiled from the record's grant alone,
-// so clients granted an audience the same way (by one ScopePolicy grant, typically) share one
-// *audience: the index interns them by key (see Index.adoptAudiences).
+// audience is what one audience grants a client. Clients granted an audience the same way (by
+// one ScopePolicy grant, typically) share one *audience: the index interns them by key (see
+// Index.adoptAudiences).
 type audience struct {
-	// key identifies the grant it was compiled from: its JSON encoding, so that every field a
-	// grant gains takes part in the interning.
+	// key identifies what it was compiled from: the grant's JSON encoding, so that every field
+	// a grant gains takes part in the interning, and every other per-client value it holds
+	// (notBefore: compileRevocations). Two clients share an audience only if their keys agree.
 	key       string
 	name      string
 	scopes    map[string]struct{}
@@ -80,8 +85,11 @@ type audience struct {
 	// introspect tokens for it.
 	policyNamespace string
 	// claim is `,"aud":"<name>"`.
-	claim  []byte
-	issued prometheus.Counter
+	claim []byte
+	// notBefore is the latest of the client's not-before times that apply to this audience:
+	// new tokens for it are dated no earlier (mint.go).
+	notBefore int64
+	issued    prometheus.Counter
 }
 
 // ID returns the client id.
@@ -135,6 +143,10 @@ type Index struct {
 	subjectOwners map[string]map[string]*Client
 	loaded        int
 	broken        int
+	// revoked holds the published clients that revoke tokens (revocation.go); revGen counts
+	// its changes, so the revocation list is rebuilt only after one.
+	revoked map[string]*Client
+	revGen  atomic.Uint64
 }
 
 // sourceEntry is what one record Secret contributes: a client, or an error.
@@ -146,7 +158,8 @@ type sourceEntry struct {
 
 func newIndex(cfg indexConfig) *Index {
 	ix := &Index{cfg: cfg, sources: map[string]*sourceEntry{}, owners: map[string][]string{},
-		subjectOwners: map[string]map[string]*Client{}, audiences: map[string]*sharedAudience{}}
+		subjectOwners: map[string]map[string]*Client{}, audiences: map[string]*sharedAudience{},
+		revoked: map[string]*Client{}}
 	s := &snapshot{}
 	for i := range s.shards {
 		s.shards[i] = map[string]*Client{}
@@ -334,6 +347,7 @@ func (ix *Index) republish(id string) {
 // store swaps in a snapshot where id maps to c (or is absent when c is nil). Rate limiters
 // carry over from the client it replaces.
 func (ix *Index) store(id string, c *Client) {
+	ix.trackRevocations(id, c)
 	cur := ix.root.Load()
 	i := shardOf([]byte(id))
 	prev := cur.shards[i][id]
@@ -469,6 +483,7 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		c.audiences = append(c.audiences, a)
 	}
 	c.prefix = claimsPrefix(ix.cfg.issuer, rec)
+	compileRevocations(c, rec)
 	return c, nil
 }
 

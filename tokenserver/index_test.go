@@ -112,6 +112,8 @@ func TestAudiencesInterned(t *testing.T) {
 		"scopes":          func(r *credential.Record) { r.Grants[0].Scopes = []string{"invoices:read"} },
 		"maxTokenTTL":     func(r *credential.Record) { r.Grants[0].MaxTokenTTLSeconds = 60 },
 		"policyNamespace": func(r *credential.Record) { r.Grants[0].PolicyNamespace = "other" },
+		// Not the grant's, the client's own: a revocation dates its new tokens (issuedAt).
+		"tokensNotBefore": func(r *credential.Record) { r.TokensNotBefore = time.Now().Unix() },
 	} {
 		c, _ := put("ns/"+name, mut)
 		if aud(c.ClientID) == aud(a.ClientID) {

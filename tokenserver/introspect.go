@@ -24,10 +24,11 @@ package tokenserver
 //     A disabled caller that authenticates correctly gets 400 unauthorized_client, as there.
 //   - A token is active only if it passes the verify package's validation (the very code
 //     resource servers run) against the keys this server publishes (next, active and retired),
-//     with any audience; and its client still exists, is not disabled, still holds a grant for
-//     the token's audience with every scope of the token (so revoking a client, a grant or a
-//     scope takes effect at introspection at once, even if resource servers that validate
-//     locally accept the token until it expires); and the caller is the token's own client or a
+//     with any audience; and its client still exists, is not disabled, has not revoked it (its
+//     iat is not before the client's or the audience's not-before time, revocation.go), still
+//     holds a grant for the token's audience with every scope of the token (so revoking a
+//     client, a grant or a scope takes effect at introspection at once; resource servers that
+//     validate locally follow through the revocation list); and the caller is the token's own client or a
 //     client in the namespace of the ScopePolicy that owns the token's audience.
 //   - An absent token parameter is invalid_request; one sent without a value is a token that is
 //     not active (the one exception to treating empty parameters as absent: the empty string
@@ -142,7 +143,7 @@ func (s *Server) introspect(r *http.Request, caller *Client, token string) *intr
 		return nil
 	}
 	owner := s.index.lookup([]byte(c.ClientID))
-	if owner == nil || owner.disabled || c.Subject != c.ClientID {
+	if owner == nil || owner.disabled || c.Subject != c.ClientID || owner.revokes(c.Audience[0], c.IssuedAt.Unix()) {
 		return nil
 	}
 	aud := owner.grant([]byte(c.Audience[0]))

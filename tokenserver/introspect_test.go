@@ -151,10 +151,14 @@ func TestIntrospectionWhoMayAsk(t *testing.T) {
 // removed, loses the audience or a scope, or expires.
 func TestIntrospectionRevocation(t *testing.T) {
 	for name, change := range map[string]func(*testServer, *credential.Record){
-		"disabled":      func(_ *testServer, r *credential.Record) { r.Disabled = true },
-		"grant removed": func(_ *testServer, r *credential.Record) { r.Grants = nil },
-		"scope removed": func(_ *testServer, r *credential.Record) { r.Grants[0].Scopes = []string{"invoices:read"} },
-		"expired":       func(ts *testServer, _ *credential.Record) { ts.clock.Add(16 * time.Minute) },
+		"disabled":       func(_ *testServer, r *credential.Record) { r.Disabled = true },
+		"grant removed":  func(_ *testServer, r *credential.Record) { r.Grants = nil },
+		"scope removed":  func(_ *testServer, r *credential.Record) { r.Grants[0].Scopes = []string{"invoices:read"} },
+		"expired":        func(ts *testServer, _ *credential.Record) { ts.clock.Add(16 * time.Minute) },
+		"tokens revoked": func(ts *testServer, r *credential.Record) { r.TokensNotBefore = ts.clock.Now().Unix() + 1 },
+		"audience revoked": func(ts *testServer, r *credential.Record) {
+			r.AudienceNotBefore = []credential.AudienceNotBefore{{Audience: audBilling, NotBefore: ts.clock.Now().Unix() + 1}}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ts := newTestServer(t)

@@ -72,7 +72,7 @@ func (s *Server) ttl(c *Client, a *audience) time.Duration {
 // and the response are built by hand into pooled buffers: one signature, one write.
 func (s *Server) writeToken(w http.ResponseWriter, st *reqState, sig *signer, c *Client, aud *audience, scope []byte, now time.Time) *oauthError {
 	ttl := s.ttl(c, aud)
-	iat := now.Unix()
+	iat := issuedAt(now, aud)
 	exp := iat + int64(ttl/time.Second)
 	_, _ = rand.Read(st.rnd[:])
 	jti := base64.RawURLEncoding.AppendEncode(st.jti[:0], st.rnd[:])

@@ -124,6 +124,8 @@ type Server struct {
 	serviceAccounts atomic.Pointer[serviceAccounts]
 	// replayLimits bound the per-client replay sets of private_key_jwt assertions.
 	replayLimits *replayLimits
+	// revocations caches the signed revocation list (revocation.go).
+	revocations revocationLists
 }
 
 // New builds a server from options (zero values take the defaults).
@@ -177,6 +179,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc(p+TokenPath, s.handleToken)
 	mux.HandleFunc(p+IntrospectionPath, s.handleIntrospect)
 	mux.HandleFunc(p+JWKSPath, s.handleJWKS)
+	mux.HandleFunc(p+RevocationsPath, s.handleRevocations)
 	mux.HandleFunc(ASMetadataPath+p, s.handleMetadata)
 	mux.HandleFunc(p+OIDCMetadataPath, s.handleMetadata)
 	if p != "" {

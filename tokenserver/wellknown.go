@@ -55,6 +55,9 @@ type authorizationServerMetadata struct {
 	TokenEndpointAuthSigningAlgsSupported     []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	// RevocationListURI is this server's own field (no RFC defines one): where verifiers fetch
+	// the signed list of revoked tokens (revocation.go, docs/security.md "Revocation").
+	RevocationListURI string `json:"m2m_revocation_list_uri"`
 }
 
 // buildMetadata encodes the metadata for the algorithms of the published signing keys.
@@ -97,6 +100,7 @@ func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 		TokenEndpointAuthSigningAlgsSupported:     algs,
 		IntrospectionEndpointAuthMethodsSupported: methods,
 		IntrospectionEndpointAuthSigningAlgs:      algs,
+		RevocationListURI:                         issuer + RevocationsPath,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the metadata: %w", err)

@@ -36,6 +36,13 @@ limitations under the License.
 // Verified tokens are cached ([WithCacheSize]) until they expire or their key leaves the key
 // set, so a token that is presented again costs a hash and a map lookup.
 //
+// With [WithRevocationList] the verifier also honours the issuer's signed revocation list
+// (metadata "m2m_revocation_list_uri"), refreshed every [DefaultRevocationRefresh] in the
+// background: tokens revoked after they were issued are refused with [ErrRevoked], cached ones
+// included, at the cost of one more map lookup. Without a fresh list for
+// [DefaultRevocationStaleness] it fails closed ([ErrRevocationList]) unless
+// [WithRevocationFailOpen]. Call [Verifier.Close] to stop the refresh.
+//
 // Scopes follow an "action:resource"-style convention with one wildcard form: a held scope
 // "invoices:*" satisfies any required scope that starts with "invoices:" (see [ScopeMatches]).
 //

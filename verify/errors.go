@@ -52,6 +52,14 @@ var (
 	// [New] and [Verifier.Refresh]; [Verifier.Verify] reports ErrUnknownKey instead, with an
 	// ErrKeySet cause when the refresh for an unknown kid failed.
 	ErrKeySet = errors.New("key set unavailable")
+	// ErrRevoked: the issuer's revocation list revokes the token ([WithRevocationList]): its
+	// client's tokens were revoked, the client is disabled, or its grant for this audience
+	// was removed, after the token was issued.
+	ErrRevoked = errors.New("token revoked")
+	// ErrRevocationList: the revocation list could not be fetched or verified. [Verifier.Verify]
+	// returns it for every token once the list is older than the staleness bound (fail closed,
+	// the default; see [WithRevocationStaleness] and [WithRevocationFailOpen]).
+	ErrRevocationList = errors.New("revocation list unavailable")
 )
 
 // Error is the error type of this package. Kind is one of the sentinel errors above; errors.Is

@@ -34,6 +34,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/m2m-dev/m2m-operator/verify/jws"
 	"github.com/m2m-dev/m2m-operator/verify/verifytest"
 )
 
@@ -177,5 +178,37 @@ func TestCommittedSeedsStillVerify(t *testing.T) {
 		if _, err := v.Verify(context.Background(), token); err != nil {
 			t.Errorf("committed seed %s no longer verifies: %v", name, err)
 		}
+	}
+}
+
+// FuzzRevocationList feeds hostile bytes to the revocation list's decoder (the payload, after
+// the signature has verified) and to the JWS parser the list goes through first: no input may
+// panic, and a list the decoder accepts revokes only what it names.
+func FuzzRevocationList(f *testing.F) {
+	now := fuzzNow.Unix()
+	f.Add([]byte(`{"iss":"` + fuzzIssuer + `","iat":` + strconv.FormatInt(now, 10) + `,"exp":` + strconv.FormatInt(now+300, 10) +
+		`,"revoked":{"m2mc_a":{"not_before":` + strconv.FormatInt(now, 10) + `},"m2mc_b":{"disabled":true},"m2mc_c":{"audiences":{"` + fuzzAudience + `":5}}}}`))
+	f.Add([]byte(`{"iss":"` + fuzzIssuer + `","iat":1,"exp":1e30,"revoked":{"":{"not_before":-1}}}`))
+	f.Add([]byte(`{"iss":"` + fuzzIssuer + `","iat":1,"exp":2,"revoked":null,"revoked":{}}`))
+	f.Add([]byte(`eyJhbGciOiJFUzI1NiJ9.e30.AAAA`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = jws.Parse(string(data))
+		set, err := decodeRevocationList(data, fuzzIssuer, fuzzAudience, fuzzNow, DefaultLeeway)
+		if err != nil {
+			wantKindFuzz(t, err)
+			return
+		}
+		for id, nb := range set.clients {
+			if id == "" || len(id) > maxClientIDLen || nb <= 0 {
+				t.Fatalf("accepted entry %q: %d", id, nb)
+			}
+		}
+	})
+}
+
+func wantKindFuzz(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, ErrRevocationList) {
+		t.Fatalf("decoder error %v is not ErrRevocationList", err)
 	}
 }

@@ -42,24 +42,32 @@ const maxDocumentSize = 1 << 20
 // caller's context, so that one caller giving up does not fail the others.
 const fetchTimeout = 30 * time.Second
 
-// discover reads the issuer's RFC 8414 metadata and returns its jwks_uri.
-func discover(ctx context.Context, client *http.Client, issuer string) (string, error) {
+// metadata is what a verifier reads of the issuer's RFC 8414 metadata.
+type metadata struct {
+	Issuer  string `json:"issuer"`
+	JWKSURI string `json:"jwks_uri"`
+	// RevocationListURI is the m2m token server's own field (WithRevocationList).
+	RevocationListURI string `json:"m2m_revocation_list_uri"`
+}
+
+// discover reads the issuer's RFC 8414 metadata.
+func discover(ctx context.Context, client *http.Client, issuer string) (*metadata, error) {
 	urls, err := metadataURLs(issuer)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var lastErr error
 	for _, u := range urls {
-		jwksURL, err := fetchMetadata(ctx, client, u, issuer)
+		md, err := fetchMetadata(ctx, client, u, issuer)
 		if err == nil {
-			return jwksURL, nil
+			return md, nil
 		}
 		lastErr = err
 		if !errors.Is(err, errNotFound) {
 			break
 		}
 	}
-	return "", wrap(ErrKeySet, "discovery", lastErr)
+	return nil, wrap(ErrKeySet, "discovery", lastErr)
 }
 
 // metadataURLs lists where the metadata may live: RFC 8414 §3.1 inserts the well-known path
@@ -85,43 +93,41 @@ func metadataURLs(issuer string) ([]string, error) {
 var errNotFound = errors.New("not found")
 
 // fetchMetadata GETs one metadata document and checks it.
-func fetchMetadata(ctx context.Context, client *http.Client, metadataURL, issuer string) (string, error) {
+func fetchMetadata(ctx context.Context, client *http.Client, metadataURL, issuer string) (*metadata, error) {
 	body, resp, err := get(ctx, client, metadataURL, "") //nolint:bodyclose // get has read and closed the body
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if resp.StatusCode == http.StatusNotFound {
-		return "", fmt.Errorf("metadata: %w", errNotFound)
+		return nil, fmt.Errorf("metadata: %w", errNotFound)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("metadata: HTTP status %d", resp.StatusCode)
+		return nil, fmt.Errorf("metadata: HTTP status %d", resp.StatusCode)
 	}
-	var md struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
+	var md metadata
 	if err := json.Unmarshal(body, &md); err != nil {
-		return "", fmt.Errorf("metadata: %w", err)
+		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	// RFC 8414 §3.3: the issuer in the document must be identical to the one we asked for,
 	// or an attacker-controlled document could substitute its own keys.
 	if md.Issuer != issuer {
-		return "", fmt.Errorf("metadata issuer %s differs from %s", excerpt(md.Issuer), excerpt(issuer))
+		return nil, fmt.Errorf("metadata issuer %s differs from %s", excerpt(md.Issuer), excerpt(issuer))
 	}
-	if err := checkJWKSURI(md.JWKSURI, issuer); err != nil {
-		return "", err
+	if err := checkDocumentURI("jwks_uri", md.JWKSURI, issuer); err != nil {
+		return nil, err
 	}
-	return md.JWKSURI, nil
+	return &md, nil
 }
 
-// checkJWKSURI refuses a key set location that would downgrade the transport.
-func checkJWKSURI(jwksURI, issuer string) error {
-	u, err := url.Parse(jwksURI)
+// checkDocumentURI refuses a metadata location (field name) that would downgrade the
+// transport.
+func checkDocumentURI(field, uri, issuer string) error {
+	u, err := url.Parse(uri)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("metadata jwks_uri %s is not an http(s) URL", excerpt(jwksURI))
+		return fmt.Errorf("metadata %s %s is not an http(s) URL", field, excerpt(uri))
 	}
 	if u.Scheme == "http" && strings.HasPrefix(issuer, "https:") {
-		return fmt.Errorf("metadata jwks_uri %s is not https", excerpt(jwksURI))
+		return fmt.Errorf("metadata %s %s is not https", field, excerpt(uri))
 	}
 	return nil
 }

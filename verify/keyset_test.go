@@ -286,10 +286,10 @@ func TestMetadataURLs(t *testing.T) {
 }
 
 func TestCheckJWKSURIRefusesDowngrade(t *testing.T) {
-	if err := checkJWKSURI("http://auth.example/jwks", "https://auth.example"); err == nil {
+	if err := checkDocumentURI("jwks_uri", "http://auth.example/jwks", "https://auth.example"); err == nil {
 		t.Fatal("an http jwks_uri was accepted for an https issuer")
 	}
-	if err := checkJWKSURI("https://auth.example/jwks", "https://auth.example"); err != nil {
+	if err := checkDocumentURI("jwks_uri", "https://auth.example/jwks", "https://auth.example"); err != nil {
 		t.Fatal(err)
 	}
 }

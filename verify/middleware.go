@@ -195,6 +195,10 @@ func Describe(err error) string {
 		return "the access token is not meant for this audience"
 	case errors.Is(err, ErrIssuer):
 		return "the access token has an unexpected issuer"
+	case errors.Is(err, ErrRevoked):
+		return "the access token was revoked"
+	case errors.Is(err, ErrRevocationList):
+		return "the access token cannot be checked for revocation now"
 	default:
 		return "the access token is invalid"
 	}

@@ -65,6 +65,7 @@ type config struct {
 	maxRefresh  time.Duration
 	anyAudience bool
 	realm       string
+	revocation  revocationConfig
 }
 
 func defaultConfig() *config {
@@ -78,6 +79,7 @@ func defaultConfig() *config {
 		cooldown:   DefaultRefreshCooldown,
 		minRefresh: DefaultMinRefreshInterval,
 		maxRefresh: DefaultMaxRefreshInterval,
+		revocation: revocationConfig{refresh: DefaultRevocationRefresh, staleness: DefaultRevocationStaleness},
 	}
 }
 

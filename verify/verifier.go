@@ -51,6 +51,8 @@ type Verifier struct {
 	keys   KeySource
 	remote *remoteKeySet // nil when the caller supplied the keys
 	cache  *tokenCache   // nil when caching is off
+	// revocations is the issuer's revocation list; nil without WithRevocationList.
+	revocations *revocations
 }
 
 // New returns a Verifier for tokens issued by issuer for audience. It reads the issuer's RFC
@@ -68,11 +70,11 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		return nil, err
 	}
 	v := newVerifier(issuer, audience, cfg)
-	jwksURL, err := discover(ctx, cfg.httpClient, issuer)
+	md, err := discover(ctx, cfg.httpClient, issuer)
 	if err != nil {
 		return nil, err
 	}
-	remote := newRemoteKeySet(jwksURL, cfg, v.cache.purge)
+	remote := newRemoteKeySet(md.JWKSURI, cfg, v.cache.purge)
 	if err := remote.set.Refresh(ctx); err != nil {
 		return nil, asKeySetError(err)
 	}
@@ -80,7 +82,41 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Verifie
 		return nil, fail(ErrKeySet, "the key set has no usable signing key (check WithAllowedAlgorithms)")
 	}
 	v.keys, v.remote = remote, remote
+	if cfg.revocation.enabled {
+		if err := v.startRevocations(ctx, md, cfg); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
+}
+
+// startRevocations fetches the revocation list named by the metadata and starts its refresh.
+func (v *Verifier) startRevocations(ctx context.Context, md *metadata, cfg *config) error {
+	if md.RevocationListURI == "" {
+		return fail(ErrRevocationList, "the issuer's metadata names no m2m_revocation_list_uri")
+	}
+	if err := checkDocumentURI("m2m_revocation_list_uri", md.RevocationListURI, v.issuer); err != nil {
+		return wrap(ErrRevocationList, "", err)
+	}
+	r := &revocations{
+		url: md.RevocationListURI, issuer: v.issuer, audience: v.audience, client: cfg.httpClient,
+		now: cfg.now, leeway: cfg.leeway, keys: v.remote, cfg: cfg.revocation,
+	}
+	if err := r.start(ctx); err != nil {
+		return err
+	}
+	v.revocations = r
+	stopWhenUnreachable(v, r)
+	return nil
+}
+
+// Close stops the background refresh of the revocation list ([WithRevocationList]); a
+// Verifier nobody references stops it too. Verify keeps answering after Close, with the last
+// list until it is stale. Close is a no-op for other verifiers.
+func (v *Verifier) Close() {
+	if v.revocations != nil {
+		v.revocations.close()
+	}
 }
 
 // NewWithKeySource returns a Verifier that takes its keys from src instead of discovering
@@ -96,6 +132,9 @@ func NewWithKeySource(issuer, audience string, src KeySource, opts ...Option) (*
 	cfg, err := buildConfig(issuer, audience, opts)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.revocation.enabled {
+		return nil, errors.New("verify: WithRevocationList needs New (the list is discovered from the issuer's metadata)")
 	}
 	v := newVerifier(issuer, audience, cfg)
 	v.keys = src
@@ -115,6 +154,12 @@ func buildConfig(issuer, audience string, opts []Option) (*config, error) {
 	}
 	if audience == "" && !cfg.anyAudience {
 		return nil, errors.New("verify: empty audience (use WithAnyAudience for introspection)")
+	}
+	if cfg.revocation.enabled && cfg.anyAudience {
+		return nil, errors.New("verify: WithRevocationList needs an audience (not WithAnyAudience)")
+	}
+	if cfg.revocation.staleness < cfg.revocation.refresh {
+		return nil, errors.New("verify: the revocation staleness bound is shorter than the refresh interval")
 	}
 	return cfg, nil
 }
@@ -168,13 +213,25 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		v.remote.maybeRefresh(now)
 	}
 	if c := v.cache.lookup(token, now.UnixNano(), v.keys); c != nil {
-		return c, nil
+		return v.checkRevoked(c, now)
 	}
 	c, kid, key, err := v.verifyToken(ctx, token, now)
 	if err != nil {
 		return nil, err
 	}
 	v.cache.store(token, c, kid, key, v.cacheDeadline(c, now), now.UnixNano())
+	return v.checkRevoked(c, now)
+}
+
+// checkRevoked applies the revocation list, when there is one, to a token otherwise valid; a
+// cached token too, so a revocation reaches hot tokens at once.
+func (v *Verifier) checkRevoked(c *Claims, now time.Time) (*Claims, error) {
+	if v.revocations == nil {
+		return c, nil
+	}
+	if err := v.revocations.check(c, now); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -171,6 +171,11 @@ const (
 	// AnnotationRotate requests a secret rotation whenever its value changes (set by users, on
 	// the M2MClient).
 	AnnotationRotate = "auth.m2m.dev/rotate"
+	// AnnotationRevokeTokens revokes every token issued to the client so far whenever its value
+	// changes (set by users, on the M2MClient): local verifiers that use the revocation list
+	// refuse them within seconds, introspection at once. The value applied is kept in
+	// status.revokeTokensHandled and the time in status.tokensRevokedAt.
+	AnnotationRevokeTokens = "auth.m2m.dev/revoke-tokens"
 	// AnnotationSecretIssuedAt, on the credential Secret, is when its client secret was issued
 	// (RFC 3339); the rotation interval counts from it. Written by the controller in the same
 	// update as the secret it describes.

@@ -226,6 +226,17 @@ type M2MClientStatus struct {
 	// +optional
 	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
 
+	// TokensRevokedAt is when the auth.m2m.dev/revoke-tokens annotation last revoked the
+	// client's tokens: every token issued before it is refused.
+	// +optional
+	TokensRevokedAt *metav1.Time `json:"tokensRevokedAt,omitempty"`
+
+	// RevokeTokensHandled is the auth.m2m.dev/revoke-tokens value last applied (its SHA-256
+	// when longer than 128 characters), so that each new value revokes once.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	RevokeTokensHandled string `json:"revokeTokensHandled,omitempty"`
+
 	// ObservedGeneration is the generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

@@ -346,6 +346,10 @@ func (in *M2MClientStatus) DeepCopyInto(out *M2MClientStatus) {
 		in, out := &in.NextRotationAt, &out.NextRotationAt
 		*out = (*in).DeepCopy()
 	}
+	if in.TokensRevokedAt != nil {
+		in, out := &in.TokensRevokedAt, &out.TokensRevokedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

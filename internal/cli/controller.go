@@ -104,6 +104,7 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = float32(f.apiQPS), f.apiBurst
 	f.clients.CABundle = f.tls.Enabled
+	f.clients.RevocationRetention = f.signingKeys.maxTokenTTL + f.signingKeys.leeway
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},

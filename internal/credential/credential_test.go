@@ -17,6 +17,7 @@ limitations under the License.
 package credential
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -140,15 +141,26 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 		"not json":           "{",
 		"trailing data":      enc(func(*Record) {}) + "{}",
 		"unknown field":      `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","extra":1}`,
-		"two versions ahead": `{"version":3,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
-		"older version":      `{"version":0,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
-		"bad client id":      enc(func(r *Record) { r.ClientID = "nope" }),
-		"no namespace":       enc(func(r *Record) { r.Namespace = "" }),
-		"bad hash":           enc(func(r *Record) { r.Secrets[0].SHA256 = "xyz" }),
-		"negative ttl":       enc(func(r *Record) { r.TokenTTLSeconds = -1 }),
-		"empty audience":     enc(func(r *Record) { r.Grants[0].Audience = "" }),
-		"repeated audience":  enc(func(r *Record) { r.Grants = append(r.Grants, r.Grants[0]) }),
-		"huge":               `{"version":1,"name":"` + strings.Repeat("a", maxRecordSize) + `"}`,
+		"two versions ahead": `{"version":4,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
+		"v2 field in v1":     `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","tokensNotBefore":5}`,
+		"negative notBefore": enc(func(r *Record) { r.TokensNotBefore = -1 }),
+		"audience twice": enc(func(r *Record) {
+			r.AudienceNotBefore = []AudienceNotBefore{{Audience: "a", NotBefore: 1}, {Audience: "a", NotBefore: 2}}
+		}),
+		"audience without time": enc(func(r *Record) { r.AudienceNotBefore = []AudienceNotBefore{{Audience: "a"}} }),
+		"too many audiences": enc(func(r *Record) {
+			for i := range MaxRevokedAudiences + 1 {
+				r.AudienceNotBefore = append(r.AudienceNotBefore, AudienceNotBefore{Audience: fmt.Sprint(i), NotBefore: 1})
+			}
+		}),
+		"older version":     `{"version":0,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
+		"bad client id":     enc(func(r *Record) { r.ClientID = "nope" }),
+		"no namespace":      enc(func(r *Record) { r.Namespace = "" }),
+		"bad hash":          enc(func(r *Record) { r.Secrets[0].SHA256 = "xyz" }),
+		"negative ttl":      enc(func(r *Record) { r.TokenTTLSeconds = -1 }),
+		"empty audience":    enc(func(r *Record) { r.Grants[0].Audience = "" }),
+		"repeated audience": enc(func(r *Record) { r.Grants = append(r.Grants, r.Grants[0]) }),
+		"huge":              `{"version":1,"name":"` + strings.Repeat("a", maxRecordSize) + `"}`,
 	} {
 		if _, err := DecodeRecord([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -160,16 +172,29 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 // controller during an upgrade, or left behind by a rollback) is used, its new fields ignored;
 // one of this version with an unknown field is refused.
 func TestDecodeRecordReadsTheNextVersion(t *testing.T) {
-	next := `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"addedLater":true}],"addedLater":{"k":"v"}}`
+	next := `{"version":3,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"addedLater":true}],"addedLater":{"k":"v"}}`
 	r, err := DecodeRecord([]byte(next))
 	if err != nil {
-		t.Fatalf("a version-2 record was refused: %v", err)
+		t.Fatalf("a version-3 record was refused: %v", err)
 	}
 	if r.ClientID != "m2mc_a" || len(r.Grants) != 1 || r.Grants[0].Scopes[0] != "x:read" {
 		t.Fatalf("decoded %+v", r)
 	}
-	if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":2`, `"version":1`, 1))); err == nil {
-		t.Fatal("a version-1 record with unknown fields was accepted")
+	if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":3`, `"version":2`, 1))); err == nil {
+		t.Fatal("a version-2 record with unknown fields was accepted")
+	}
+}
+
+// TestDecodeRecordReadsThePreviousVersion: the previous release's controller writes version 1
+// while the token servers are upgraded first; it is a version-2 record without revocation times.
+func TestDecodeRecordReadsThePreviousVersion(t *testing.T) {
+	r, err := DecodeRecord([]byte(`{"version":1,"clientID":"m2mc_a","namespace":"n","name":"w","disabled":true}`))
+	if err != nil || !r.Disabled || r.TokensNotBefore != 0 {
+		t.Fatalf("a version-1 record: %+v, %v", r, err)
+	}
+	r, err = DecodeRecord([]byte(`{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","tokensNotBefore":7,"audienceNotBefore":[{"audience":"a.n","notBefore":9}]}`))
+	if err != nil || r.TokensNotBefore != 7 || len(r.AudienceNotBefore) != 1 || r.AudienceNotBefore[0].NotBefore != 9 {
+		t.Fatalf("a version-2 record: %+v, %v", r, err)
 	}
 }
 
@@ -194,4 +219,29 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 	})
+}
+
+// TestEncodeWritesTheLowestVersionThatHoldsTheRecord: without revocation times a record is the
+// previous release's version 1 (which it reads strictly); with them, version 2.
+func TestEncodeWritesTheLowestVersionThatHoldsTheRecord(t *testing.T) {
+	for _, tt := range []struct {
+		mut  func(*Record)
+		want int
+	}{
+		{func(*Record) {}, 1},
+		{func(r *Record) { r.AudienceNotBefore = []AudienceNotBefore{} }, 1},
+		{func(r *Record) { r.TokensNotBefore = 5 }, 2},
+		{func(r *Record) { r.AudienceNotBefore = []AudienceNotBefore{{Audience: "a.n", NotBefore: 5}} }, 2},
+	} {
+		r := validRecord()
+		tt.mut(r)
+		b, err := r.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRecord(b)
+		if err != nil || got.Version != tt.want {
+			t.Errorf("%s: version %v, %v; want %d", b, got, err, tt.want)
+		}
+	}
 }

@@ -28,7 +28,15 @@ import (
 
 const (
 	// RecordVersion is the version of the record document this package writes and reads.
-	RecordVersion = 1
+	// Version 2 adds the revocation times (TokensNotBefore, AudienceNotBefore), both optional.
+	RecordVersion = 2
+	// oldestRecordVersion is the oldest version still read (strictly): a version-1 record is a
+	// version-2 record without revocation times, and the previous release's controller writes
+	// it while the token servers are upgraded first.
+	oldestRecordVersion = 1
+	// MaxRevokedAudiences bounds AudienceNotBefore: the controller folds a longer list into
+	// TokensNotBefore (revoking more, never less), and the token server refuses such a record.
+	MaxRevokedAudiences = 64
 	// RecordKey is the data key of the record document in the credential record Secret.
 	RecordKey = "record.json"
 	// maxRecordSize bounds what the token server will decode.
@@ -67,6 +75,22 @@ type Record struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// Claims are extra string claims for every token.
 	Claims map[string]string `json:"claims,omitempty"`
+
+	// TokensNotBefore (unix seconds) revokes every token of this client issued before it: a
+	// token whose iat is lower is no longer valid, for any audience. 0: none revoked. Written
+	// by the controller (the revoke-tokens annotation, disabling and enabling) and kept while
+	// a token issued before it may still be alive (the maximum token TTL).
+	TokensNotBefore int64 `json:"tokensNotBefore,omitempty"`
+	// AudienceNotBefore revokes the client's tokens for one audience issued before a time (a
+	// grant removed or narrowed), kept as long as TokensNotBefore. At most MaxRevokedAudiences.
+	AudienceNotBefore []AudienceNotBefore `json:"audienceNotBefore,omitempty"`
+}
+
+// AudienceNotBefore revokes a client's tokens for Audience whose iat is lower than NotBefore
+// (unix seconds).
+type AudienceNotBefore struct {
+	Audience  string `json:"audience"`
+	NotBefore int64  `json:"notBefore"`
 }
 
 // SecretHash is one accepted client-secret hash.
@@ -89,8 +113,17 @@ type AudienceGrant struct {
 
 // Encode serialises the record deterministically (so an unchanged record is byte-identical and
 // causes no write).
+//
+// A record without revocation times is written as version 1, byte for byte what the previous
+// release writes and reads (it reads version 1 only): an upgrade rewrites no record, and a
+// rollback to it loses only the clients with a revocation still in force, which it refuses
+// (fail closed) until their times expire.
 func (r *Record) Encode() ([]byte, error) {
 	r.Version = RecordVersion
+	if r.TokensNotBefore == 0 && len(r.AudienceNotBefore) == 0 {
+		r.AudienceNotBefore = nil
+		r.Version = oldestRecordVersion
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding credential record: %w", err)
@@ -101,14 +134,22 @@ func (r *Record) Encode() ([]byte, error) {
 // DecodeRecord parses and validates a record document of this release's version or the next
 // (storeddoc: version skew during an upgrade or a rollback). Any error means the record must be
 // skipped: it is never half-used.
+//
+// A version-1 record, written by the previous release's controller, is read too, strictly: it
+// is a version-2 record without revocation times.
 func DecodeRecord(data []byte) (*Record, error) {
+	if v, ok := storeddoc.PeekVersion(data); ok && v == oldestRecordVersion {
+		return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, oldestRecordVersion)
+	}
 	return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, RecordVersion)
 }
 
 // Validate checks the invariants the token server relies on.
 func (r *Record) Validate() error {
-	if err := storeddoc.CheckVersion(recordKind, r.Version, RecordVersion); err != nil {
-		return err
+	if r.Version != oldestRecordVersion {
+		if err := storeddoc.CheckVersion(recordKind, r.Version, RecordVersion); err != nil {
+			return err
+		}
 	}
 	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
 		return fmt.Errorf("credential record has an invalid client id")
@@ -139,6 +180,28 @@ func (r *Record) Validate() error {
 		if g.MaxTokenTTLSeconds < 0 {
 			return fmt.Errorf("credential record grants[%d] has a negative max token TTL", i)
 		}
+	}
+	return r.validateRevocations()
+}
+
+// validateRevocations checks the revocation times: not negative, one entry per audience, and
+// at most MaxRevokedAudiences of them.
+func (r *Record) validateRevocations() error {
+	if r.Version == oldestRecordVersion && (r.TokensNotBefore != 0 || r.AudienceNotBefore != nil) {
+		return errors.New("credential record of version 1 holds revocation times (version 2 fields)")
+	}
+	if r.TokensNotBefore < 0 {
+		return errors.New("credential record has a negative tokensNotBefore")
+	}
+	if len(r.AudienceNotBefore) > MaxRevokedAudiences {
+		return fmt.Errorf("credential record revokes %d audiences, more than %d", len(r.AudienceNotBefore), MaxRevokedAudiences)
+	}
+	seen := make(map[string]bool, len(r.AudienceNotBefore))
+	for i, a := range r.AudienceNotBefore {
+		if a.Audience == "" || a.NotBefore <= 0 || seen[a.Audience] {
+			return fmt.Errorf("credential record audienceNotBefore[%d] is invalid or repeated", i)
+		}
+		seen[a.Audience] = true
 	}
 	return nil
 }

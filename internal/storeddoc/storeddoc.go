@@ -61,6 +61,19 @@ func Decode(kind string, data []byte, maxSize, current int, v any) error {
 	return nil
 }
 
+// PeekVersion returns the "version" of a document without decoding the rest, for a reader that
+// also reads an older version than the one it writes; false when data is no JSON object with
+// a numeric version.
+func PeekVersion(data []byte) (int, bool) {
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil || head.Version == nil {
+		return 0, false
+	}
+	return *head.Version, true
+}
+
 // Document is a stored document type whose Validate checks the invariants its readers rely on.
 type Document[T any] interface {
 	*T

@@ -184,3 +184,26 @@ func startServer(t *testing.T, v *verify.Verifier) healthpb.HealthClient {
 	t.Cleanup(func() { _ = conn.Close() })
 	return healthpb.NewHealthClient(conn)
 }
+
+// TestUnaryInterceptorRefusesRevokedTokens: the revocation list reaches gRPC through the same
+// Verifier: a revoked client's token is Unauthenticated, another client's passes.
+func TestUnaryInterceptorRefusesRevokedTokens(t *testing.T) {
+	iss := verifytest.NewIssuer(t)
+	const revoked = "m2mc_revoked0000000000000000000000"
+	iss.RevokeTokens(revoked, time.Now().Unix()+1)
+	v, err := verify.New(context.Background(), iss.URL, iss.Audience, verify.WithHTTPClient(iss.Client()), verify.WithRevocationList())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	intercept := grpcverify.UnaryServerInterceptor(v)
+	handler := func(context.Context, any) (any, error) { return "ok", nil }
+	info := &grpc.UnaryServerInfo{FullMethod: "/billing.Invoices/Get"}
+	tok := iss.Token(verifytest.Claim("sub", revoked), verifytest.Claim("client_id", revoked))
+	if _, err := intercept(withToken(tok), nil, info, handler); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a revoked token: %v", err)
+	}
+	if _, err := intercept(withToken(iss.Token()), nil, info, handler); err != nil {
+		t.Fatalf("another client's token: %v", err)
+	}
+}

@@ -60,6 +60,8 @@ const (
 	// JWKSPath and MetadataPath are where the server publishes.
 	JWKSPath     = "/.well-known/jwks.json"
 	MetadataPath = "/.well-known/oauth-authorization-server"
+	// RevocationsPath is where the server publishes its revocation list (revocation.go).
+	RevocationsPath = "/oauth2/revocations"
 )
 
 // Issuer is a running fake issuer. Its methods are safe for concurrent use.
@@ -82,6 +84,8 @@ type Issuer struct {
 
 	jwksRequests     atomic.Int64
 	metadataRequests atomic.Int64
+
+	rev revocationState
 }
 
 // key is one published key pair.
@@ -156,6 +160,7 @@ func NewServer(opts ...Option) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+MetadataPath, iss.serveMetadata)
 	mux.HandleFunc("GET "+JWKSPath, iss.serveJWKS)
+	mux.HandleFunc("GET "+RevocationsPath, iss.serveRevocations)
 	iss.server = httptest.NewServer(mux)
 	iss.URL = iss.server.URL
 	if s.issuerURL != "" {
@@ -278,6 +283,7 @@ func (iss *Issuer) serveMetadata(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, map[string]any{
 		"issuer":                                issuer,
 		"jwks_uri":                              iss.server.URL + JWKSPath,
+		"m2m_revocation_list_uri":               iss.server.URL + RevocationsPath,
 		"token_endpoint":                        iss.server.URL + "/oauth2/token",
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},

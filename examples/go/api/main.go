@@ -71,6 +71,9 @@ func run(ctx context.Context, addr, issuer, issuerFile, audience, caFile string)
 		}
 		opts = append(opts, verify.WithHTTPClient(hc))
 	}
+	// Refuse tokens revoked since they were issued (auth.m2m.dev/revoke-tokens, a client
+	// disabled, a grant removed) within seconds; fail closed after 5 min without a fresh list.
+	opts = append(opts, verify.WithRevocationList())
 	// Reads the issuer's RFC 8414 metadata and its JWKS; keys are refreshed when their max-age
 	// runs out or a token names an unknown kid.
 	v, err := verify.New(ctx, issuer, audience, opts...)
