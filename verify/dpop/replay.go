@@ -1,0 +1,121 @@
+/*
+Copyright 2026 The m2m-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package dpop
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// Defaults of a ReplayCache.
+const (
+	// DefaultReplayPerKey is how many unexpired proofs one key may have remembered: 16 requests
+	// per second for the whole of a 2-minute window.
+	DefaultReplayPerKey = 2000
+	// DefaultReplayTotal bounds the whole cache (about 40 bytes an entry).
+	DefaultReplayTotal = 500000
+)
+
+// ReplayCache remembers the proofs a server accepted until they expire, so that each is used
+// once (RFC 9449 §11.1). It is bounded per proof key and overall: one key (one client, since a
+// resource server remembers only the proofs of tokens bound to their key) over its share is
+// refused, never another key. Entries are keyed 64-bit hashes of key and jti under a random
+// seed. It is safe for concurrent use; the zero value is not usable, use NewReplayCache.
+type ReplayCache struct {
+	seed   maphash.Seed
+	perKey int
+	total  int
+
+	mu      sync.Mutex
+	seen    map[uint64]int64 // hash → expiry (unix seconds)
+	perJKT  map[string]int   // key thumbprint → entries
+	owner   map[uint64]string
+	nextExp int64
+}
+
+// NewReplayCache returns a cache holding at most perKey proofs of one key and total proofs in
+// all (0 takes the defaults).
+func NewReplayCache(perKey, total int) *ReplayCache {
+	if perKey <= 0 {
+		perKey = DefaultReplayPerKey
+	}
+	if total <= 0 {
+		total = DefaultReplayTotal
+	}
+	return &ReplayCache{seed: maphash.MakeSeed(), perKey: perKey, total: total,
+		seen: map[uint64]int64{}, perJKT: map[string]int{}, owner: map[uint64]string{}}
+}
+
+// Use records the proof as used, or returns an error matching ErrReplay (and ErrInvalidProof)
+// when it was used before, or ErrInvalidProof when its key, or the cache past its fair share,
+// holds too many unexpired proofs.
+func (c *ReplayCache) Use(p *Proof, now time.Time) error {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	_, _ = h.WriteString(p.JKT)
+	_ = h.WriteByte(0)
+	_, _ = h.WriteString(p.ID)
+	key := h.Sum64()
+	exp, t := p.Expiry.Unix(), now.Unix()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.seen) > 0 && t >= c.nextExp {
+		c.sweep(t)
+	}
+	if _, ok := c.seen[key]; ok {
+		return &proofError{kind: ErrReplay, detail: "the proof was used before"}
+	}
+	n := c.perJKT[p.JKT]
+	if n >= c.perKey || (len(c.seen) >= c.total/2 && n >= c.total/(2*max(1, len(c.perJKT)))) {
+		return invalid("too many unexpired proofs for this key; retry later")
+	}
+	if len(c.seen) == 0 || exp < c.nextExp {
+		c.nextExp = exp
+	}
+	c.seen[key] = exp
+	c.owner[key] = p.JKT
+	c.perJKT[p.JKT] = n + 1
+	return nil
+}
+
+// sweep forgets the expired entries.
+func (c *ReplayCache) sweep(now int64) {
+	next := int64(1) << 62
+	for k, exp := range c.seen {
+		if now < exp {
+			next = min(next, exp)
+			continue
+		}
+		jkt := c.owner[k]
+		if c.perJKT[jkt] <= 1 {
+			delete(c.perJKT, jkt)
+		} else {
+			c.perJKT[jkt]--
+		}
+		delete(c.seen, k)
+		delete(c.owner, k)
+	}
+	c.nextExp = next
+}
+
+// Len returns the number of proofs remembered.
+func (c *ReplayCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
