@@ -43,5 +43,10 @@ func (s *Server) issueClientCredentials(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
+	if hasProof(r) {
+		if st.jkt, err = s.checkProof(r, c, now); err != nil {
+			return err
+		}
+	}
 	return s.writeToken(w, st, sig, c, aud, scope, now)
 }

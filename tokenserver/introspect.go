@@ -46,6 +46,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/m2m-dev/m2m-operator/verify"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 var (
@@ -84,6 +85,13 @@ type introspection struct {
 	Scope     string `json:"scope"`
 	TokenType string `json:"token_type"`
 	Namespace string `json:"namespace"`
+	// Cnf is the key a DPoP-bound token is bound to (RFC 9449 §6.2).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the "cnf" member of a bound token's answer.
+type confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // handleIntrospect serves POST /oauth2/introspect.
@@ -177,6 +185,10 @@ func answerFor(c *verify.Claims) *introspection {
 	}
 	if !c.NotBefore.IsZero() {
 		ans.Nbf = c.NotBefore.Unix()
+	}
+	if c.JKT != "" {
+		ans.TokenType = dpop.TokenType
+		ans.Cnf = &confirmation{JKT: c.JKT}
 	}
 	return ans
 }

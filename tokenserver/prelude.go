@@ -142,13 +142,17 @@ type reqState struct {
 	audit   []byte
 	rnd     [16]byte
 	jti     [32]byte
-	req     tokenRequest
+	// jkt is the thumbprint of the request's DPoP proof key: the token is bound to it ("" for
+	// a bearer token).
+	jkt string
+	req tokenRequest
 }
 
 func (st *reqState) reset() {
 	st.body, st.auth, st.authDec = st.body[:0], st.auth[:0], st.authDec[:0]
 	st.out, st.payload, st.scope, st.sig = st.out[:0], st.payload[:0], st.scope[:0], st.sig[:0]
 	st.req = tokenRequest{}
+	st.jkt = ""
 }
 
 // admit is the prelude both POST endpoints share: the method, a pooled request state, the
@@ -222,6 +226,9 @@ func (s *Server) release(st *reqState) {
 // the OAuth error.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *oauthError) {
 	s.metrics.refuse(e.code)
+	if e.dpopNonce {
+		s.setNonce(w.Header(), s.opts.Clock())
+	}
 	var challenge []string
 	if len(r.Header["Authorization"]) > 0 {
 		challenge = s.wwwAuthenticate

@@ -26,6 +26,7 @@ import (
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // Endpoint paths, below the issuer's path.
@@ -55,6 +56,8 @@ type authorizationServerMetadata struct {
 	TokenEndpointAuthSigningAlgsSupported     []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
 	IntrospectionEndpointAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	// DPoPSigningAlgs are the DPoP proof algorithms accepted (RFC 9449 §5.1).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // buildMetadata encodes the metadata for the algorithms of the published signing keys.
@@ -97,6 +100,7 @@ func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 		TokenEndpointAuthSigningAlgsSupported:     algs,
 		IntrospectionEndpointAuthMethodsSupported: methods,
 		IntrospectionEndpointAuthSigningAlgs:      algs,
+		DPoPSigningAlgs:                           dpop.DefaultAlgorithms,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the metadata: %w", err)

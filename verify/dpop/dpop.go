@@ -65,8 +65,9 @@ const (
 // asymmetric JWS algorithms verify/jws implements (RFC 9449 §4.3 item 5: no "none", no MAC).
 var DefaultAlgorithms = []string{"ES256", "ES384", "ES512", "EdDSA", "Ed25519", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
-// Every error of Verify matches ErrInvalidProof or ErrUseNonce with errors.Is. Messages never
-// contain the proof or the token.
+// Every error of Verify matches ErrInvalidProof or ErrUseNonce with errors.Is. Messages are
+// fixed strings (after "dpop: "): they never quote the proof, the token or the request, so a
+// server may send them back as an error description.
 var (
 	// ErrInvalidProof: the proof fails a check of RFC 9449 §4.3; the answer is
 	// invalid_dpop_proof.
@@ -165,7 +166,7 @@ func Verify(proof string, c *Check) (*Proof, error) {
 	}
 	j, rawKey, err := jws.ParseEmbeddedKey(proof)
 	if err != nil {
-		return nil, invalid("the proof is not a JWS with an embedded jwk: " + err.Error())
+		return nil, invalid("the proof is not a JWS compact serialization with a jwk header and no forbidden parameter")
 	}
 	var cl claims
 	if err := json.Unmarshal(j.Payload, &cl); err != nil {
@@ -185,7 +186,7 @@ func Verify(proof string, c *Check) (*Proof, error) {
 		return nil, err
 	}
 	if err := j.Verify(key); err != nil {
-		return nil, invalid("the proof's signature does not verify with its jwk: " + err.Error())
+		return nil, invalid("the proof's signature does not verify with its jwk under its alg")
 	}
 	return c.match(&cl, key)
 }
