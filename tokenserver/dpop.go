@@ -42,6 +42,14 @@ const (
 	errUseDPoPNonce     = "use_dpop_nonce"
 )
 
+// A request without a proof, from a client that asked for bound tokens only or for an audience
+// that requires them, is invalid_request: RFC 9449 §5.2 (dpop_bound_access_tokens) says the
+// server MUST reject such requests and defines no error code of its own for it.
+var (
+	errClientRequiresDPoP   = badRequest("this client gets DPoP-bound tokens only (spec.tokenBinding: DPoP): send a DPoP proof")
+	errAudienceRequiresDPoP = badRequest("tokens for this audience must be DPoP-bound (its ScopePolicy sets tokenBinding: Required): send a DPoP proof")
+)
+
 var (
 	errManyDPoPHeaders = &oauthError{status: http.StatusBadRequest, code: errInvalidDPoPProof, description: "more than one DPoP header"}
 	errDPoPReplayed    = &oauthError{status: http.StatusBadRequest, code: errInvalidDPoPProof, description: "the DPoP proof was used before"}

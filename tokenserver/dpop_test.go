@@ -23,11 +23,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
@@ -245,5 +247,49 @@ func TestDPoPProofIsCheckedAfterAuthentication(t *testing.T) {
 	w := ts.do(dpopReq(id, "m2ms_wrong", "garbage"))
 	if tr := decodeResponse(t, w.Body); tr.Error != "invalid_client" {
 		t.Fatalf("%d %+v", w.Code, tr)
+	}
+}
+
+// TestDPoPRequiredByPolicyOrClient: an audience whose policy requires binding, or a client that
+// asked for it, gets no bearer token (invalid_request); with a proof both get a bound token.
+// The client-side field cannot lift the audience's requirement: the record has no way to say
+// "optional" for an audience, only the policy's grant sets it.
+func TestDPoPRequiredByPolicyOrClient(t *testing.T) {
+	ts := newTestServer(t)
+	required := func(r *credential.Record) {
+		r.Grants = append(r.Grants, credential.AudienceGrant{Audience: audReports, Scopes: []string{"reports:read"}, TokenBinding: credential.TokenBindingRequired})
+	}
+	id, secret := ts.addClient(t, required)
+	strict, strictSecret := ts.addClient(t, func(r *credential.Record) { r.TokenBinding = credential.TokenBindingDPoP })
+	s := newProofSigner(t)
+	reports := grant()
+	reports.Set("audience", audReports)
+
+	refusals := map[string]*http.Request{
+		"audience requires binding": tokenReq(reports, id, secret),
+		"client requires binding":   tokenReq(grant(), strict, strictSecret),
+	}
+	for name, r := range refusals {
+		w := ts.do(r)
+		tr := decodeResponse(t, w.Body)
+		if w.Code != http.StatusBadRequest || tr.Error != "invalid_request" || !strings.Contains(tr.ErrorDescription, "DPoP") {
+			t.Fatalf("%s: %d %+v", name, w.Code, tr)
+		}
+	}
+	// The same client's other audience still issues bearer tokens.
+	billing := grant()
+	billing.Set("audience", audBilling)
+	if tr := ts.issue(t, billing, id, secret); tr.TokenType != "Bearer" {
+		t.Fatalf("optional audience: %+v", tr)
+	}
+	for name, r := range map[string]*http.Request{
+		"audience requires binding": tokenReq(reports, id, secret),
+		"client requires binding":   tokenReq(grant(), strict, strictSecret),
+	} {
+		r.Header.Set("DPoP", proof(t, s, "POST", testTokenURL, "", testT0))
+		w := ts.do(r)
+		if tr := decodeResponse(t, w.Body); w.Code != http.StatusOK || tr.TokenType != "DPoP" {
+			t.Fatalf("%s with a proof: %d %+v", name, w.Code, tr)
+		}
 	}
 }

@@ -43,10 +43,15 @@ func (s *Server) issueClientCredentials(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	if hasProof(r) {
+	switch {
+	case hasProof(r):
 		if st.jkt, err = s.checkProof(r, c, now); err != nil {
 			return err
 		}
+	case c.requireDPoP:
+		return errClientRequiresDPoP
+	case aud.requireDPoP:
+		return errAudienceRequiresDPoP
 	}
 	return s.writeToken(w, st, sig, c, aud, scope, now)
 }

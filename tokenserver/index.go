@@ -53,8 +53,10 @@ type Client struct {
 	prefix []byte
 	// issue limits token issuance.
 	issue *rate.Limiter
-	// replay remembers the private_key_jwt assertions the client used.
+	// replay remembers the private_key_jwt assertions and DPoP proofs the client used.
 	replay *replaySet
+	// requireDPoP: the client asked for bound tokens only (M2MClient spec.tokenBinding).
+	requireDPoP bool
 }
 
 type acceptedSecret struct {
@@ -75,6 +77,8 @@ type audience struct {
 	// claim is `,"aud":"<name>"`.
 	claim  []byte
 	issued prometheus.Counter
+	// requireDPoP: the audience's ScopePolicy requires bound tokens.
+	requireDPoP bool
 }
 
 // ID returns the client id.
@@ -421,6 +425,8 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		name:      rec.Name,
 		disabled:  rec.Disabled,
 		tokenTTL:  time.Duration(rec.TokenTTLSeconds) * time.Second,
+
+		requireDPoP: rec.TokenBinding == credential.TokenBindingDPoP,
 	}
 	if c.auth = authMethodFor(rec.Method); c.auth != nil {
 		if err := c.auth.compile(c, rec); err != nil {
@@ -444,6 +450,7 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 		scopes:          make(map[string]struct{}, len(g.Scopes)),
 		maxTTL:          time.Duration(g.MaxTokenTTLSeconds) * time.Second,
 		policyNamespace: g.PolicyNamespace,
+		requireDPoP:     g.TokenBinding == credential.TokenBindingRequired,
 	}
 	var all []string
 	for _, s := range g.Scopes {

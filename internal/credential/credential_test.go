@@ -140,7 +140,7 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 		"not json":           "{",
 		"trailing data":      enc(func(*Record) {}) + "{}",
 		"unknown field":      `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","extra":1}`,
-		"two versions ahead": `{"version":3,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
+		"two versions ahead": `{"version":4,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
 		"older version":      `{"version":0,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
 		"bad client id":      enc(func(r *Record) { r.ClientID = "nope" }),
 		"no namespace":       enc(func(r *Record) { r.Namespace = "" }),
@@ -160,16 +160,41 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 // controller during an upgrade, or left behind by a rollback) is used, its new fields ignored;
 // one of this version with an unknown field is refused.
 func TestDecodeRecordReadsTheNextVersion(t *testing.T) {
-	next := `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"addedLater":true}],"addedLater":{"k":"v"}}`
+	next := `{"version":3,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"addedLater":true}],"addedLater":{"k":"v"}}`
 	r, err := DecodeRecord([]byte(next))
 	if err != nil {
-		t.Fatalf("a version-2 record was refused: %v", err)
+		t.Fatalf("a version-3 record was refused: %v", err)
 	}
 	if r.ClientID != "m2mc_a" || len(r.Grants) != 1 || r.Grants[0].Scopes[0] != "x:read" {
 		t.Fatalf("decoded %+v", r)
 	}
-	if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":2`, `"version":1`, 1))); err == nil {
-		t.Fatal("a version-1 record with unknown fields was accepted")
+	for _, v := range []string{"2", "1"} {
+		if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":3`, `"version":`+v, 1))); err == nil {
+			t.Fatalf("a version-%s record with unknown fields was accepted", v)
+		}
+	}
+}
+
+// TestDecodeRecordReadsVersion1: a record of the previous version (written by the controller
+// before it is upgraded; token servers are upgraded first) is read as one without binding
+// requirements, and unknown token-binding values fail closed.
+func TestDecodeRecordReadsVersion1(t *testing.T) {
+	old := `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"]}]}`
+	r, err := DecodeRecord([]byte(old))
+	if err != nil || r.TokenBinding != "" || r.Grants[0].TokenBinding != "" {
+		t.Fatalf("version 1: %+v, %v", r, err)
+	}
+	for _, bad := range []string{
+		`{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","tokenBinding":"mTLS"}`,
+		`{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"tokenBinding":"Sometimes"}]}`,
+	} {
+		if _, err := DecodeRecord([]byte(bad)); err == nil {
+			t.Fatalf("accepted %s", bad)
+		}
+	}
+	good := `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","tokenBinding":"DPoP","grants":[{"audience":"a.n","scopes":["x:read"],"tokenBinding":"Required"}]}`
+	if r, err := DecodeRecord([]byte(good)); err != nil || r.TokenBinding != TokenBindingDPoP || r.Grants[0].TokenBinding != TokenBindingRequired {
+		t.Fatalf("version 2: %+v, %v", r, err)
 	}
 }
 

@@ -28,7 +28,12 @@ import (
 
 const (
 	// RecordVersion is the version of the record document this package writes and reads.
-	RecordVersion = 1
+	// Version 2 added the token-binding fields (Record.TokenBinding,
+	// AudienceGrant.TokenBinding); nothing else changed, so version 1 is still read, as a
+	// record without binding requirements.
+	RecordVersion = 2
+	// oldestRecordVersion is the oldest version read (storeddoc.DecodeSince).
+	oldestRecordVersion = 1
 	// RecordKey is the data key of the record document in the credential record Secret.
 	RecordKey = "record.json"
 	// maxRecordSize bounds what the token server will decode.
@@ -67,7 +72,18 @@ type Record struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// Claims are extra string claims for every token.
 	Claims map[string]string `json:"claims,omitempty"`
+	// TokenBinding is TokenBindingDPoP when the client asked for bound tokens only
+	// (M2MClient spec.tokenBinding): its token requests without a DPoP proof are refused.
+	TokenBinding string `json:"tokenBinding,omitempty"`
 }
+
+// Token binding values of the record (the API's TokenBinding and TokenBindingPolicy).
+const (
+	// TokenBindingDPoP: every token of the client is DPoP-bound (RFC 9449).
+	TokenBindingDPoP = "DPoP"
+	// TokenBindingRequired: every token for the audience is bound (ScopePolicy spec.tokenBinding).
+	TokenBindingRequired = "Required"
+)
 
 // SecretHash is one accepted client-secret hash.
 type SecretHash struct {
@@ -85,6 +101,10 @@ type AudienceGrant struct {
 	MaxTokenTTLSeconds int64 `json:"maxTokenTTLSeconds,omitempty"`
 	// PolicyNamespace is where the ScopePolicy owning the audience lives (for introspection).
 	PolicyNamespace string `json:"policyNamespace,omitempty"`
+	// TokenBinding is TokenBindingRequired when the audience's ScopePolicy requires bound
+	// tokens: the client's requests for it without a DPoP proof are refused. It comes from the
+	// policy only, so no client can weaken it.
+	TokenBinding string `json:"tokenBinding,omitempty"`
 }
 
 // Encode serialises the record deterministically (so an unchanged record is byte-identical and
@@ -102,13 +122,16 @@ func (r *Record) Encode() ([]byte, error) {
 // (storeddoc: version skew during an upgrade or a rollback). Any error means the record must be
 // skipped: it is never half-used.
 func DecodeRecord(data []byte) (*Record, error) {
-	return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, RecordVersion)
+	return storeddoc.DecodeValidSince[Record](recordKind, data, maxRecordSize, oldestRecordVersion, RecordVersion)
 }
 
 // Validate checks the invariants the token server relies on.
 func (r *Record) Validate() error {
-	if err := storeddoc.CheckVersion(recordKind, r.Version, RecordVersion); err != nil {
+	if err := storeddoc.CheckVersionSince(recordKind, r.Version, oldestRecordVersion, RecordVersion); err != nil {
 		return err
+	}
+	if r.TokenBinding != "" && r.TokenBinding != TokenBindingDPoP {
+		return fmt.Errorf("credential record has an unknown token binding %q", r.TokenBinding)
 	}
 	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
 		return fmt.Errorf("credential record has an invalid client id")
@@ -138,6 +161,9 @@ func (r *Record) Validate() error {
 		seen[g.Audience] = true
 		if g.MaxTokenTTLSeconds < 0 {
 			return fmt.Errorf("credential record grants[%d] has a negative max token TTL", i)
+		}
+		if g.TokenBinding != "" && g.TokenBinding != TokenBindingRequired {
+			return fmt.Errorf("credential record grants[%d] has an unknown token binding %q", i, g.TokenBinding)
 		}
 	}
 	return nil
