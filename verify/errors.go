@@ -52,6 +52,14 @@ var (
 	// [New] and [Verifier.Refresh]; [Verifier.Verify] reports ErrUnknownKey instead, with an
 	// ErrKeySet cause when the refresh for an unknown kid failed.
 	ErrKeySet = errors.New("key set unavailable")
+	// ErrTokenBinding: a DPoP-bound token without its proof (as Bearer), an unbound token with
+	// the DPoP scheme, a proof by another key than the token's cnf.jkt, or a bearer token where
+	// only bound ones are accepted.
+	ErrTokenBinding = errors.New("token binding mismatch")
+	// ErrDPoPProof: the DPoP proof fails a check of RFC 9449 §4.3, or was used before.
+	ErrDPoPProof = errors.New("invalid DPoP proof")
+	// ErrDPoPNonce: the DPoP proof lacks a valid nonce this verifier requires.
+	ErrDPoPNonce = errors.New("DPoP nonce required")
 )
 
 // Error is the error type of this package. Kind is one of the sentinel errors above; errors.Is

@@ -65,6 +65,7 @@ type config struct {
 	maxRefresh  time.Duration
 	anyAudience bool
 	realm       string
+	dpop        dpopConfig
 }
 
 func defaultConfig() *config {

@@ -24,10 +24,10 @@ import (
 
 // Defaults of a ReplayCache.
 const (
-	// DefaultReplayPerKey is how many unexpired proofs one key may have remembered: 16 requests
-	// per second for the whole of a 2-minute window.
-	DefaultReplayPerKey = 2000
-	// DefaultReplayTotal bounds the whole cache (about 40 bytes an entry).
+	// DefaultReplayPerKey is how many unexpired proofs one key may have remembered: a client
+	// sending 800 requests per second through the whole 2-minute life of its proofs (±60 s).
+	DefaultReplayPerKey = 100000
+	// DefaultReplayTotal bounds the whole cache: about 50 bytes an entry, 25 MB in all.
 	DefaultReplayTotal = 500000
 )
 
@@ -42,10 +42,15 @@ type ReplayCache struct {
 	total  int
 
 	mu      sync.Mutex
-	seen    map[uint64]int64 // hash → expiry (unix seconds)
-	perJKT  map[string]int   // key thumbprint → entries
-	owner   map[uint64]string
+	seen    map[uint64]replayEntry // hash of key and jti → entry
+	perKeyN map[uint64]int         // hash of the key → entries
 	nextExp int64
+}
+
+// replayEntry is one remembered proof: its expiry (Unix seconds) and its key's hash.
+type replayEntry struct {
+	exp   int64
+	owner uint64
 }
 
 // NewReplayCache returns a cache holding at most perKey proofs of one key and total proofs in
@@ -58,7 +63,7 @@ func NewReplayCache(perKey, total int) *ReplayCache {
 		total = DefaultReplayTotal
 	}
 	return &ReplayCache{seed: maphash.MakeSeed(), perKey: perKey, total: total,
-		seen: map[uint64]int64{}, perJKT: map[string]int{}, owner: map[uint64]string{}}
+		seen: map[uint64]replayEntry{}, perKeyN: map[uint64]int{}}
 }
 
 // Use records the proof as used, or returns an error matching ErrReplay (and ErrInvalidProof)
@@ -68,6 +73,7 @@ func (c *ReplayCache) Use(p *Proof, now time.Time) error {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	_, _ = h.WriteString(p.JKT)
+	owner := h.Sum64()
 	_ = h.WriteByte(0)
 	_, _ = h.WriteString(p.ID)
 	key := h.Sum64()
@@ -80,35 +86,34 @@ func (c *ReplayCache) Use(p *Proof, now time.Time) error {
 	if _, ok := c.seen[key]; ok {
 		return &proofError{kind: ErrReplay, detail: "the proof was used before"}
 	}
-	n := c.perJKT[p.JKT]
-	if n >= c.perKey || (len(c.seen) >= c.total/2 && n >= c.total/(2*max(1, len(c.perJKT)))) {
+	// Past half the cache, a key may only grow to its fair share of the other half: the cache
+	// stays within total, and a key with few entries is never refused for others' volume.
+	n := c.perKeyN[owner]
+	if n >= c.perKey || (len(c.seen) >= c.total/2 && n >= c.total/(2*max(1, len(c.perKeyN)))) {
 		return invalid("too many unexpired proofs for this key; retry later")
 	}
 	if len(c.seen) == 0 || exp < c.nextExp {
 		c.nextExp = exp
 	}
-	c.seen[key] = exp
-	c.owner[key] = p.JKT
-	c.perJKT[p.JKT] = n + 1
+	c.seen[key] = replayEntry{exp: exp, owner: owner}
+	c.perKeyN[owner] = n + 1
 	return nil
 }
 
 // sweep forgets the expired entries.
 func (c *ReplayCache) sweep(now int64) {
 	next := int64(1) << 62
-	for k, exp := range c.seen {
-		if now < exp {
-			next = min(next, exp)
+	for k, e := range c.seen {
+		if now < e.exp {
+			next = min(next, e.exp)
 			continue
 		}
-		jkt := c.owner[k]
-		if c.perJKT[jkt] <= 1 {
-			delete(c.perJKT, jkt)
+		if c.perKeyN[e.owner] <= 1 {
+			delete(c.perKeyN, e.owner)
 		} else {
-			c.perJKT[jkt]--
+			c.perKeyN[e.owner]--
 		}
 		delete(c.seen, k)
-		delete(c.owner, k)
 	}
 	c.nextExp = next
 }
