@@ -75,7 +75,11 @@ func (s *Server) checkProof(r *http.Request, c *Client, now time.Time) (string, 
 	}
 	chk := dpop.Check{Method: http.MethodPost, URL: s.tokenURL, Now: now, Window: s.opts.DPoPProofWindow}
 	if s.opts.DPoPNonce {
-		chk.Nonce = s.keys.Load().nonces.Valid
+		n := s.keys.Load().nonces
+		if n == nil {
+			return "", errNoSigningKey // no key to derive nonces from: nothing can be signed either
+		}
+		chk.Nonce = n.Valid
 	}
 	p, err := dpop.Verify(values[0], &chk)
 	if err != nil {
