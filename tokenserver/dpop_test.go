@@ -293,3 +293,14 @@ func TestDPoPRequiredByPolicyOrClient(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayCapMakesRoomForProofs: a client within its rate limit that sends an assertion and a
+// proof with every request never reaches its cap: the cap is the sum of both windows' caps.
+func TestReplayCapMakesRoomForProofs(t *testing.T) {
+	d := DefaultOptions()
+	withProofs := newReplayLimits(20, 100, d.MaxAssertionLifetime, d.DPoPProofWindow).perClient
+	want := replayCap(20, 100, d.MaxAssertionLifetime+assertionLeeway) + replayCap(20, 100, 2*d.DPoPProofWindow)
+	if withProofs != want || want != 72700+2500 {
+		t.Fatalf("cap %d, want %d", withProofs, want)
+	}
+}

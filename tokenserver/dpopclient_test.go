@@ -17,9 +17,12 @@ limitations under the License.
 package tokenserver
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -31,12 +34,22 @@ import (
 
 const apiOrigin = "https://api.example.test"
 
-// inProcess routes requests by host to handlers, counting them.
+// inProcess routes requests by host to handlers. Like a real transport it consumes the
+// request's body, so a client that sends a request again must rewind it.
 type inProcess map[string]http.Handler
 
 func (p inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	in := r.Clone(r.Context())
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		in.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	w := httptest.NewRecorder()
-	p[r.URL.Host].ServeHTTP(w, r)
+	p[r.URL.Host].ServeHTTP(w, in)
 	return w.Result(), nil
 }
 
@@ -56,9 +69,14 @@ func TestDPoPEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen *verify.Claims
+	var body string
 	var asCalls, apiCalls atomic.Int32
 	api := rs.Middleware("invoices:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen, _ = verify.FromContext(r.Context())
+		if r.Body != nil { // in process, a client request without a body has none
+			b, _ := io.ReadAll(r.Body)
+			body = string(b)
+		}
 	}))
 	routes := inProcess{"m2m.example.test": counting(&asCalls, ts.Handler()), "api.example.test": counting(&apiCalls, api)}
 	tr, err := dpopclient.New(dpopclient.Config{TokenURL: testTokenURL, ClientID: id, ClientSecret: secret, Base: routes, Now: ts.clock.Now})
@@ -80,6 +98,18 @@ func TestDPoPEndToEnd(t *testing.T) {
 	resp, err = tr.Client().Get(apiOrigin + "/invoices")
 	if err != nil || resp.StatusCode != http.StatusOK || apiCalls.Load() != 3 || asCalls.Load() != 2 {
 		t.Fatalf("second call: %v %v, calls %d/%d", resp, err, asCalls.Load(), apiCalls.Load())
+	}
+	_ = resp.Body.Close()
+
+	// A request with a body is sent again, body included, after the API asks for a nonce.
+	fresh, err := dpopclient.New(dpopclient.Config{TokenURL: testTokenURL, ClientID: id, ClientSecret: secret, Base: routes, Now: ts.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := apiCalls.Load()
+	resp, err = fresh.Client().Post(apiOrigin+"/invoices", "text/plain", strings.NewReader("invoice 42"))
+	if err != nil || resp.StatusCode != http.StatusOK || body != "invoice 42" || apiCalls.Load() != before+2 {
+		t.Fatalf("POST: %v %v, body %q, API calls %d", resp, err, body, apiCalls.Load()-before)
 	}
 	_ = resp.Body.Close()
 
