@@ -227,6 +227,9 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, d credentialplan.Dec
 		Disabled:  c.Spec.Disabled,
 		Claims:    c.Spec.Claims,
 	}
+	if c.Spec.TokenBinding == authv1alpha1.TokenBindingDPoP {
+		rec.TokenBinding = credential.TokenBindingDPoP
+	}
 	if c.Spec.Authentication != nil {
 		rec.ServiceAccountName = c.Spec.Authentication.ServiceAccountName
 	}
@@ -238,12 +241,16 @@ func (r *M2MClientReconciler) desiredRecord(s *clientScope, d credentialplan.Dec
 	rec.TokensNotBefore = s.revocation.TokensNotBefore
 	rec.AudienceNotBefore = s.revocation.AudienceNotBefore
 	for _, g := range s.resolution.Grants {
-		rec.Grants = append(rec.Grants, credential.AudienceGrant{
+		ag := credential.AudienceGrant{
 			Audience:           g.Audience,
 			Scopes:             g.Scopes,
 			MaxTokenTTLSeconds: int64(g.MaxTokenTTL.Seconds()),
 			PolicyNamespace:    g.PolicyNamespace,
-		})
+		}
+		if g.BindingRequired {
+			ag.TokenBinding = credential.TokenBindingRequired
+		}
+		rec.Grants = append(rec.Grants, ag)
 	}
 	return rec
 }

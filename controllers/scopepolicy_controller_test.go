@@ -143,6 +143,32 @@ var _ = Describe("ScopePolicy resolution", func() {
 			Should(Equal(map[string][]string{aud: {"invoices:read"}}))
 	})
 
+	It("carries the audience's token-binding requirement and the client's own into the record", func() {
+		aud := "api." + apiNS
+		p := newPolicy(apiNS, "api", aud,
+			grantTo(authv1alpha1.ClientMatcher{Namespaces: []string{clientNS}}, "invoices:read"),
+			func(p *authv1alpha1.ScopePolicy) { p.Spec.TokenBinding = authv1alpha1.TokenBindingRequired })
+		c := newClient(clientNS, "worker")
+		binding := func(g Gomega) [2]string {
+			s := &corev1.Secret{}
+			g.Expect(k8sClient.Get(ctx, recordKey(c), s)).To(Succeed())
+			rec, err := credential.DecodeRecord(s.Data[credential.RecordKey])
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(rec.Grants).To(HaveLen(1))
+			return [2]string{rec.TokenBinding, rec.Grants[0].TokenBinding}
+		}
+		Eventually(binding).Should(Equal([2]string{"", credential.TokenBindingRequired}))
+		update(c, func(c *authv1alpha1.M2MClient) { c.Spec.TokenBinding = authv1alpha1.TokenBindingDPoP })
+		Eventually(binding).Should(Equal([2]string{credential.TokenBindingDPoP, credential.TokenBindingRequired}))
+		// Only the policy lifts the audience's requirement; the client keeps its own.
+		updatePolicy(p, func(p *authv1alpha1.ScopePolicy) { p.Spec.TokenBinding = authv1alpha1.TokenBindingOptional })
+		Eventually(binding).Should(Equal([2]string{credential.TokenBindingDPoP, ""}))
+		// The schema knows no other binding.
+		bad := get(c)
+		bad.Spec.TokenBinding = "Bearer"
+		Expect(k8sClient.Update(ctx, bad)).NotTo(Succeed())
+	})
+
 	It("revokes when a policy is narrowed or deleted, and carries maxTokenTTL", func() {
 		aud := "api." + apiNS
 		p := newPolicy(apiNS, "api", aud,

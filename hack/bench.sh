@@ -44,9 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+issue_bearer=- issue_dpop=-
 if [[ "${SKIP_GO_BENCH:-}" != "1" ]]; then
   log "in-process benchmarks (go test -bench, -benchtime=$BENCHTIME)"
-  go test -run '^$' -bench 'BenchmarkTokenHandler|BenchmarkBaselineHandler|BenchmarkSign' -benchtime "$BENCHTIME" -benchmem ./tokenserver | grep -E '^(Benchmark|ok|goos|cpu)'
+  go test -run '^$' -bench 'BenchmarkTokenHandler|BenchmarkBaselineHandler|BenchmarkSign' -benchtime "$BENCHTIME" -benchmem ./tokenserver | grep -E '^(Benchmark|ok|goos|cpu)' | tee "$work/tokenserver.bench"
+  # ns/op of one sub-benchmark (the -N GOMAXPROCS suffix stripped).
+  ts_ns() { grep -E "^$1-[0-9]+ " "$work/tokenserver.bench" | awk '{print $3}' | head -1; }
+  issue_bearer="$(ts_ns 'BenchmarkTokenHandler/ES256')" issue_dpop="$(ts_ns 'BenchmarkTokenHandler/ES256/DPoP')"
 fi
 
 log "building the benchmark servers and the load generator"
@@ -162,14 +166,15 @@ echo "open 70 %: p50 $(ratio_of open70_tokenserver open70_baseline 2)x  p99 ${p9
 
 # 3. Verification, one core: cold (no cache: parse + ES256 verify + claims) against raw go-jose
 #    ES256, hot (cached token), and hot with the revocation list on (1,000 revoked clients).
-cold=- raw=- hot=- hotrev=-
+#    DPoP: a cached bound token with a fresh proof per request (the proof's signature check).
+cold=- raw=- hot=- hotrev=- dpop_hot=-
 if [[ "${SKIP_VERIFY:-}" != "1" ]]; then
   log "verification benchmarks (go test -bench, -cpu 1)"
   vb="$work/verify.bench"
-  (cd verify && go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$|BenchmarkVerifyHotRevocation$' -benchtime "$BENCHTIME" -count 3 -cpu 1 .) >"$vb"
+  (cd verify && go test -run '^$' -bench 'BenchmarkVerifyCold$|BenchmarkGoJoseES256$|BenchmarkVerifyHot$|BenchmarkVerifyHotRevocation$|BenchmarkVerifyDPoPHot$' -benchtime "$BENCHTIME" -count 3 -cpu 1 .) >"$vb"
   median() { grep "^$1 " "$vb" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   cold="$(median BenchmarkVerifyCold)" raw="$(median BenchmarkGoJoseES256)" hot="$(median BenchmarkVerifyHot)"
-  hotrev="$(median BenchmarkVerifyHotRevocation)"
+  hotrev="$(median BenchmarkVerifyHotRevocation)" dpop_hot="$(median BenchmarkVerifyDPoPHot)"
 fi
 
 # 4. Scale on envtest (SKIP_SCALE=1 skips): reconcile time for 1,000 clients, policy-edit
@@ -200,6 +205,9 @@ row "verify cold ns/op, one core" "$cold" "-" "" ""
 row "verify cold / raw go-jose ES256" "$(awk -v a="$cold" -v b="$raw" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; else print "-" }')" "<= 1.10" 1.10 le
 row "verify hot verifications/s, one core" "$(awk -v h="$hot" 'BEGIN { if (h + 0 > 0) printf "%.0f", 1e9 / h; else print "-" }')" ">= 1000000" 1000000 ge
 row "verify hot, revocation list on / off" "$(awk -v a="$hotrev" -v b="$hot" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.3f", a / b; else print "-" }')" "<= 1.10" 1.10 le
+row "issuance ns/op in process, ES256 bearer" "$issue_bearer" "-" "" ""
+row "issuance ns/op in process, ES256 DPoP-bound" "$issue_dpop" "-" "" ""
+row "verify DPoP ns/op (cached token, new proof)" "$dpop_hot" "-" "" ""
 if [[ -n "$scale_lines" ]]; then
   row "1,000 new clients all CredentialsReady, s" "$(field all_credentials_ready)" "<= 15" 15 le
   row "policy edit in 1,000 records, s" "$(field policy_edit_propagated)" "< 5" 5 le

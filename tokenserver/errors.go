@@ -43,6 +43,8 @@ type oauthError struct {
 	description string
 	// retryAfter, in seconds, for 429 and 503.
 	retryAfter int
+	// dpopNonce: the answer carries a fresh DPoP-Nonce (use_dpop_nonce, dpop.go).
+	dpopNonce bool
 }
 
 func (e *oauthError) Error() string { return e.code + ": " + e.description }

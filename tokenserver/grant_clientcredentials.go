@@ -44,5 +44,15 @@ func (s *Server) issueClientCredentials(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
+	switch {
+	case hasProof(r):
+		if st.jkt, err = s.checkProof(r, c, now); err != nil {
+			return err
+		}
+	case c.requireDPoP:
+		return errClientRequiresDPoP
+	case aud.requireDPoP:
+		return errAudienceRequiresDPoP
+	}
 	return s.writeToken(w, st, sig, c, aud, scope, now)
 }

@@ -696,6 +696,7 @@ func TestMetadata(t *testing.T) {
 			"id_token_signing_alg_values_supported": []any{"ES256", "RS256"},
 			"subject_types_supported":               []any{"public"},
 			"response_types_supported":              []any{"id_token"},
+			"dpop_signing_alg_values_supported":     []any{"ES256", "ES384", "ES512", "EdDSA", "Ed25519", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
 		}
 		for k, v := range want {
 			got, _ := json.Marshal(md[k])

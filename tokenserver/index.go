@@ -55,12 +55,14 @@ type Client struct {
 	prefix []byte
 	// issue limits token issuance.
 	issue *rate.Limiter
-	// replay remembers the private_key_jwt assertions the client used.
+	// replay remembers the private_key_jwt assertions and DPoP proofs the client used.
 	replay *replaySet
 	// notBefore (unix seconds) revokes the client's tokens issued before it, for every
 	// audience; revokedAudiences does so per audience (revocation.go).
 	notBefore        int64
 	revokedAudiences map[string]int64
+	// requireDPoP: the client asked for bound tokens only (M2MClient spec.tokenBinding).
+	requireDPoP bool
 }
 
 type acceptedSecret struct {
@@ -90,6 +92,8 @@ type audience struct {
 	// new tokens for it are dated no earlier (mint.go).
 	notBefore int64
 	issued    prometheus.Counter
+	// requireDPoP: the audience's ScopePolicy requires bound tokens.
+	requireDPoP bool
 }
 
 // ID returns the client id.
@@ -469,6 +473,8 @@ func (ix *Index) compile(rec *credential.Record) (*Client, error) {
 		name:      rec.Name,
 		disabled:  rec.Disabled,
 		tokenTTL:  time.Duration(rec.TokenTTLSeconds) * time.Second,
+
+		requireDPoP: rec.TokenBinding == credential.TokenBindingDPoP,
 	}
 	if c.auth = authMethodFor(rec.Method); c.auth != nil {
 		if err := c.auth.compile(c, rec); err != nil {
@@ -498,6 +504,7 @@ func (ix *Index) compileAudience(g *credential.AudienceGrant) (*audience, error)
 		scopes:          make(map[string]struct{}, len(g.Scopes)),
 		maxTTL:          time.Duration(g.MaxTokenTTLSeconds) * time.Second,
 		policyNamespace: g.PolicyNamespace,
+		requireDPoP:     g.TokenBinding == credential.TokenBindingRequired,
 	}
 	var all []string
 	for _, s := range g.Scopes {

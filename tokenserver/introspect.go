@@ -47,6 +47,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/m2m-dev/m2m-operator/verify"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 var (
@@ -68,7 +69,7 @@ func (p publishedKeys) Key(kid string) (*jose.JSONWebKey, bool) { return p.keys.
 // audience, the server's clock.
 func (s *Server) newIntrospectionVerifier() (*verify.Verifier, error) {
 	return verify.NewWithKeySource(s.opts.Issuer, "", publishedKeys{&s.keys},
-		verify.WithAnyAudience(), verify.WithClock(s.opts.Clock))
+		verify.WithAnyAudience(), verify.WithClock(s.opts.Clock), verify.WithBoundTokensUnchecked())
 }
 
 // introspection is the RFC 7662 §2.2 answer for an active token.
@@ -85,6 +86,13 @@ type introspection struct {
 	Scope     string `json:"scope"`
 	TokenType string `json:"token_type"`
 	Namespace string `json:"namespace"`
+	// Cnf is the key a DPoP-bound token is bound to (RFC 9449 §6.2).
+	Cnf *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation is the "cnf" member of a bound token's answer.
+type confirmation struct {
+	JKT string `json:"jkt"`
 }
 
 // handleIntrospect serves POST /oauth2/introspect.
@@ -178,6 +186,10 @@ func answerFor(c *verify.Claims) *introspection {
 	}
 	if !c.NotBefore.IsZero() {
 		ans.Nbf = c.NotBefore.Unix()
+	}
+	if c.JKT != "" {
+		ans.TokenType = dpop.TokenType
+		ans.Cnf = &confirmation{JKT: c.JKT}
 	}
 	return ans
 }

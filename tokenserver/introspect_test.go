@@ -70,6 +70,9 @@ type introspected struct {
 	Scope     string `json:"scope"`
 	TokenType string `json:"token_type"`
 	Namespace string `json:"namespace"`
+	Cnf       *struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf"`
 }
 
 func decodeIntrospection(t *testing.T, body string) introspected {

@@ -20,9 +20,11 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // signFunc appends the raw JWS signature of input to dst.
@@ -67,6 +70,29 @@ type keySet struct {
 	algs []string
 	// metadata is the metadata document naming algs (set by withMetadata).
 	metadata []byte
+	// nonceKeys are the DPoP nonce keys derived from the published keys, the active key's
+	// first (nonceKey); nonces are what Server.SetKeys builds from them.
+	nonceKeys [][]byte
+	nonces    *dpop.Nonces
+}
+
+// nonceKeyLabel separates the DPoP nonce key from every other use of a signing key.
+const nonceKeyLabel = "m2m-operator DPoP nonce key v1"
+
+// nonceKey derives the DPoP nonce MAC key of a signing key: HMAC-SHA256 keyed with the private
+// key's PKCS #8 encoding over a fixed label. Every replica loads the same signing-key Secret,
+// so every replica derives the same keys without a secret of their own; the label makes the
+// derived key useless for anything else, and a MAC key reveals nothing of the private key.
+// A key published as next is known to every replica before it becomes active, so a nonce
+// made with it after a rotation is accepted everywhere.
+func nonceKey(priv crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the signing key: %w", err)
+	}
+	m := hmac.New(sha256.New, der)
+	m.Write([]byte(nonceKeyLabel))
+	return m.Sum(nil), nil
 }
 
 // withMetadata builds the key set's metadata document for the issuer.
@@ -123,9 +149,15 @@ func buildKeySet(set *signingkey.Set) (*keySet, error) {
 		if !slices.Contains(ks.algs, k.Algorithm) {
 			ks.algs = append(ks.algs, k.Algorithm)
 		}
+		nk, err := nonceKey(priv)
+		if err != nil {
+			return nil, err
+		}
 		if k.State != signingkey.StateActive {
+			ks.nonceKeys = append(ks.nonceKeys, nk)
 			continue
 		}
+		ks.nonceKeys = slices.Insert(ks.nonceKeys, 0, nk)
 		if ks.active, err = newSigner(k.KID, k.Algorithm, priv); err != nil {
 			return nil, err
 		}

@@ -83,7 +83,11 @@ func (s *Server) writeToken(w http.ResponseWriter, st *reqState, sig *signer, c 
 	p = strconv.AppendInt(append(p, `,"iat":`...), iat, 10)
 	p = strconv.AppendInt(append(p, `,"nbf":`...), iat, 10)
 	p = append(append(append(p, `,"jti":"`...), jti...), '"')
-	p = append(append(append(p, `,"scope":"`...), scope...), `"}`...)
+	p = append(append(append(p, `,"scope":"`...), scope...), '"')
+	if st.jkt != "" {
+		p = append(append(append(p, `,"cnf":{"jkt":"`...), st.jkt...), `"}`...)
+	}
+	p = append(p, '}')
 	st.payload = p
 
 	out := append(st.out[:0], `{"access_token":"`...)
@@ -97,7 +101,12 @@ func (s *Server) writeToken(w http.ResponseWriter, st *reqState, sig *signer, c 
 	}
 	st.sig = signature
 	out = base64.RawURLEncoding.AppendEncode(append(out, '.'), signature)
-	out = append(out, `","token_type":"Bearer","expires_in":`...)
+	if st.jkt != "" {
+		out = append(out, `","token_type":"DPoP","expires_in":`...)
+		s.setNonce(w.Header(), now)
+	} else {
+		out = append(out, `","token_type":"Bearer","expires_in":`...)
+	}
 	out = strconv.AppendInt(out, int64(ttl/time.Second), 10)
 	out = append(append(append(out, `,"scope":"`...), scope...), `"}`...)
 	st.out = out

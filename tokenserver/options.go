@@ -52,6 +52,10 @@ const (
 	// DefaultMaxAssertionLifetime is how far ahead a private_key_jwt assertion's exp may be:
 	// 1 hour, what Authlib sets (exp = iat + 3600, no option) and the most Okta accepts.
 	DefaultMaxAssertionLifetime = time.Hour
+	// DefaultDPoPProofWindow is how far a DPoP proof's iat may be from now, either way.
+	DefaultDPoPProofWindow = 60 * time.Second
+	// maxDPoPProofWindow bounds the window: every accepted proof's jti is remembered for it.
+	maxDPoPProofWindow = 10 * time.Minute
 )
 
 // Options configure the token server.
@@ -95,6 +99,14 @@ type Options struct {
 	// is remembered until its exp, so this also sizes each client's replay set (see
 	// privatekeyjwt.go).
 	MaxAssertionLifetime time.Duration
+	// DPoPProofWindow is how far a DPoP proof's iat may be from now, either way (RFC 9449
+	// §11.1); each accepted proof's jti is remembered that long after its iat.
+	DPoPProofWindow time.Duration
+	// DPoPNonce makes the token endpoint require a server nonce in DPoP proofs (RFC 9449 §8),
+	// answering use_dpop_nonce with a fresh one in DPoP-Nonce. Nonces are MACs of a time step
+	// (one DPoPProofWindow) under a key derived from each published signing key, so every
+	// replica accepts every other's without shared state.
+	DPoPNonce bool
 	// MaxInFlight caps concurrent token requests; beyond it the answer is 503.
 	MaxInFlight int
 	// MaxBodyBytes caps a token request body; beyond it the answer is 413.
@@ -138,6 +150,7 @@ func DefaultOptions() Options {
 		AuthFailureRate:      DefaultAuthFailureRate,
 		AuthFailureBurst:     DefaultAuthFailBurst,
 		MaxAssertionLifetime: DefaultMaxAssertionLifetime,
+		DPoPProofWindow:      DefaultDPoPProofWindow,
 		MaxInFlight:          DefaultMaxInFlight,
 		MaxBodyBytes:         DefaultMaxBodyBytes,
 		BodyReadTimeout:      DefaultBodyReadTimeout,
@@ -163,6 +176,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.AuthFailureRate, "auth-failure-rate", d.AuthFailureRate, "failed authentications per second tolerated per presented client id (known or not) before answering 429")
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", d.AuthFailureBurst, "burst of failed authentications per presented client id")
 	fs.DurationVar(&o.MaxAssertionLifetime, "max-assertion-lifetime", d.MaxAssertionLifetime, "how far ahead a private_key_jwt assertion's exp may be (at most 1h); each jti is remembered until its exp")
+	fs.DurationVar(&o.DPoPProofWindow, "dpop-proof-window", d.DPoPProofWindow, "how far a DPoP proof's iat may be from now, either way (at most 10m); each proof's jti is remembered that long")
+	fs.BoolVar(&o.DPoPNonce, "dpop-nonce", d.DPoPNonce, "require a server-provided nonce in DPoP proofs at the token endpoint (RFC 9449 §8; stateless across replicas)")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", d.MaxInFlight, "concurrent token requests before answering 503")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body-bytes", d.MaxBodyBytes, "largest token request body (413 beyond)")
 	fs.DurationVar(&o.BodyReadTimeout, "body-read-timeout", d.BodyReadTimeout, "time a client has to send its request body, read before the request takes an in-flight slot (400 beyond; at most 10s)")
@@ -206,6 +221,7 @@ func (o *Options) complete() error {
 	fill(&o.AuthFailureRate, d.AuthFailureRate)
 	fill(&o.AuthFailureBurst, d.AuthFailureBurst)
 	fill(&o.MaxAssertionLifetime, d.MaxAssertionLifetime)
+	fill(&o.DPoPProofWindow, d.DPoPProofWindow)
 	fill(&o.MaxInFlight, d.MaxInFlight)
 	fill(&o.MaxBodyBytes, d.MaxBodyBytes)
 	fill(&o.BodyReadTimeout, d.BodyReadTimeout)
@@ -249,6 +265,8 @@ func (o *Options) validate() error {
 		return errors.New("--max-in-flight and --max-body-bytes must not be negative")
 	case o.MaxAssertionLifetime < time.Second || o.MaxAssertionLifetime > DefaultMaxAssertionLifetime:
 		return fmt.Errorf("--max-assertion-lifetime must be between 1s and %s", DefaultMaxAssertionLifetime)
+	case o.DPoPProofWindow < time.Second || o.DPoPProofWindow > maxDPoPProofWindow:
+		return fmt.Errorf("--dpop-proof-window must be between 1s and %s", maxDPoPProofWindow)
 	case o.BodyReadTimeout < 0 || o.BodyReadTimeout > serverReadTimeout:
 		return fmt.Errorf("--body-read-timeout must be between 0 and %s", serverReadTimeout)
 	}

@@ -147,13 +147,16 @@ type reqState struct {
 	remote string
 	// client is the client the request authenticated, once it has.
 	client *Client
+	// jkt is the thumbprint of the request's DPoP proof key: the token is bound to it ("" for
+	// a bearer token).
+	jkt string
 }
 
 func (st *reqState) reset() {
 	st.body, st.auth, st.authDec = st.body[:0], st.auth[:0], st.authDec[:0]
 	st.out, st.payload, st.scope, st.sig = st.out[:0], st.payload[:0], st.scope[:0], st.sig[:0]
 	st.req = tokenRequest{}
-	st.remote, st.client = "", nil
+	st.remote, st.client, st.jkt = "", nil, ""
 }
 
 // admit is the prelude both POST endpoints share: the method, a pooled request state, the
@@ -232,6 +235,9 @@ func (s *Server) release(st *reqState) {
 // before the handler returns; st is the request state once the form was read, nil before.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, st *reqState, e *oauthError, audited bool) {
 	s.metrics.refuse(e.code)
+	if e.dpopNonce {
+		s.setNonce(w.Header(), s.opts.Clock())
+	}
 	var challenge []string
 	if len(r.Header["Authorization"]) > 0 {
 		challenge = s.wwwAuthenticate

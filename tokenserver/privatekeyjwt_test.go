@@ -392,7 +392,7 @@ func TestAssertionMethodRules(t *testing.T) {
 // set refuses only its client, with the seconds until its oldest entry expires; replays are
 // still recognised when full; expired entries free their room.
 func TestReplaySetIsPerClientAndBounded(t *testing.T) {
-	l := newReplayLimits(0.01, 5, 5*time.Minute) // cap 5 + ceil(0.01 × 330) = 9
+	l := newReplayLimits(0.01, 5, 5*time.Minute, 0) // cap 5 + ceil(0.01 × 330) = 9
 	if l.perClient != 9 {
 		t.Fatalf("per-client cap %d, want 9", l.perClient)
 	}
@@ -432,7 +432,7 @@ func TestReplaySetIsPerClientAndBounded(t *testing.T) {
 // one assertion per 1/rate seconds, each living the longest allowed, never reaches its cap.
 func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 	const rateLimit, burst = 0.5, 7
-	l := newReplayLimits(rateLimit, burst, DefaultMaxAssertionLifetime)
+	l := newReplayLimits(rateLimit, burst, DefaultMaxAssertionLifetime, 0)
 	var rs replaySet
 	lifetime := int64((DefaultMaxAssertionLifetime + assertionLeeway) / time.Second)
 	now := testT0.Unix()
@@ -454,7 +454,7 @@ func TestReplayCapHoldsEveryClientWithinItsRateLimit(t *testing.T) {
 // TestReplaySafetyNetSparesSmallClients: once the replica-wide safety net is reached, a client
 // holding more than its fair share is refused, one holding little is not.
 func TestReplaySafetyNetSparesSmallClients(t *testing.T) {
-	l := newReplayLimits(1e6, 1e6, DefaultMaxAssertionLifetime)
+	l := newReplayLimits(1e6, 1e6, DefaultMaxAssertionLifetime, 0)
 	l.soft = 100
 	var big, small replaySet
 	now := testT0.Unix()
@@ -572,13 +572,13 @@ func TestAssertionLifetimeUpToOneHour(t *testing.T) {
 	}
 
 	d := DefaultOptions()
-	if got, want := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, d.MaxAssertionLifetime).perClient, 72700; got != want {
+	if got, want := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, d.MaxAssertionLifetime, 0).perClient, 72700; got != want {
 		t.Errorf("default per-client replay cap %d, want %d (100 + 20/s × 3630 s)", got, want)
 	}
-	if got := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, 5*time.Minute).perClient; got != 6700 {
+	if got := newReplayLimits(rate.Limit(d.RateLimit), d.RateBurst, 5*time.Minute, 0).perClient; got != 6700 {
 		t.Errorf("per-client replay cap with a 5-minute lifetime %d, want 6700", got)
 	}
-	if got := newReplayLimits(1e6, 1e6, time.Hour).perClient; got != maxReplayEntries {
+	if got := newReplayLimits(1e6, 1e6, time.Hour, 0).perClient; got != maxReplayEntries {
 		t.Errorf("per-client replay cap with huge limits %d, want the safety net %d", got, maxReplayEntries)
 	}
 	for _, bad := range []time.Duration{-time.Second, time.Hour + time.Second} {

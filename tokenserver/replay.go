@@ -16,7 +16,9 @@ limitations under the License.
 
 package tokenserver
 
-// Replay protection of private_key_jwt assertions (auth_privatekeyjwt.go).
+// Replay protection of private_key_jwt assertions (auth_privatekeyjwt.go) and of DPoP proofs
+// (dpop.go): both kinds share the client's set, under different hash seeds, and a proof lives
+// in it until its iat + Options.DPoPProofWindow.
 //
 // Each replica remembers every accepted assertion's jti until the assertion's exp, in a
 // set of the client's own (see replaySet). This stops a replay to the same replica. It does not
@@ -60,10 +62,13 @@ const (
 	replayFull
 )
 
-// replayLimits is what every client's replay set shares: the hash seed, the per-client cap and
+// replayLimits is what every client's replay set shares: the hash seeds, the per-client cap and
 // the replica-wide accounting behind the memory safety net.
 type replayLimits struct {
-	seed      maphash.Seed
+	seed maphash.Seed
+	// proofSeed keys the jtis of DPoP proofs (dpop.go), which share the client's set: a proof's
+	// jti never collides with an assertion's on purpose.
+	proofSeed maphash.Seed
 	perClient int
 	// soft is the replica-wide entry count past which only clients within their fair share
 	// may add entries (maxReplayEntries; lower in tests).
@@ -73,17 +78,23 @@ type replayLimits struct {
 	active atomic.Int64
 }
 
-func newReplayLimits(issueRate rate.Limit, issueBurst int, maxLifetime time.Duration) *replayLimits {
-	return &replayLimits{seed: maphash.MakeSeed(), perClient: replayCap(issueRate, issueBurst, maxLifetime), soft: maxReplayEntries}
+// newReplayLimits sizes the replay sets for assertions of at most maxLifetime and, when
+// proofWindow > 0, DPoP proofs accepted within ±proofWindow.
+func newReplayLimits(issueRate rate.Limit, issueBurst int, maxLifetime, proofWindow time.Duration) *replayLimits {
+	n := replayCap(issueRate, issueBurst, maxLifetime+assertionLeeway)
+	if proofWindow > 0 {
+		n = min(maxReplayEntries, n+replayCap(issueRate, issueBurst, 2*proofWindow))
+	}
+	return &replayLimits{seed: maphash.MakeSeed(), proofSeed: maphash.MakeSeed(), perClient: n, soft: maxReplayEntries}
 }
 
-// replayCap is burst + rate × (maximum assertion lifetime + leeway): an entry lives until its
-// assertion's exp, at most that window after it was accepted, and a token bucket lets at most
-// burst + rate × window requests through in any window. A client within its issuance rate
-// limit therefore never reaches it. It never exceeds maxReplayEntries.
-func replayCap(issueRate rate.Limit, issueBurst int, maxLifetime time.Duration) int {
-	window := (maxLifetime + assertionLeeway).Seconds()
-	n := float64(issueBurst) + math.Ceil(float64(issueRate)*window)
+// replayCap is burst + rate × window: an entry lives until its assertion's exp (or its proof's
+// iat + window), at most window after it was accepted, and a token bucket lets at most
+// burst + rate × window requests through in any window. Each token request adds at most one
+// assertion and one proof, so a client within its issuance rate limit never reaches the sum
+// of both caps. It never exceeds maxReplayEntries.
+func replayCap(issueRate rate.Limit, issueBurst int, window time.Duration) int {
+	n := float64(issueBurst) + math.Ceil(float64(issueRate)*window.Seconds())
 	return int(math.Max(1, math.Min(n, maxReplayEntries)))
 }
 
@@ -110,7 +121,15 @@ type replaySet struct {
 // remember records jti until exp (Unix seconds), reporting whether it was seen before, or that
 // the client is over its cap or past its fair share (with the seconds until it may retry).
 func (rs *replaySet) remember(l *replayLimits, jti string, exp, now int64) (replayAnswer, int) {
-	key := maphash.String(l.seed, jti)
+	return rs.rememberKey(l, maphash.String(l.seed, jti), exp, now)
+}
+
+// rememberProof is remember for the jti of a DPoP proof.
+func (rs *replaySet) rememberProof(l *replayLimits, jti string, exp, now int64) (replayAnswer, int) {
+	return rs.rememberKey(l, maphash.String(l.proofSeed, jti), exp, now)
+}
+
+func (rs *replaySet) rememberKey(l *replayLimits, key uint64, exp, now int64) (replayAnswer, int) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if len(rs.seen) > 0 && now >= rs.nextExp {

@@ -83,6 +83,7 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/certs"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
 	"github.com/m2m-dev/m2m-operator/verify"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // Timeouts of the token port's http.Server. serverReadTimeout bounds a whole request read
@@ -122,10 +123,14 @@ type Server struct {
 	tls             certs.Reloader
 	// serviceAccounts verifies ServiceAccount tokens; nil until bound to an API server.
 	serviceAccounts atomic.Pointer[serviceAccounts]
-	// replayLimits bound the per-client replay sets of private_key_jwt assertions.
+	// replayLimits bound the per-client replay sets of private_key_jwt assertions and DPoP
+	// proofs.
 	replayLimits *replayLimits
 	// revocations caches the signed revocation list (revocation.go).
 	revocations revocationLists
+	// tokenURL is the token endpoint's URL as clients know it (from the issuer, never from a
+	// request's Host header): the htu of DPoP proofs.
+	tokenURL string
 }
 
 // New builds a server from options (zero values take the defaults).
@@ -146,7 +151,7 @@ func New(opts Options) (*Server, error) {
 	s.audit = newAuditLog(opts.AuditLog, s.log.WithName("audit"), s.metrics)
 	s.refusals = newRefusalLog(s.metrics.assertionRefused)
 	s.failures = newFailureTable(rate.Limit(opts.AuthFailureRate), opts.AuthFailureBurst)
-	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime)
+	s.replayLimits = newReplayLimits(rate.Limit(opts.RateLimit), opts.RateBurst, opts.MaxAssertionLifetime, opts.DPoPProofWindow)
 	s.index = newIndex(indexConfig{
 		issuer:     opts.Issuer,
 		issueRate:  rate.Limit(opts.RateLimit),
@@ -163,6 +168,7 @@ func New(opts Options) (*Server, error) {
 	if s.verifier, err = s.newIntrospectionVerifier(); err != nil {
 		return nil, fmt.Errorf("building the introspection verifier: %w", err)
 	}
+	s.tokenURL = opts.Issuer + TokenPath
 	s.publicCache = []string{"public, max-age=" + strconv.Itoa(int(opts.JWKSMaxAge/time.Second))}
 	s.wwwAuthenticate = []string{`Basic realm="` + opts.Issuer + `", charset="UTF-8"`}
 	s.pool.New = func() any {
@@ -228,6 +234,9 @@ func (s *Server) SetKeys(set *signingkey.Set) error {
 		return err
 	}
 	ks.reusePublic(s.keys.Load())
+	if len(ks.nonceKeys) > 0 {
+		ks.nonces = dpop.NewNonces(s.opts.DPoPProofWindow, ks.nonceKeys...)
+	}
 	s.keys.Store(ks)
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/m2m-dev/m2m-operator/internal/credential"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // Endpoint paths, below the issuer's path.
@@ -58,6 +59,8 @@ type authorizationServerMetadata struct {
 	// RevocationListURI is this server's own field (no RFC defines one): where verifiers fetch
 	// the signed list of revoked tokens (revocation.go, docs/security.md "Revocation").
 	RevocationListURI string `json:"m2m_revocation_list_uri"`
+	// DPoPSigningAlgs are the DPoP proof algorithms accepted (RFC 9449 §5.1).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
 }
 
 // buildMetadata encodes the metadata for the algorithms of the published signing keys.
@@ -101,6 +104,7 @@ func buildMetadata(issuer string, signingAlgs []string) ([]byte, error) {
 		IntrospectionEndpointAuthMethodsSupported: methods,
 		IntrospectionEndpointAuthSigningAlgs:      algs,
 		RevocationListURI:                         issuer + RevocationsPath,
+		DPoPSigningAlgs:                           dpop.DefaultAlgorithms,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the metadata: %w", err)

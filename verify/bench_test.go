@@ -26,6 +26,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 	"github.com/m2m-dev/m2m-operator/verify/verifytest"
 )
 
@@ -154,6 +155,34 @@ func benchRevocation(b *testing.B, opts ...Option) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := v.Verify(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyDPoPHot is a DPoP-bound token already cached, with a fresh proof per request
+// (signed with the timer stopped): the proof's signature check is the cost DPoP adds to
+// BenchmarkVerifyHot.
+func BenchmarkVerifyDPoPHot(b *testing.B) {
+	_, iss, _ := benchSetup(b)
+	v, err := New(context.Background(), iss.URL, iss.Audience, WithHTTPClient(iss.Client()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := dpop.GenerateKey()
+	s, _ := dpop.NewSigner(key)
+	tok := iss.Token(verifytest.Scope("invoices:read"), verifytest.Claim("cnf", map[string]any{"jkt": s.Thumbprint()}))
+	ctx := context.Background()
+	const url = "https://api.example.com/invoices"
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		proof, err := s.Proof("GET", url, tok, "", time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := v.VerifyDPoP(ctx, tok, proof, "GET", url); err != nil {
 			b.Fatal(err)
 		}
 	}

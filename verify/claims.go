@@ -51,6 +51,9 @@ type Claims struct {
 	NotBefore time.Time
 	// JTI is "jti", the token's unique identifier.
 	JTI string
+	// JKT is "cnf"."jkt" (RFC 9449 §6.1): the thumbprint of the key the token is bound to, or
+	// "" for a bearer token. A bound token is only accepted with a DPoP proof by that key.
+	JKT string
 	// Extra holds every other claim whose value is a JSON string (the client's custom claims,
 	// for example "team"). Claims of other JSON types are left out.
 	Extra map[string]string
@@ -153,6 +156,8 @@ func (c *Claims) set(name string, value json.RawMessage) error {
 		c.IssuedAt, err = claimTime(name, value)
 	case "nbf":
 		c.NotBefore, err = claimTime(name, value)
+	case "cnf":
+		c.JKT, err = claimConfirmation(value)
 	default:
 		c.setExtra(name, value)
 	}
@@ -200,6 +205,26 @@ func plainJSONString(value []byte) (string, bool) {
 		}
 	}
 	return string(inner), true
+}
+
+// claimConfirmation reads the "jkt" of a "cnf" object (RFC 7800 §3.1, RFC 9449 §6.1). A "cnf"
+// that is not an object, or one with a confirmation method this package cannot check (no
+// "jkt", or a "jkt" that is not a string), refuses the token: ignoring it would accept as a
+// bearer token one its issuer bound to a key.
+func claimConfirmation(value json.RawMessage) (string, error) {
+	var cnf map[string]json.RawMessage
+	if err := json.Unmarshal(value, &cnf); err != nil || cnf == nil {
+		return "", fail(ErrClaims, "\"cnf\" is not an object")
+	}
+	raw, ok := cnf["jkt"]
+	if !ok || len(cnf) != 1 {
+		return "", fail(ErrClaims, "\"cnf\" has a confirmation method other than \"jkt\"")
+	}
+	jkt, err := claimString("jkt", raw)
+	if err != nil || jkt == "" {
+		return "", fail(ErrClaims, "\"cnf\".\"jkt\" is not a string")
+	}
+	return jkt, nil
 }
 
 // claimAudience accepts "aud" as a string or an array of strings (RFC 7519 §4.1.3).

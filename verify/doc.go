@@ -50,6 +50,13 @@ limitations under the License.
 // (401 with WWW-Authenticate, or 403 insufficient_scope); package grpcverify does the same for
 // gRPC servers. Handlers read the verified identity with [FromContext].
 //
+// DPoP-bound tokens (RFC 9449: cnf.jkt, the thumbprint of a key only their client holds) are
+// accepted only as "Authorization: DPoP <token>" with a proof by that key for the request
+// ([Verifier.VerifyDPoP]; the middleware and grpcverify do it), never as Bearer, so a stolen
+// token is worthless. [WithDPoPRequired] refuses bearer tokens altogether. The proof checks
+// are package verify/dpop, which the token server runs on token requests too; package
+// verify/dpopclient is the client side.
+//
 // The JOSE layer (the compact JWS parser, the algorithm-to-key binding, the signature checks and
 // the key-set cache) is package verify/jws, which the m2m token server also uses for the client
 // assertions it receives.

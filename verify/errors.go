@@ -60,6 +60,14 @@ var (
 	// returns it for every token once the list is older than the staleness bound (fail closed,
 	// the default; see [WithRevocationStaleness] and [WithRevocationFailOpen]).
 	ErrRevocationList = errors.New("revocation list unavailable")
+	// ErrTokenBinding: a DPoP-bound token without its proof (as Bearer), an unbound token with
+	// the DPoP scheme, a proof by another key than the token's cnf.jkt, or a bearer token where
+	// only bound ones are accepted.
+	ErrTokenBinding = errors.New("token binding mismatch")
+	// ErrDPoPProof: the DPoP proof fails a check of RFC 9449 §4.3, or was used before.
+	ErrDPoPProof = errors.New("invalid DPoP proof")
+	// ErrDPoPNonce: the DPoP proof lacks a valid nonce this verifier requires.
+	ErrDPoPNonce = errors.New("DPoP nonce required")
 )
 
 // Error is the error type of this package. Kind is one of the sentinel errors above; errors.Is

@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // claimsKey is the context key of the verified claims.
@@ -65,7 +67,11 @@ func parseAuthorization(authorization string) (token string, isBearer bool) {
 
 // Middleware returns net/http middleware that admits requests bearing a valid access token
 // with every required scope, and stores the claims in the request context ([FromContext]).
-// Failures are answered per RFC 6750 §3:
+// A DPoP-bound token is admitted as "Authorization: DPoP <token>" with its proof (RFC 9449
+// §7.1, [Verifier.VerifyDPoP]), never as Bearer. Failures are answered per RFC 6750 §3 and
+// RFC 9449 §7.1 (a DPoP request gets a DPoP challenge, with error="invalid_dpop_proof" or
+// "use_dpop_nonce" for the proof; a verifier that accepts DPoP adds "DPoP algs=..." to its
+// Bearer challenges):
 //
 //   - no Bearer credentials: 401, "WWW-Authenticate: Bearer realm=..." without an error code;
 //   - a malformed Authorization header (empty token, several headers): 400 invalid_request;
@@ -80,7 +86,7 @@ func (v *Verifier) Middleware(requiredScopes ...string) func(http.Handler) http.
 				return
 			}
 			if !claims.HasAllScopes(required...) {
-				v.writeInsufficientScope(w, required)
+				v.writeInsufficientScope(w, claims, required)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), claims)))
@@ -101,7 +107,7 @@ func (v *Verifier) RequireScopes(scopes ...string) func(http.Handler) http.Handl
 				return
 			}
 			if !claims.HasAllScopes(required...) {
-				v.writeInsufficientScope(w, required)
+				v.writeInsufficientScope(w, claims, required)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -109,7 +115,8 @@ func (v *Verifier) RequireScopes(scopes ...string) func(http.Handler) http.Handl
 	}
 }
 
-// authenticate verifies the request's bearer token, answering the failure itself.
+// authenticate verifies the request's access token (Bearer, or DPoP with its proof),
+// answering the failure itself.
 func (v *Verifier) authenticate(w http.ResponseWriter, r *http.Request) (*Claims, bool) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
@@ -120,6 +127,9 @@ func (v *Verifier) authenticate(w http.ResponseWriter, r *http.Request) (*Claims
 		v.writeChallenge(w, http.StatusBadRequest, []string{
 			param("error", "invalid_request"), param("error_description", "multiple Authorization headers")})
 		return nil, false
+	}
+	if token, isDPoP := DPoPToken(values[0]); isDPoP && v.dpop.mode != dpopOff {
+		return v.authenticateDPoP(w, r, token)
 	}
 	token, isBearer := parseAuthorization(values[0])
 	if !isBearer {
@@ -141,22 +151,119 @@ func (v *Verifier) authenticate(w http.ResponseWriter, r *http.Request) (*Claims
 	return claims, true
 }
 
-func (v *Verifier) writeInsufficientScope(w http.ResponseWriter, required []string) {
-	v.writeChallenge(w, http.StatusForbidden, []string{
-		param("error", "insufficient_scope"), param("scope", strings.Join(required, " "))})
+// authenticateDPoP verifies "Authorization: DPoP <token>" and its single DPoP proof header
+// (RFC 9449 §7.1), answering failures with a DPoP challenge.
+func (v *Verifier) authenticateDPoP(w http.ResponseWriter, r *http.Request, token string) (*Claims, bool) {
+	if token == "" {
+		v.writeDPoPChallenge(w, http.StatusBadRequest, []string{
+			param("error", "invalid_request"), param("error_description", "malformed DPoP credentials")})
+		return nil, false
+	}
+	proofs := r.Header.Values(dpop.HeaderName)
+	if len(proofs) != 1 {
+		v.writeDPoPChallenge(w, http.StatusUnauthorized, []string{
+			param("error", "invalid_dpop_proof"), param("error_description", "exactly one DPoP proof header is required")})
+		return nil, false
+	}
+	claims, err := v.VerifyDPoP(r.Context(), token, proofs[0], r.Method, v.requestURL(r))
+	if err != nil {
+		code := "invalid_token"
+		switch {
+		case errors.Is(err, ErrDPoPNonce):
+			code = "use_dpop_nonce"
+			w.Header().Set(dpop.NonceHeader, v.Nonce())
+		case errors.Is(err, ErrDPoPProof):
+			code = "invalid_dpop_proof"
+		}
+		v.writeDPoPChallenge(w, http.StatusUnauthorized, []string{param("error", code), param("error_description", Describe(err))})
+		return nil, false
+	}
+	if v.dpop.nonces != nil {
+		// A fresh nonce for the client's next proof (RFC 9449 §9).
+		w.Header().Set(dpop.NonceHeader, v.Nonce())
+	}
+	return claims, true
 }
 
-// writeChallenge answers with a Bearer challenge (RFC 6750 §3) and a one-line body.
+// requestURL is the URL a DPoP proof's htu must name: the external base (WithExternalURL) and
+// the request's path, or the URL the request itself was sent to.
+func (v *Verifier) requestURL(r *http.Request) string {
+	if v.dpop.external != "" {
+		return strings.TrimSuffix(v.dpop.external, "/") + r.URL.EscapedPath()
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return scheme + r.Host + r.URL.EscapedPath()
+}
+
+// DPoPToken extracts the token from an Authorization header value "DPoP <token>" (RFC 9449
+// §7.1; the scheme is case-insensitive). isDPoP is true when the scheme is DPoP, even if the
+// token is missing or malformed (then token is "").
+func DPoPToken(authorization string) (token string, isDPoP bool) {
+	scheme, rest, _ := strings.Cut(authorization, " ")
+	if !strings.EqualFold(scheme, dpop.Scheme) {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	if rest == "" || strings.IndexByte(rest, ' ') >= 0 || strings.IndexByte(rest, '\t') >= 0 {
+		return "", true
+	}
+	return rest, true
+}
+
+func (v *Verifier) writeInsufficientScope(w http.ResponseWriter, c *Claims, required []string) {
+	params := []string{param("error", "insufficient_scope"), param("scope", strings.Join(required, " "))}
+	if c != nil && c.JKT != "" {
+		v.writeDPoPChallenge(w, http.StatusForbidden, params)
+		return
+	}
+	v.writeChallenge(w, http.StatusForbidden, params)
+}
+
+// writeChallenge answers a Bearer request (or one without credentials) with a Bearer challenge
+// (RFC 6750 §3) and a one-line body. A verifier that accepts DPoP adds a DPoP challenge
+// naming its algorithms (RFC 9449 §7.1); one that requires DPoP sends only that, with the
+// error.
 func (v *Verifier) writeChallenge(w http.ResponseWriter, status int, params []string) {
-	challenge := "Bearer"
-	if v.realm != "" {
-		params = append([]string{param("realm", v.realm)}, params...)
-	}
-	if len(params) > 0 {
-		challenge += " " + strings.Join(params, ", ")
-	}
 	h := w.Header()
-	h.Set("WWW-Authenticate", challenge)
+	switch v.dpop.mode {
+	case dpopRequired:
+		h.Set("WWW-Authenticate", v.challenge(dpop.Scheme, params))
+	case dpopAccepted:
+		h.Set("WWW-Authenticate", v.challenge("Bearer", params))
+		h.Add("WWW-Authenticate", v.challenge(dpop.Scheme, nil))
+	default:
+		h.Set("WWW-Authenticate", v.challenge("Bearer", params))
+	}
+	writeStatus(w, status)
+}
+
+// writeDPoPChallenge answers a DPoP request with a DPoP challenge.
+func (v *Verifier) writeDPoPChallenge(w http.ResponseWriter, status int, params []string) {
+	w.Header().Set("WWW-Authenticate", v.challenge(dpop.Scheme, params))
+	writeStatus(w, status)
+}
+
+// challenge formats one challenge: the realm, the params, and for DPoP the algorithms.
+func (v *Verifier) challenge(scheme string, params []string) string {
+	var all []string
+	if v.realm != "" {
+		all = append(all, param("realm", v.realm))
+	}
+	all = append(all, params...)
+	if scheme == dpop.Scheme {
+		all = append(all, param("algs", strings.Join(dpop.DefaultAlgorithms, " ")))
+	}
+	if len(all) == 0 {
+		return scheme
+	}
+	return scheme + " " + strings.Join(all, ", ")
+}
+
+func writeStatus(w http.ResponseWriter, status int) {
+	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
@@ -199,6 +306,12 @@ func Describe(err error) string {
 		return "the access token was revoked"
 	case errors.Is(err, ErrRevocationList):
 		return "the access token cannot be checked for revocation now"
+	case errors.Is(err, ErrTokenBinding):
+		return "the access token's binding does not match the request: a DPoP-bound token needs the DPoP scheme and a proof by its key"
+	case errors.Is(err, ErrDPoPProof):
+		return "the DPoP proof is invalid for this request"
+	case errors.Is(err, ErrDPoPNonce):
+		return "the DPoP proof must carry the nonce sent in DPoP-Nonce"
 	default:
 		return "the access token is invalid"
 	}

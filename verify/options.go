@@ -66,6 +66,7 @@ type config struct {
 	anyAudience bool
 	realm       string
 	revocation  revocationConfig
+	dpop        dpopConfig
 }
 
 func defaultConfig() *config {

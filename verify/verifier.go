@@ -24,6 +24,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 	"github.com/m2m-dev/m2m-operator/verify/jws"
 )
 
@@ -53,6 +54,9 @@ type Verifier struct {
 	cache  *tokenCache   // nil when caching is off
 	// revocations is the issuer's revocation list; nil without WithRevocationList.
 	revocations *revocations
+
+	dpop   dpopConfig
+	replay *dpop.ReplayCache
 }
 
 // New returns a Verifier for tokens issued by issuer for audience. It reads the issuer's RFC
@@ -179,6 +183,8 @@ func newVerifier(issuer, audience string, cfg *config) *Verifier {
 		maxSize:     cfg.maxSize,
 		realm:       realm,
 		cache:       newTokenCache(cfg.cacheSize),
+		dpop:        cfg.dpop,
+		replay:      dpop.NewReplayCache(cfg.dpop.perKey, cfg.dpop.total),
 	}
 }
 
@@ -202,9 +208,24 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 // "Bearer " prefix. ctx bounds the wait for a key set refresh when the token names a kid that
 // is not yet known.
 //
+// A DPoP-bound token (cnf.jkt) is refused with ErrTokenBinding: it is only accepted with its
+// proof, by [Verifier.VerifyDPoP]. With [WithDPoPRequired] every token is.
+//
 // Every error is an [*Error]; test it with errors.Is against the sentinel errors (ErrExpired,
 // ErrSignature, ...). The returned claims may be shared: do not modify them.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	c, err := v.verifyAny(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.bindingForBearer(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// verifyAny validates a token, bound or not, through the cache.
+func (v *Verifier) verifyAny(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.maxSize {
 		return nil, failf(ErrMalformed, "token larger than %d bytes", v.maxSize)
 	}

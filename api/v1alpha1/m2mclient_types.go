@@ -192,7 +192,22 @@ type M2MClientSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, self.all(j, j == k || j.lowerAscii() != k.lowerAscii()))",message="spec.claims must not hold two names that differ only in letter case (e.g. team and Team)"
 	// +optional
 	Claims map[string]string `json:"claims,omitempty"`
+
+	// TokenBinding, when DPoP, makes the client get only DPoP-bound tokens (RFC 9449): the
+	// token server refuses its token requests without a DPoP proof, so a leaked credential
+	// cannot mint bearer tokens either. Omitted: the client chooses per request, unless an
+	// audience's ScopePolicy requires binding (spec.tokenBinding: Required), which this field
+	// cannot lift.
+	// +optional
+	TokenBinding TokenBinding `json:"tokenBinding,omitempty"`
 }
+
+// TokenBinding is the proof of possession a client's tokens are bound to.
+// +kubebuilder:validation:Enum=DPoP
+type TokenBinding string
+
+// TokenBindingDPoP binds tokens to the client's DPoP key (RFC 9449).
+const TokenBindingDPoP TokenBinding = "DPoP"
 
 // M2MClientStatus is what the controller observed and decided.
 type M2MClientStatus struct {

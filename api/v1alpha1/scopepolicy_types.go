@@ -111,7 +111,28 @@ type ScopePolicySpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="spec.maxTokenTTL must be between 1m and 24h"
 	// +optional
 	MaxTokenTTL *metav1.Duration `json:"maxTokenTTL,omitempty"`
+
+	// TokenBinding says whether tokens for this audience must be sender-constrained. Required:
+	// the token server issues them only DPoP-bound (RFC 9449: the client proves possession of
+	// its key on every request, so a stolen token is worthless without the key), refusing
+	// token requests without a DPoP proof; resource servers should then accept only the DPoP
+	// scheme. Optional (the default, also when omitted): bearer and bound tokens alike. A
+	// client's own spec.tokenBinding can only add to this, never lift it.
+	// +optional
+	TokenBinding TokenBindingPolicy `json:"tokenBinding,omitempty"`
 }
+
+// TokenBindingPolicy is an audience's requirement for bound tokens.
+// +kubebuilder:validation:Enum=Required;Optional
+type TokenBindingPolicy string
+
+// Token binding policies of an audience.
+const (
+	// TokenBindingRequired: every token for the audience is DPoP-bound.
+	TokenBindingRequired TokenBindingPolicy = "Required"
+	// TokenBindingOptional: bearer tokens are issued too (the default).
+	TokenBindingOptional TokenBindingPolicy = "Optional"
+)
 
 // ScopePolicyStatus is what the controller observed.
 type ScopePolicyStatus struct {

@@ -143,6 +143,7 @@ func TestDecodeRecordRefusesBadDocuments(t *testing.T) {
 		"unknown field":      `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","extra":1}`,
 		"two versions ahead": `{"version":4,"clientID":"m2mc_a","namespace":"n","name":"n"}`,
 		"v2 field in v1":     `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","tokensNotBefore":5}`,
+		"binding in v1":      `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"n","tokenBinding":"DPoP"}`,
 		"negative notBefore": enc(func(r *Record) { r.TokensNotBefore = -1 }),
 		"audience twice": enc(func(r *Record) {
 			r.AudienceNotBefore = []AudienceNotBefore{{Audience: "a", NotBefore: 1}, {Audience: "a", NotBefore: 2}}
@@ -180,8 +181,34 @@ func TestDecodeRecordReadsTheNextVersion(t *testing.T) {
 	if r.ClientID != "m2mc_a" || len(r.Grants) != 1 || r.Grants[0].Scopes[0] != "x:read" {
 		t.Fatalf("decoded %+v", r)
 	}
-	if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":3`, `"version":2`, 1))); err == nil {
-		t.Fatal("a version-2 record with unknown fields was accepted")
+	for _, v := range []string{"2", "1"} {
+		if _, err := DecodeRecord([]byte(strings.Replace(next, `"version":3`, `"version":`+v, 1))); err == nil {
+			t.Fatalf("a version-%s record with unknown fields was accepted", v)
+		}
+	}
+}
+
+// TestDecodeRecordReadsVersion1: a record of the previous version (written by the controller
+// before it is upgraded; token servers are upgraded first) is read as one without binding
+// requirements, and unknown token-binding values fail closed.
+func TestDecodeRecordReadsVersion1(t *testing.T) {
+	old := `{"version":1,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"]}]}`
+	r, err := DecodeRecord([]byte(old))
+	if err != nil || r.TokenBinding != "" || r.Grants[0].TokenBinding != "" {
+		t.Fatalf("version 1: %+v, %v", r, err)
+	}
+	for _, bad := range []string{
+		`{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","tokenBinding":"mTLS"}`,
+		`{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","grants":[{"audience":"a.n","scopes":["x:read"],"tokenBinding":"Sometimes"}]}`,
+	} {
+		if _, err := DecodeRecord([]byte(bad)); err == nil {
+			t.Fatalf("accepted %s", bad)
+		}
+	}
+	good := `{"version":2,"clientID":"m2mc_a","namespace":"n","name":"w","tokenBinding":"DPoP","grants":[{"audience":"a.n","scopes":["x:read"],"tokenBinding":"Required"}]}`
+	if r, err := DecodeRecord([]byte(good)); err != nil || r.TokenBinding != TokenBindingDPoP || r.Grants[0].TokenBinding != TokenBindingRequired {
+		t.Fatalf("version 2: %+v, %v", r, err)
+
 	}
 }
 

@@ -28,11 +28,13 @@ import (
 
 const (
 	// RecordVersion is the version of the record document this package writes and reads.
-	// Version 2 adds the revocation times (TokensNotBefore, AudienceNotBefore), both optional.
+	// Version 2 adds two groups of optional fields: the revocation times (TokensNotBefore,
+	// AudienceNotBefore) and the token-binding requirements (Record.TokenBinding,
+	// AudienceGrant.TokenBinding).
 	RecordVersion = 2
-	// oldestRecordVersion is the oldest version still read (strictly): a version-1 record is a
-	// version-2 record without revocation times, and the previous release's controller writes
-	// it while the token servers are upgraded first.
+	// oldestRecordVersion is the oldest version still read (strictly, storeddoc.DecodeSince): a
+	// version-1 record is a version-2 record without those fields. The previous release reads
+	// version 1 only, so a record that needs none of them is still written as version 1 (Encode).
 	oldestRecordVersion = 1
 	// MaxRevokedAudiences bounds AudienceNotBefore: the controller folds a longer list into
 	// TokensNotBefore (revoking more, never less), and the token server refuses such a record.
@@ -84,6 +86,9 @@ type Record struct {
 	// AudienceNotBefore revokes the client's tokens for one audience issued before a time (a
 	// grant removed or narrowed), kept as long as TokensNotBefore. At most MaxRevokedAudiences.
 	AudienceNotBefore []AudienceNotBefore `json:"audienceNotBefore,omitempty"`
+	// TokenBinding is TokenBindingDPoP when the client asked for bound tokens only
+	// (M2MClient spec.tokenBinding): its token requests without a DPoP proof are refused.
+	TokenBinding string `json:"tokenBinding,omitempty"`
 }
 
 // AudienceNotBefore revokes a client's tokens for Audience whose iat is lower than NotBefore
@@ -92,6 +97,14 @@ type AudienceNotBefore struct {
 	Audience  string `json:"audience"`
 	NotBefore int64  `json:"notBefore"`
 }
+
+// Token binding values of the record (the API's TokenBinding and TokenBindingPolicy).
+const (
+	// TokenBindingDPoP: every token of the client is DPoP-bound (RFC 9449).
+	TokenBindingDPoP = "DPoP"
+	// TokenBindingRequired: every token for the audience is bound (ScopePolicy spec.tokenBinding).
+	TokenBindingRequired = "Required"
+)
 
 // SecretHash is one accepted client-secret hash.
 type SecretHash struct {
@@ -109,18 +122,23 @@ type AudienceGrant struct {
 	MaxTokenTTLSeconds int64 `json:"maxTokenTTLSeconds,omitempty"`
 	// PolicyNamespace is where the ScopePolicy owning the audience lives (for introspection).
 	PolicyNamespace string `json:"policyNamespace,omitempty"`
+	// TokenBinding is TokenBindingRequired when the audience's ScopePolicy requires bound
+	// tokens: the client's requests for it without a DPoP proof are refused. It comes from the
+	// policy only, so no client can weaken it.
+	TokenBinding string `json:"tokenBinding,omitempty"`
 }
 
 // Encode serialises the record deterministically (so an unchanged record is byte-identical and
 // causes no write).
 //
-// A record without revocation times is written as version 1, byte for byte what the previous
-// release writes and reads (it reads version 1 only): an upgrade rewrites no record, and a
-// rollback to it loses only the clients with a revocation still in force, which it refuses
-// (fail closed) until their times expire.
+// A record without version-2 fields (revocation times, token binding) is written as version 1,
+// byte for byte what the previous release writes and reads (it reads version 1 only): an
+// upgrade rewrites no record, and a rollback to it loses only the clients whose record needs a
+// version-2 field, which it refuses (fail closed): those with a revocation still in force or a
+// binding requirement.
 func (r *Record) Encode() ([]byte, error) {
 	r.Version = RecordVersion
-	if r.TokensNotBefore == 0 && len(r.AudienceNotBefore) == 0 {
+	if !r.hasVersion2Fields() {
 		r.AudienceNotBefore = nil
 		r.Version = oldestRecordVersion
 	}
@@ -136,20 +154,18 @@ func (r *Record) Encode() ([]byte, error) {
 // skipped: it is never half-used.
 //
 // A version-1 record, written by the previous release's controller, is read too, strictly: it
-// is a version-2 record without revocation times.
+// is a version-2 record without the version-2 fields.
 func DecodeRecord(data []byte) (*Record, error) {
-	if v, ok := storeddoc.PeekVersion(data); ok && v == oldestRecordVersion {
-		return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, oldestRecordVersion)
-	}
-	return storeddoc.DecodeValid[Record](recordKind, data, maxRecordSize, RecordVersion)
+	return storeddoc.DecodeValidSince[Record](recordKind, data, maxRecordSize, oldestRecordVersion, RecordVersion)
 }
 
 // Validate checks the invariants the token server relies on.
 func (r *Record) Validate() error {
-	if r.Version != oldestRecordVersion {
-		if err := storeddoc.CheckVersion(recordKind, r.Version, RecordVersion); err != nil {
-			return err
-		}
+	if err := storeddoc.CheckVersionSince(recordKind, r.Version, oldestRecordVersion, RecordVersion); err != nil {
+		return err
+	}
+	if r.TokenBinding != "" && r.TokenBinding != TokenBindingDPoP {
+		return fmt.Errorf("credential record has an unknown token binding %q", r.TokenBinding)
 	}
 	if !strings.HasPrefix(r.ClientID, ClientIDPrefix) || len(r.ClientID) > 64 {
 		return fmt.Errorf("credential record has an invalid client id")
@@ -180,15 +196,31 @@ func (r *Record) Validate() error {
 		if g.MaxTokenTTLSeconds < 0 {
 			return fmt.Errorf("credential record grants[%d] has a negative max token TTL", i)
 		}
+		if g.TokenBinding != "" && g.TokenBinding != TokenBindingRequired {
+			return fmt.Errorf("credential record grants[%d] has an unknown token binding %q", i, g.TokenBinding)
+		}
 	}
 	return r.validateRevocations()
+}
+
+// hasVersion2Fields reports whether the record holds a field version 1 lacks.
+func (r *Record) hasVersion2Fields() bool {
+	if r.TokensNotBefore != 0 || len(r.AudienceNotBefore) != 0 || r.TokenBinding != "" {
+		return true
+	}
+	for _, g := range r.Grants {
+		if g.TokenBinding != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // validateRevocations checks the revocation times: not negative, one entry per audience, and
 // at most MaxRevokedAudiences of them.
 func (r *Record) validateRevocations() error {
-	if r.Version == oldestRecordVersion && (r.TokensNotBefore != 0 || r.AudienceNotBefore != nil) {
-		return errors.New("credential record of version 1 holds revocation times (version 2 fields)")
+	if r.Version == oldestRecordVersion && (r.hasVersion2Fields() || r.AudienceNotBefore != nil) {
+		return errors.New("credential record of version 1 holds version-2 fields (revocation times or token binding)")
 	}
 	if r.TokensNotBefore < 0 {
 		return errors.New("credential record has a negative tokensNotBefore")

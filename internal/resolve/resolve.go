@@ -187,6 +187,8 @@ type Grant struct {
 	Scopes          []string
 	MaxTokenTTL     time.Duration
 	PolicyNamespace string
+	// BindingRequired: the policy requires DPoP-bound tokens for the audience.
+	BindingRequired bool
 }
 
 // Result is a client's resolution against every policy.
@@ -228,7 +230,8 @@ func Client(c *authv1alpha1.M2MClient, nsLabels labels.Set, holders map[string]*
 			continue
 		}
 		slices.Sort(scopes)
-		g := Grant{Audience: aud, Scopes: scopes, PolicyNamespace: p.Namespace}
+		g := Grant{Audience: aud, Scopes: scopes, PolicyNamespace: p.Namespace,
+			BindingRequired: p.Spec.TokenBinding == authv1alpha1.TokenBindingRequired}
 		if p.Spec.MaxTokenTTL != nil {
 			g.MaxTokenTTL = p.Spec.MaxTokenTTL.Duration
 		}

@@ -33,6 +33,14 @@ import (
 // Decode decodes the document data of kind (for messages) into v: at most maxSize bytes, one
 // JSON object with a "version" of current or current+1, and nothing after it.
 func Decode(kind string, data []byte, maxSize, current int, v any) error {
+	return DecodeSince(kind, data, maxSize, current, current, v)
+}
+
+// DecodeSince is Decode for a document type whose version current only added optional fields
+// to the versions back to oldest: it also accepts those, decoded strictly like current. This
+// is what lets a reader of the new version start while the documents are still of the old one
+// (the readers are upgraded first).
+func DecodeSince(kind string, data []byte, maxSize, oldest, current int, v any) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%s is empty", kind)
 	}
@@ -45,11 +53,11 @@ func Decode(kind string, data []byte, maxSize, current int, v any) error {
 	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
 		return fmt.Errorf("decoding %s: %w", kind, err)
 	}
-	if err := CheckVersion(kind, head.Version, current); err != nil {
+	if err := CheckVersionSince(kind, head.Version, oldest, current); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if head.Version == current {
+	if head.Version <= current {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
@@ -83,8 +91,13 @@ type Document[T any] interface {
 // DecodeValid decodes data as Decode does into a new T and validates it. Any error means the
 // document must be skipped as a whole: it is never half-used.
 func DecodeValid[T any, P Document[T]](kind string, data []byte, maxSize, current int) (*T, error) {
+	return DecodeValidSince[T, P](kind, data, maxSize, current, current)
+}
+
+// DecodeValidSince is DecodeValid with the versions of DecodeSince.
+func DecodeValidSince[T any, P Document[T]](kind string, data []byte, maxSize, oldest, current int) (*T, error) {
 	v := new(T)
-	if err := Decode(kind, data, maxSize, current, v); err != nil {
+	if err := DecodeSince(kind, data, maxSize, oldest, current, v); err != nil {
 		return nil, err
 	}
 	if err := P(v).Validate(); err != nil {
@@ -96,8 +109,16 @@ func DecodeValid[T any, P Document[T]](kind string, data []byte, maxSize, curren
 // CheckVersion is the version rule of Decode (current or current+1), for the Validate of a
 // document built in memory as well as of one decoded.
 func CheckVersion(kind string, version, current int) error {
-	if version != current && version != current+1 {
-		return fmt.Errorf("%s version %d is not supported (this release reads %d and %d)", kind, version, current, current+1)
+	return CheckVersionSince(kind, version, current, current)
+}
+
+// CheckVersionSince is the version rule of DecodeSince: oldest to current+1.
+func CheckVersionSince(kind string, version, oldest, current int) error {
+	if version < oldest || version > current+1 {
+		if oldest == current {
+			return fmt.Errorf("%s version %d is not supported (this release reads %d and %d)", kind, version, current, current+1)
+		}
+		return fmt.Errorf("%s version %d is not supported (this release reads %d to %d)", kind, version, oldest, current+1)
 	}
 	return nil
 }

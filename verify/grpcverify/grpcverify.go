@@ -18,13 +18,16 @@ limitations under the License.
 // call with a [verify.Verifier]. It is a separate package so that plain HTTP users of verify do
 // not import gRPC.
 //
-// The token travels in the "authorization" metadata as "Bearer <token>". A call without a
+// The token travels in the "authorization" metadata as "Bearer <token>", or, DPoP-bound, as
+// "DPoP <token>" with its proof in the "dpop" metadata (RFC 9449 §7.1; the proof's htm is POST
+// and its htu the URL set with [DPoPURL] followed by the full method name). A call without a
 // valid token fails with codes.Unauthenticated, one without the required scopes with
 // codes.PermissionDenied. Handlers read the verified claims with [verify.FromContext].
 package grpcverify
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -43,6 +46,14 @@ type policy struct {
 	scopes       []string            // required by every method without its own entry
 	methodScopes map[string][]string // full method name -> required scopes
 	skip         map[string]bool     // methods that need no token
+	dpopURL      string              // base of the htu of DPoP proofs; "" refuses DPoP
+}
+
+// DPoPURL accepts DPoP-bound tokens: a call's proof must name the URL base + full method name
+// ("https://billing.example.com" + "/billing.v1.Invoices/List"), the URL clients dial. gRPC
+// has no request URL the server can trust to rebuild it, hence the option.
+func DPoPURL(base string) Option {
+	return func(p *policy) { p.dpopURL = strings.TrimSuffix(base, "/") }
 }
 
 // RequireScopes sets the scopes every method needs unless [RequireMethodScopes] names it.
@@ -114,13 +125,9 @@ func (p *policy) authorize(ctx context.Context, v *verify.Verifier, method strin
 	if p.skip[method] {
 		return ctx, nil
 	}
-	token, err := bearerToken(ctx)
+	claims, err := p.verify(ctx, v, method)
 	if err != nil {
 		return nil, err
-	}
-	claims, err := v.Verify(ctx, token)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, verify.Describe(err))
 	}
 	required, ok := p.methodScopes[method]
 	if !ok {
@@ -132,9 +139,46 @@ func (p *policy) authorize(ctx context.Context, v *verify.Verifier, method strin
 	return verify.NewContext(ctx, claims), nil
 }
 
-// bearerToken reads the single "authorization" metadata value.
-func bearerToken(ctx context.Context) (string, error) {
+// verify checks the call's credentials: a Bearer token, or a DPoP token and its proof.
+func (p *policy) verify(ctx context.Context, v *verify.Verifier, method string) (*verify.Claims, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	if values := md.Get("authorization"); len(values) == 1 && v.DPoPAccepted() {
+		if token, isDPoP := verify.DPoPToken(values[0]); isDPoP {
+			return p.verifyDPoP(ctx, v, md, token, method)
+		}
+	}
+	token, err := bearerToken(md)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := v.Verify(ctx, token)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, verify.Describe(err))
+	}
+	return claims, nil
+}
+
+// verifyDPoP checks "DPoP <token>" and the single "dpop" proof of the call.
+func (p *policy) verifyDPoP(ctx context.Context, v *verify.Verifier, md metadata.MD, token, method string) (*verify.Claims, error) {
+	if p.dpopURL == "" {
+		return nil, status.Error(codes.Unauthenticated, "DPoP-bound tokens are not accepted here")
+	}
+	proofs := md.Get("dpop")
+	if token == "" || len(proofs) != 1 {
+		return nil, status.Error(codes.Unauthenticated, "DPoP credentials need a token and exactly one dpop proof")
+	}
+	claims, err := v.VerifyDPoP(ctx, token, proofs[0], "POST", p.dpopURL+method)
+	if err != nil {
+		if errors.Is(err, verify.ErrDPoPNonce) {
+			_ = grpc.SetHeader(ctx, metadata.Pairs("dpop-nonce", v.Nonce()))
+		}
+		return nil, status.Error(codes.Unauthenticated, verify.Describe(err))
+	}
+	return claims, nil
+}
+
+// bearerToken reads the single "authorization" metadata value.
+func bearerToken(md metadata.MD) (string, error) {
 	values := md.Get("authorization")
 	switch len(values) {
 	case 0:

@@ -116,9 +116,31 @@ type rawHeader struct {
 // Parse bounds nothing itself: the caller caps the token's size first. It applies no rule to
 // "alg", "kid" or "typ" beyond their being strings; Verify binds the algorithm to the key.
 func Parse(token string) (*JWS, error) {
+	j, _, err := parse(token, false)
+	return j, err
+}
+
+// ParseEmbeddedKey is Parse for a JWS that carries its own verification key in the "jwk"
+// header parameter, which only a proof of possession does (a DPoP proof, RFC 9449 §4.2): the
+// signature proves that the sender holds the key, not who the sender is. It returns the
+// "jwk" member as received, or ErrMalformed when it is absent. Every other parameter Parse
+// refuses is still refused.
+func ParseEmbeddedKey(token string) (*JWS, []byte, error) {
+	j, jwk, err := parse(token, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(jwk) == 0 {
+		return nil, nil, fail(ErrMalformed, "the header has no \"jwk\"")
+	}
+	return j, jwk, nil
+}
+
+// parse is Parse, with the header's "jwk" member returned instead of refused when allowJWK.
+func parse(token string, allowJWK bool) (*JWS, []byte, error) {
 	h, p, s, err := split(token)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// One allocation holds the token's bytes, then its three parts decoded.
 	enc := base64.RawURLEncoding
@@ -130,18 +152,19 @@ func Parse(token string) (*JWS, error) {
 	var header []byte
 	// Canonical base64url always decodes.
 	if buf, header, err = appendDecode(buf, raw[:len(h)]); err != nil {
-		return nil, fail(ErrMalformed, "header is not base64url")
+		return nil, nil, fail(ErrMalformed, "header is not base64url")
 	}
 	if buf, j.Payload, err = appendDecode(buf, raw[len(h)+1:n]); err != nil {
-		return nil, fail(ErrMalformed, "payload is not base64url")
+		return nil, nil, fail(ErrMalformed, "payload is not base64url")
 	}
 	if _, j.Signature, err = appendDecode(buf, raw[n+1:]); err != nil {
-		return nil, fail(ErrMalformed, "signature is not base64url")
+		return nil, nil, fail(ErrMalformed, "signature is not base64url")
 	}
-	if j.Header, err = parseHeader(header); err != nil {
-		return nil, err
+	var jwk []byte
+	if j.Header, jwk, err = parseHeader(header, allowJWK); err != nil {
+		return nil, nil, err
 	}
-	return j, nil
+	return j, jwk, nil
 }
 
 // appendDecode decodes src (unpadded base64url) into the spare capacity of buf, which must
@@ -183,16 +206,21 @@ func split(token string) (header, payload, signature string, err error) {
 	return h, p, s, nil
 }
 
-// parseHeader decodes the protected header and refuses the parameters that are never trusted.
-func parseHeader(raw []byte) (Header, error) {
+// parseHeader decodes the protected header and refuses the parameters that are never trusted;
+// with allowJWK, "jwk" is returned instead.
+func parseHeader(raw []byte, allowJWK bool) (Header, []byte, error) {
 	var h rawHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
-		return Header{}, fail(ErrMalformed, "header is not a JSON object")
+		return Header{}, nil, fail(ErrMalformed, "header is not a JSON object")
+	}
+	jwk := h.JWK
+	if allowJWK {
+		h.JWK = nil
 	}
 	if err := checkHeaderParams(&h); err != nil {
-		return Header{}, err
+		return Header{}, nil, err
 	}
-	return Header{Algorithm: h.Alg, KeyID: h.Kid, Type: h.Typ}, nil
+	return Header{Algorithm: h.Alg, KeyID: h.Kid, Type: h.Typ}, jwk, nil
 }
 
 // checkHeaderParams refuses header parameters that would let the token choose its own key or

@@ -4,7 +4,9 @@
 // Node OAuth and JOSE libraries against the real token server: openid-client and oauth4webapi
 // (discovery through both metadata documents; client_secret_basic, client_secret_post,
 // private_key_jwt with ES256, RS256 and Ed25519 keys; RFC 6749 §5.2 errors as OAuth errors), jose
-// and express-oauth2-jwt-bearer (RFC 9068 verification), oauth4webapi's validateJwtAccessToken.
+// and express-oauth2-jwt-bearer (RFC 9068 verification), oauth4webapi's validateJwtAccessToken,
+// and DPoP (RFC 9449): bound tokens from oauth4webapi and openid-client, verified in
+// express-oauth2-jwt-bearer's DPoP mode.
 // Driven by test/interop (node_test.go), which starts the system, creates the clients and
 // passes their credentials in the JSON file named by INTEROP_CONFIG.
 
@@ -168,4 +170,81 @@ test('RFC 6749 §5.2 errors as OAuth errors (oauth4webapi ResponseBodyError, ope
     assert.equal(err.status, 400)
     return true
   })
+})
+
+// dpopProof signs a proof by hand (a thief's key, another URL or method), as a client would.
+async function dpopProof(keyPair, htm, htu, accessToken) {
+  const jwk = await jose.exportJWK(keyPair.publicKey)
+  const ath = jose.base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(accessToken))))
+  return new jose.SignJWT({ htm, htu, ath, jti: crypto.randomUUID() })
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk }).setIssuedAt().sign(keyPair.privateKey)
+}
+
+test('DPoP (RFC 9449): oauth4webapi and openid-client get bound tokens, express-oauth2-jwt-bearer verifies them', async (t) => {
+  const as = await oauth4Discovery('oauth2')
+  assert.ok(as.dpop_signing_alg_values_supported.includes('ES256'))
+
+  // oauth4webapi: a DPoP handle on the token request binds the token to its key.
+  const o4Key = await oauth.generateKeyPair('ES256')
+  const c = { client_id: cfg.basic.client_id }
+  const o4DPoP = oauth.DPoP(c, o4Key)
+  const res = await oauth.clientCredentialsGrantRequest(as, c, oauth.ClientSecretBasic(cfg.basic.client_secret), new URLSearchParams({ scope: cfg.scope }), { DPoP: o4DPoP, ...insecure })
+  const o4 = await oauth.processClientCredentialsResponse(as, c, res)
+  assert.equal(o4.token_type, 'dpop')
+  assert.equal(jose.decodeJwt(o4.access_token).cnf.jkt, await jose.calculateJwkThumbprint(await jose.exportJWK(o4Key.publicKey)))
+
+  // openid-client: the same through its DPoP handle.
+  const config = await openidConfig('oauth2', cfg.basic.client_id, client.ClientSecretBasic(cfg.basic.client_secret))
+  const ocKey = await client.randomDPoPKeyPair('ES256')
+  const ocDPoP = client.getDPoPHandle(config, ocKey)
+  const oc = await client.clientCredentialsGrant(config, { scope: cfg.scope }, { DPoP: ocDPoP })
+  assert.equal(oc.token_type, 'dpop')
+  assert.equal(jose.decodeJwt(oc.access_token).cnf.jkt, await jose.calculateJwkThumbprint(await jose.exportJWK(ocKey.publicKey)))
+
+  // The token server refuses a proof for another URL, and a replayed proof (invalid_dpop_proof).
+  const tokenURL = as.token_endpoint
+  const form = () => new URLSearchParams({ grant_type: 'client_credentials', scope: cfg.scope })
+  const basicAuth = 'Basic ' + Buffer.from(`${encodeURIComponent(cfg.basic.client_id)}:${encodeURIComponent(cfg.basic.client_secret)}`).toString('base64')
+  const tokenRequest = (proof) => fetch(tokenURL, { method: 'POST', body: form(), headers: { authorization: basicAuth, dpop: proof } })
+  const raw = await jose.generateKeyPair('ES256')
+  const once = await new jose.SignJWT({ htm: 'POST', htu: tokenURL, jti: crypto.randomUUID() })
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await jose.exportJWK(raw.publicKey) }).setIssuedAt().sign(raw.privateKey)
+  assert.equal((await tokenRequest(once)).status, 200)
+  const replay = await tokenRequest(once)
+  assert.equal(replay.status, 400)
+  assert.equal((await replay.json()).error, 'invalid_dpop_proof')
+  const elsewhere = await tokenRequest(await new jose.SignJWT({ htm: 'POST', htu: cfg.issuer + '/oauth2/introspect', jti: crypto.randomUUID() })
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await jose.exportJWK(raw.publicKey) }).setIssuedAt().sign(raw.privateKey))
+  assert.equal((await elsewhere.json()).error, 'invalid_dpop_proof')
+
+  // express-oauth2-jwt-bearer in DPoP-required mode.
+  const app = express()
+  app.use(auth({ issuerBaseURL: cfg.issuer, audience: cfg.audience, strict: true, dpop: { enabled: true, required: true } }))
+  app.get('/things', requiredScopes(cfg.scope), (req, res) => res.json({ jkt: req.auth.payload.cnf.jkt }))
+  app.use((err, _req, res, _next) => res.status(err.status ?? 500).set(err.headers ?? {}).end())
+  const server = await new Promise((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)) })
+  t.after(() => server.close())
+  const url = new URL(`http://127.0.0.1:${server.address().port}/things`)
+
+  const r1 = await oauth.protectedResourceRequest(o4.access_token, 'GET', url, undefined, undefined, { DPoP: o4DPoP, ...insecure })
+  assert.equal(r1.status, 200, r1.headers.get('www-authenticate'))
+  const r2 = await client.fetchProtectedResource(config, oc.access_token, url, 'GET', undefined, undefined, { DPoP: ocDPoP })
+  assert.equal(r2.status, 200, r2.headers.get('www-authenticate'))
+
+  const thief = await jose.generateKeyPair('ES256')
+  const refused = {
+    'bound token as Bearer': { authorization: `Bearer ${o4.access_token}` },
+    'no proof': { authorization: `DPoP ${o4.access_token}` },
+    'stolen token, proof by another key': { authorization: `DPoP ${o4.access_token}`, dpop: await dpopProof(thief, 'GET', url.href, o4.access_token) },
+    'proof for another URL': { authorization: `DPoP ${o4.access_token}`, dpop: await dpopProof(o4Key, 'GET', url.href + '/other', o4.access_token) },
+    'proof for another method': { authorization: `DPoP ${o4.access_token}`, dpop: await dpopProof(o4Key, 'POST', url.href, o4.access_token) },
+    'proof for another token': { authorization: `DPoP ${o4.access_token}`, dpop: await dpopProof(o4Key, 'GET', url.href, oc.access_token) },
+  }
+  for (const [name, headers] of Object.entries(refused)) {
+    const r = await fetch(url, { headers })
+    assert.ok(r.status === 401 || r.status === 400, `${name}: ${r.status}`)
+  }
+  // A proof by the right key for this request passes: the refusals above are the checks.
+  const ok = await fetch(url, { headers: { authorization: `DPoP ${o4.access_token}`, dpop: await dpopProof(o4Key, 'GET', url.href, o4.access_token) } })
+  assert.equal(ok.status, 200)
 })
