@@ -373,7 +373,9 @@ func grantList(idx []int) string {
 	return strings.Join(parts, ", ")
 }
 
-func selectorString(ls *metav1.LabelSelector) string { return "{" + metav1.FormatLabelSelector(ls) + "}" }
+func selectorString(ls *metav1.LabelSelector) string {
+	return "{" + metav1.FormatLabelSelector(ls) + "}"
+}
 
 func setString(s labels.Set) string {
 	if len(s) == 0 {
