@@ -90,10 +90,17 @@ func create(ctx context.Context, obj client.Object) {
 	Expect(client.IgnoreAlreadyExists(sys.Client.Create(ctx, obj))).To(Succeed(), "creating %T %s", obj, obj.GetName())
 }
 
+// fixtureReady is set once setUpFixture has run (each container's BeforeAll calls it).
+var fixtureReady bool
+
 // setUpFixture creates the namespaces and policies, waits until the controller has taken the
 // policies in (so every client's first record already holds its final grants), then the
 // clients, and waits until each is reconciled.
 func setUpFixture(ctx context.Context) {
+	if fixtureReady {
+		return
+	}
+	defer func() { fixtureReady = true }()
 	for ns, labels := range map[string]map[string]string{"billing": nil, "mallory": nil, "payments": {"team": "payments"}, "ops": {"team": "ops"}} {
 		create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}})
 	}
