@@ -54,6 +54,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	r := &root{flags: genericclioptions.NewConfigFlags(true), streams: streams}
 	cmd := &cobra.Command{
 		Use:           "kubectl-m2m",
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl m2m"},
 		Short:         "Explain and debug m2m-operator access: who may call which API, and why",
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}).Should(Succeed())
 }, NodeTimeout(3*time.Minute))
 
+// jwsShape matches a JWS compact serialization (an access token or assertion).
+var jwsShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
+
 // result is one run of the plugin.
 type result struct {
 	out, errOut string
@@ -82,6 +86,8 @@ func kubectlM2M(ctx context.Context, stdin string, args ...string) result {
 	cmd := NewCommand(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
 	cmd.SetArgs(append([]string{"--kubeconfig", sys.Kubeconfig}, args...))
 	err := cmd.ExecuteContext(ctx)
-	GinkgoWriter.Printf("kubectl m2m %s\n%s%s", strings.Join(args, " "), out.String(), errOut.String())
+	// The log shows what a reader sees, tokens masked (tests print no credential either).
+	GinkgoWriter.Printf("kubectl m2m %s\n%s%s", jwsShape.ReplaceAllString(strings.Join(args, " "), "<token>"),
+		jwsShape.ReplaceAllString(out.String(), "<token>"), errOut.String())
 	return result{out: out.String(), errOut: errOut.String(), err: err}
 }
