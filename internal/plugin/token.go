@@ -22,16 +22,9 @@ package plugin
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -41,8 +34,6 @@ import (
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -51,7 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
-	"github.com/m2m-dev/m2m-operator/internal/signingkey"
+	"github.com/m2m-dev/m2m-operator/internal/clientassertion"
 )
 
 const (
@@ -234,7 +225,7 @@ func (r *root) authenticate(ctx context.Context, c client.Client, m *authv1alpha
 		if f.keyFile == "" {
 			return nil, errors.New("a PrivateKeyJWT client signs its assertion with its private key: pass --key-file")
 		}
-		a, err := signAssertionFile(f.keyFile, ep.clientID, ep.issuer, time.Now())
+		a, err := clientassertion.SignFile(f.keyFile, ep.clientID, ep.issuer, time.Now(), 2*time.Minute)
 		if err != nil {
 			return nil, err
 		}
@@ -301,61 +292,4 @@ func postToken(ctx context.Context, ep *endpoint, basic *basicAuth, form url.Val
 		return "", fmt.Errorf("the token endpoint refused: %s: %s (kubectl m2m explain says why a scope is not granted)", tr.Error, tr.ErrorDescription)
 	}
 	return tr.AccessToken, nil
-}
-
-// signAssertionFile signs an RFC 7523 client assertion with the PKCS#8 PEM key in path: iss =
-// sub = the client id, aud = the issuer, a random jti, kid = the key's thumbprint (as `m2m
-// assertion` does).
-func signAssertionFile(path, clientID, aud string, now time.Time) (string, error) {
-	key, alg, err := loadKey(path)
-	if err != nil {
-		return "", err
-	}
-	kid, err := signingkey.Thumbprint(key.Public())
-	if err != nil {
-		return "", err
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		return "", fmt.Errorf("creating the signer: %w", err)
-	}
-	jti := make([]byte, 16)
-	if _, err := rand.Read(jti); err != nil {
-		return "", fmt.Errorf("generating jti: %w", err)
-	}
-	claims := jwt.Claims{
-		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{aud},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-		Expiry: jwt.NewNumericDate(now.Add(2 * time.Minute)), ID: base64.RawURLEncoding.EncodeToString(jti),
-	}
-	s, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		return "", fmt.Errorf("signing the assertion: %w", err)
-	}
-	return s, nil
-}
-
-func loadKey(path string) (crypto.Signer, jose.SignatureAlgorithm, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading --key-file: %w", err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, "", fmt.Errorf("%s holds no PEM PRIVATE KEY (PKCS#8) block", path)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, "", fmt.Errorf("parsing %s: %w", path, err)
-	}
-	switch k := parsed.(type) {
-	case *ecdsa.PrivateKey:
-		return k, jose.ES256, nil
-	case ed25519.PrivateKey:
-		return k, jose.EdDSA, nil
-	case *rsa.PrivateKey:
-		return k, jose.RS256, nil
-	}
-	return nil, "", fmt.Errorf("%s: unsupported key type %T (want EC P-256, Ed25519 or RSA)", path, parsed)
 }

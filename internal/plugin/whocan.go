@@ -31,6 +31,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/resolve"
@@ -146,9 +147,11 @@ func holds(m *authv1alpha1.M2MClient, nsLabels map[string]string, holders map[st
 	return e, true
 }
 
-// refusal is why the token server refuses a client whatever its grants: spec.disabled (the
-// record's disabled flag), or credentials it cannot present yet (no client id, or
-// CredentialsReady not True: no credential Secret, no ServiceAccount, no usable JWKS).
+// refusal is why the token server refuses a client whatever its grants, "" when it issues to
+// it: spec.disabled (the record's disabled flag), no client id yet, or credentials it cannot
+// present. A CredentialsReady=False that leaves the record's credentials in force (the CA not
+// issued yet, a Secret name conflict, a failed write: the record follows the grants and keeps
+// the credentials delivered before) refuses only a ClientSecret client that never got a secret.
 func refusal(m *authv1alpha1.M2MClient) string {
 	if m.Spec.Disabled {
 		return "disabled (spec.disabled is true)"
@@ -160,8 +163,15 @@ func refusal(m *authv1alpha1.M2MClient) string {
 	switch {
 	case cond == nil:
 		return "credentials not reported yet"
-	case cond.Status != "True":
-		return "credentials not ready: " + cond.Reason
+	case cond.Status == metav1.ConditionTrue:
+		return ""
+	}
+	switch cond.Reason {
+	case authv1alpha1.ReasonServiceAccountNotFound, authv1alpha1.ReasonJWKSNotFound, authv1alpha1.ReasonInvalidJWKS:
+		return "cannot authenticate: " + cond.Reason
+	}
+	if m.Spec.EffectiveMethod() == authv1alpha1.AuthClientSecret && m.Status.SecretRotatedAt == nil {
+		return "no client secret delivered yet: " + cond.Reason
 	}
 	return ""
 }
