@@ -48,7 +48,7 @@ type explainOutput struct {
 	Limited string      `json:"limited,omitempty"`
 	Status  *statusView `json:"status,omitempty"`
 	// Conditions are the client's conditions that are not True (what else keeps tokens away).
-	Conditions []metav1Condition `json:"conditions,omitempty"`
+	Conditions []conditionView `json:"conditions,omitempty"`
 }
 
 type statusView struct {
@@ -57,7 +57,7 @@ type statusView struct {
 	Audiences []string `json:"audiences,omitempty"`
 }
 
-type metav1Condition struct {
+type conditionView struct {
 	Type    string `json:"type"`
 	Status  string `json:"status"`
 	Reason  string `json:"reason"`
@@ -102,7 +102,7 @@ func (r *root) explain(ctx context.Context, name string) (*explainOutput, error)
 	out := &explainOutput{Namespace: ns, Name: name, ClientID: m.Status.ClientID, Method: string(m.Spec.EffectiveMethod()), Disabled: m.Spec.Disabled}
 	for _, cond := range m.Status.Conditions {
 		if cond.Status != "True" && cond.Type != authv1alpha1.ConditionReconciling && cond.Type != authv1alpha1.ConditionStalled {
-			out.Conditions = append(out.Conditions, metav1Condition{cond.Type, string(cond.Status), cond.Reason, cond.Message})
+			out.Conditions = append(out.Conditions, conditionView{cond.Type, string(cond.Status), cond.Reason, cond.Message})
 		}
 	}
 	in, err := readResolutionInputs(ctx, c, ns)
@@ -110,7 +110,7 @@ func (r *root) explain(ctx context.Context, name string) (*explainOutput, error)
 		out.Limited = fmt.Sprintf("%v. What follows is the client's status, without reasons; the full explanation needs list on scopepolicies and audiencebindings (auth.m2m.dev) in all namespaces and get on namespace %s", err, ns)
 		out.Status = &statusView{Granted: m.Status.GrantedScopes, Denied: m.Status.DeniedScopes, Audiences: m.Status.Audiences}
 		if cond := meta.FindStatusCondition(m.Status.Conditions, authv1alpha1.ConditionScopesGranted); cond != nil && cond.Status == "True" {
-			out.Conditions = append(out.Conditions, metav1Condition{cond.Type, string(cond.Status), cond.Reason, cond.Message})
+			out.Conditions = append(out.Conditions, conditionView{cond.Type, string(cond.Status), cond.Reason, cond.Message})
 		}
 		return out, nil
 	}
@@ -193,6 +193,8 @@ func printExplain(w io.Writer, out *explainOutput) {
 	}
 	if len(out.Scopes) == 0 {
 		fprintf(w, "spec.scopes is empty: the client requests nothing (fix: list the scopes it needs in spec.scopes)\n")
+		printConditions(w, out.Conditions)
+		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fprintf(tw, "\nSCOPE\tAUDIENCE\tRESULT\tREASON\tPOLICY\tGRANT\n")
@@ -236,7 +238,7 @@ func printLimited(w io.Writer, out *explainOutput) {
 	printConditions(w, out.Conditions)
 }
 
-func printConditions(w io.Writer, conds []metav1Condition) {
+func printConditions(w io.Writer, conds []conditionView) {
 	if len(conds) == 0 {
 		return
 	}

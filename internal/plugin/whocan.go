@@ -117,6 +117,9 @@ func (r *root) whoCan(ctx context.Context, aud, scope string) (*whoCanOutput, er
 		}
 		out.Clients = append(out.Clients, e)
 	}
+	byName := func(a, b whoCanEntry) int { return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) }
+	slices.SortFunc(out.Clients, byName)
+	slices.SortFunc(out.Excluded, byName)
 	return out, nil
 }
 
