@@ -131,6 +131,9 @@ func decodeSegment(seg string) (map[string]any, error) {
 	if err := dec.Decode(&out); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
+	if out == nil { // "null" decodes without an error
+		return nil, errors.New("not a JSON object: null")
+	}
 	return out, nil
 }
 
