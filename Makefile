@@ -132,9 +132,10 @@ bench-hydra: ## Same load against Ory Hydra v2.3.0 (built once from the Go modul
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the m2m binary and the token server alone (bin/m2m-tokenserver).
+build: manifests generate fmt vet ## Build the m2m binary, the token server alone (bin/m2m-tokenserver) and the kubectl-m2m plugin (docs/kubectl-plugin.md).
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/m2m .
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/m2m-tokenserver ./cmd/m2m-tokenserver
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/kubectl-m2m ./cmd/kubectl-m2m
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the controller against the cluster in ~/.kube/config.

@@ -291,22 +291,33 @@ func expand(s string, declared, out map[string]bool) {
 // are chosen by each namespace's team, so on their own they would let any namespace in (the
 // schema refuses such a matcher; this is defence in depth).
 func Matches(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels labels.Set) bool {
+	return Mismatch(m, c, nsLabels) == ""
+}
+
+// Mismatch returns why the matcher does not match the client (the first matcher, in the order
+// namespaces, names, namespaceSelector, selector, that misses), or "" when it matches. Matches
+// is defined by it, so what `kubectl m2m explain` says is what the controller decided.
+func Mismatch(m *authv1alpha1.ClientMatcher, c *authv1alpha1.M2MClient, nsLabels labels.Set) Reason {
 	if !Bounded(m) {
-		return false
+		return ReasonGrantWithoutNamespace
 	}
 	if len(m.Namespaces) > 0 && !slices.Contains(m.Namespaces, c.Namespace) {
-		return false
+		return ReasonNamespaceNotListed
 	}
 	if len(m.Names) > 0 && !slices.Contains(m.Names, c.Name) {
-		return false
+		return ReasonClientNameNotListed
 	}
-	if m.NamespaceSelector != nil && !selectorMatches(m.NamespaceSelector, nsLabels) {
-		return false
+	if m.NamespaceSelector != nil {
+		if r := selectorMismatch(m.NamespaceSelector, nsLabels, ReasonNamespaceLabelsMismatch); r != "" {
+			return r
+		}
 	}
-	if m.Selector != nil && !selectorMatches(m.Selector, labels.Set(c.Labels)) {
-		return false
+	if m.Selector != nil {
+		if r := selectorMismatch(m.Selector, labels.Set(c.Labels), ReasonSelectorMismatch); r != "" {
+			return r
+		}
 	}
-	return true
+	return ""
 }
 
 // Bounded reports whether the matcher draws a namespace boundary (namespaces or
@@ -315,13 +326,17 @@ func Bounded(m *authv1alpha1.ClientMatcher) bool {
 	return len(m.Namespaces) > 0 || m.NamespaceSelector != nil
 }
 
-// selectorMatches treats an invalid selector as matching nothing: a typo must never grant.
-func selectorMatches(ls *metav1.LabelSelector, set labels.Set) bool {
+// selectorMismatch returns miss when the selector does not match set, and
+// ReasonInvalidSelector for a selector that does not parse: a typo must never grant.
+func selectorMismatch(ls *metav1.LabelSelector, set labels.Set, miss Reason) Reason {
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil {
-		return false
+		return ReasonInvalidSelector
 	}
-	return sel.Matches(set)
+	if !sel.Matches(set) {
+		return miss
+	}
+	return ""
 }
 
 func audienceFilter(auds []authv1alpha1.Audience) map[string]bool {
