@@ -39,11 +39,11 @@ app.kubernetes.io/component: {{ . }}
 {{ include "m2m.labels" (index . 0) }}
 {{- end -}}
 
-{{/* metadata.annotations from commonAnnotations, if any. */}}
+{{/* metadata.annotations from commonAnnotations, if any, indented for metadata (a leading newline). */}}
 {{- define "m2m.annotations" -}}
 {{- with .Values.commonAnnotations }}
-annotations:
-  {{- toYaml . | nindent 2 }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
 {{- end }}
 {{- end -}}
 
