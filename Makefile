@@ -188,7 +188,8 @@ $(GOLANGCI_LINT):
 	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
 
 .PHONY: helm
-helm: $(HELM) ## Build Helm once into the tool cache (LOCALBIN).
+helm: $(HELM) ## Build Helm once into the tool cache (LOCALBIN) and link it as bin/helm.
+	@mkdir -p bin && ln -sfn "$(HELM)" bin/helm
 $(HELM):
 	$(call go-install-tool,$@,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION),-ldflags '$(HELM_LDFLAGS)')
 
