@@ -19,6 +19,14 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 PROMETHEUS_VERSION := $(shell awk '$$1 == "require" { $$1 = "" } $$1 == "github.com/prometheus/prometheus" { print $$2 } $$2 == "github.com/prometheus/prometheus" { print $$3 }' hack/promql/go.mod)
 PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
 PROMQL_METRICS ?= $(CURDIR)/bin/promql-metrics
+
+# Helm, for the chart's tests (lint, template, install into envtest): built from the Go module
+# proxy with the version stamps its own release build sets (its version, and the Kubernetes
+# version `helm template` and `helm lint` assume: that of its client-go, 1.37).
+HELM_VERSION ?= v3.22.0
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+HELM_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=37)
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
 DEV_ADDR ?= 127.0.0.1:8080
@@ -43,14 +51,24 @@ manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers
 	$(CONTROLLER_GEN) rbac:roleName=tokenserver paths="./tokenserver/..." output:rbac:artifacts:config=config/rbac/tokenserver
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods, the flag reference (docs/flags.md) and the PrometheusRule of config/monitoring.
+generate: controller-gen ## Generate DeepCopy methods, the flag reference (docs/flags.md), the PrometheusRule of config/monitoring and the Helm chart's copies of config/ (CRDs, RBAC rules, monitoring).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	$(GO) run ./hack/flagdoc > docs/flags.md
 	$(GO) run ./hack/promrule config/monitoring/alerts.yaml > config/monitoring/prometheusrule.yaml
+	hack/chart-sync.sh
 
 # verify and verify/grpcverify are modules of their own (what API teams import); the operator's
 # module uses them through a replace. fmt, vet and test cover them too.
 VERIFY_MODULES = verify verify/grpcverify
+
+.PHONY: chart
+chart: ## Refresh the Helm chart's copies of config/ (CRDs, RBAC rules, monitoring files); part of make generate.
+	hack/chart-sync.sh
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the Helm chart strictly, with the default values and with every toggle on.
+	$(HELM) lint --strict charts/m2m-operator
+	$(HELM) lint --strict charts/m2m-operator -f charts/testdata/all-values.yaml
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -84,10 +102,10 @@ envtest: ## Print (and, the first time, build or download) the envtest control-p
 	@ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh
 
 .PHONY: test
-test: manifests generate fmt vet promtool ## Unit and envtest suites: every package but ./test/... (coverage in cover.out; the alert rule tests included), then the verify modules.
+test: manifests generate fmt vet promtool helm ## Unit and envtest suites: every package but ./test/... (coverage in cover.out; the alert rule tests and the chart's with the real Helm included), then the verify modules.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		pkgs="$$($(GO) list ./... | grep -v "^$$($(GO) list -m)/test/")"; \
-		KUBEBUILDER_ASSETS="$$assets" M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" \
+		KUBEBUILDER_ASSETS="$$assets" M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" M2M_HELM="$(HELM)" \
 			$(GO) test $$pkgs -coverprofile cover.out $(TEST_FLAGS); \
 		for m in $(VERIFY_MODULES); do (cd "$$m" && $(GO) test ./... -cover $(TEST_FLAGS)); done
 
@@ -98,10 +116,10 @@ test-alerts: promtool ## Check the alert rules and run their unit tests (promtoo
 	M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" $(GO) test ./config/monitoring -count=1 $(TEST_FLAGS)
 
 .PHONY: test-e2e
-test-e2e: manifests generate ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
+test-e2e: manifests generate helm ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
-		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" $(GO) test ./test/... $(TEST_FLAGS)
+		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" M2M_HELM="$(HELM)" $(GO) test ./test/... $(TEST_FLAGS)
 
 .PHONY: interop
 interop: ## Interop suite: Go (go-oidc, golang-jwt + keyfunc, jwx, x/oauth2) and Node (openid-client, oauth4webapi, jose, express-oauth2-jwt-bearer; pinned, npm ci) libraries against the real system, for each signing algorithm.
@@ -197,14 +215,25 @@ $(PROMTOOL):
 	mv "$$tmp/promtool" "$@"; \
 	rm -rf "$$tmp"
 
-# go-install-tool builds $(2)@$(3) into the versioned path $(1). It installs into a private
+.PHONY: helm
+helm: $(HELM) ## Build Helm once into the tool cache (LOCALBIN) and link it as bin/helm.
+	@mkdir -p bin && ln -sfn "$(HELM)" bin/helm
+$(HELM):
+	$(call go-install-tool,$@,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION),-ldflags '$(HELM_LDFLAGS)')
+
+.PHONY: helm-path
+helm-path: helm ## Print the path of the Helm binary (built once), for tests and scripts.
+	@echo "$(HELM)"
+
+# go-install-tool builds $(2)@$(3) into the versioned path $(1), with the go install flags
+# $(4) if any. It installs into a private
 # temporary directory and renames the binary into place, so two checkouts sharing the cache never
 # see a half-written binary or take each other's.
 define go-install-tool
 @mkdir -p "$(LOCALBIN)"; \
 	tmp="$$(mktemp -d "$(LOCALBIN)/.install.XXXXXX")"; \
 	echo "building $(2)@$(3) into $(1) (once)" >&2; \
-	GOBIN="$$tmp" $(GO) install "$(2)@$(3)" || { rm -rf "$$tmp"; exit 1; }; \
+	GOBIN="$$tmp" $(GO) install $(4) "$(2)@$(3)" || { rm -rf "$$tmp"; exit 1; }; \
 	mv "$$tmp/$(notdir $(2))" "$(1)"; \
 	rm -rf "$$tmp"
 endef

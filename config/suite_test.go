@@ -128,24 +128,7 @@ func testScheme() *runtime.Scheme {
 // render builds a kustomization exactly as `kubectl kustomize` does (and as `make deploy` does,
 // through the same function) and returns its objects in order.
 func render(dir, image string) ([]*unstructured.Unstructured, error) {
-	resMap, err := install.Render(dir, image)
-	if err != nil {
-		return nil, err
-	}
-	var out []*unstructured.Unstructured
-	for _, r := range resMap.Resources() {
-		// Through JSON, so that numbers are int64 as in objects read from the API server.
-		data, err := r.MarshalJSON()
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s: %w", r.CurId(), err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(data); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", r.CurId(), err)
-		}
-		out = append(out, u)
-	}
-	return out, nil
+	return install.Objects(dir, image)
 }
 
 // installFoundations creates the CRDs and the Namespace for real, and waits until the CRDs are

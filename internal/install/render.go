@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/pkg/util"
 	"sigs.k8s.io/kustomize/api/resmap"
@@ -86,4 +87,28 @@ func run(dir string) (resmap.ResMap, error) {
 		return nil, fmt.Errorf("rendering %s: %w", dir, err)
 	}
 	return m, nil
+}
+
+// Objects renders dir as Render does and returns its objects in order, as unstructured objects
+// whose numbers are int64 (as in objects read from the API server), for tests that compare the
+// install with what a cluster holds or with another rendering (the Helm chart).
+func Objects(dir, image string) ([]*unstructured.Unstructured, error) {
+	m, err := Render(dir, image)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*unstructured.Unstructured, 0, m.Size())
+	for _, r := range m.Resources() {
+		// Through JSON, so that numbers are int64 as in objects read from the API server.
+		data, err := r.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", r.CurId(), err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", r.CurId(), err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }

@@ -75,6 +75,26 @@ func Kubectl() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Helm returns the path of the Helm binary the tests run: $M2M_HELM (make test and make
+// test-e2e set it), else the one `make helm` builds once into the tool cache, built now if absent
+// (as Kubectl builds kubectl).
+func Helm() (string, error) {
+	if p := os.Getenv("M2M_HELM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("M2M_HELM: %w", err)
+		}
+		return p, nil
+	}
+	cmd := exec.Command("make", "-s", "--no-print-directory", "-C", RepoRoot(), "helm-path")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("make helm-path: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
 // New returns an envtest environment with the CRDs from config/crd/bases.
 func New() (*envtest.Environment, error) {
 	dir, err := AssetsDir()

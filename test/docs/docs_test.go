@@ -81,15 +81,23 @@ func startDev() (*devEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	helm, err := testenv.Helm()
+	if err != nil {
+		return nil, err
+	}
 	work, err := os.MkdirTemp("", "m2m-docs-")
 	if err != nil {
 		return nil, err
 	}
 	d := &devEnv{work: work, bin: filepath.Join(work, "bin"), out: &testenv.SyncBuffer{}}
-	if err := d.layout(kubectl); err != nil {
+	if err := d.layout(kubectl, helm); err != nil {
 		return nil, err
 	}
 	d.env = append(cleanEnv(), "PATH="+d.bin+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBEBUILDER_ASSETS="+assets)
+	// Helm's cache and config in the work directory, not the user's home.
+	for _, v := range []string{"HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"} {
+		d.env = append(d.env, v+"="+filepath.Join(work, ".helm", strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "HELM_"), "_HOME"))))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Exactly what `m2m dev` runs (see cli.Dev), on a free port: the docs must not depend on 8080.
@@ -111,17 +119,22 @@ func startDev() (*devEnv, error) {
 	return d, nil
 }
 
-// layout makes the work directory look like a checkout after `make build`.
-func (d *devEnv) layout(kubectl string) error {
+// layout makes the work directory look like a checkout after `make build`, with kubectl and
+// helm on the PATH as a reader has them.
+func (d *devEnv) layout(kubectl, helm string) error {
 	root := testenv.RepoRoot()
 	if err := os.MkdirAll(d.bin, 0o755); err != nil {
 		return err
 	}
-	if err := os.Symlink(kubectl, filepath.Join(d.bin, "kubectl")); err != nil {
-		return err
+	for name, path := range map[string]string{"kubectl": kubectl, "helm": helm} {
+		if err := os.Symlink(path, filepath.Join(d.bin, name)); err != nil {
+			return err
+		}
 	}
-	if err := os.Symlink(filepath.Join(root, "config"), filepath.Join(d.work, "config")); err != nil {
-		return err
+	for _, dir := range []string{"config", "charts"} {
+		if err := os.Symlink(filepath.Join(root, dir), filepath.Join(d.work, dir)); err != nil {
+			return err
+		}
 	}
 	return goBuild(filepath.Join(d.bin, "m2m"), ".")
 }
@@ -142,7 +155,7 @@ func cleanEnv() []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "KUBECONFIG", "PATH", "KUBEBUILDER_ASSETS", "M2M_CREDENTIALS", "M2M_ISSUER", "BILLING_API", "BILLING_ADDR":
+		case "KUBECONFIG", "PATH", "HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME", "KUBEBUILDER_ASSETS", "M2M_CREDENTIALS", "M2M_ISSUER", "BILLING_API", "BILLING_ADDR":
 			continue
 		}
 		out = append(out, kv)
