@@ -19,14 +19,7 @@ package cli
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,8 +29,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2m-dev/m2m-operator/internal/clientassertion"
+
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/signingkey"
@@ -183,11 +177,7 @@ func buildAssertion(f *assertionFlags, now time.Time) (string, error) {
 	if id == "" || aud == "" {
 		return "", errors.New("the client id and audience are needed: --credentials, or --client-id and --audience")
 	}
-	signer, alg, err := loadPrivateKey(f.key)
-	if err != nil {
-		return "", err
-	}
-	return signAssertion(signer, alg, id, aud, now, f.ttl)
+	return clientassertion.SignFile(f.key, id, aud, now, f.ttl)
 }
 
 func readCredential(dir, key string) (string, error) {
@@ -196,57 +186,4 @@ func readCredential(dir, key string) (string, error) {
 		return "", fmt.Errorf("reading credential %s: %w", key, err)
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// loadPrivateKey reads a PKCS#8 PEM private key and picks its JWS algorithm.
-func loadPrivateKey(path string) (crypto.Signer, jose.SignatureAlgorithm, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading the private key: %w", err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, "", fmt.Errorf("%s holds no PEM PRIVATE KEY (PKCS#8) block", path)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, "", fmt.Errorf("parsing %s: %w", path, err)
-	}
-	switch k := parsed.(type) {
-	case *ecdsa.PrivateKey:
-		return k, jose.ES256, nil
-	case ed25519.PrivateKey:
-		return k, jose.EdDSA, nil
-	case *rsa.PrivateKey:
-		return k, jose.RS256, nil
-	}
-	return nil, "", fmt.Errorf("%s: unsupported key type %T (want EC P-256, Ed25519 or RSA)", path, parsed)
-}
-
-// signAssertion signs the RFC 7523 §3 claims: iss = sub = the client id, aud, exp, iat, nbf
-// and a random jti (the token server refuses a replayed jti).
-func signAssertion(key crypto.Signer, alg jose.SignatureAlgorithm, clientID, aud string, now time.Time, ttl time.Duration) (string, error) {
-	kid, err := signingkey.Thumbprint(key.Public())
-	if err != nil {
-		return "", err
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		return "", fmt.Errorf("creating the signer: %w", err)
-	}
-	jti := make([]byte, 16)
-	if _, err := rand.Read(jti); err != nil {
-		return "", fmt.Errorf("generating jti: %w", err)
-	}
-	claims := jwt.Claims{
-		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{aud},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-		Expiry: jwt.NewNumericDate(now.Add(ttl)), ID: base64.RawURLEncoding.EncodeToString(jti),
-	}
-	s, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		return "", fmt.Errorf("signing the assertion: %w", err)
-	}
-	return s, nil
 }
