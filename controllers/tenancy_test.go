@@ -86,6 +86,15 @@ var _ = Describe("Tenancy", func() {
 	policyReady := func(p *authv1alpha1.ScopePolicy) *metav1.Condition {
 		return policyCondition(p, authv1alpha1.ConditionReady)
 	}
+	// readyReason polls the policy's Ready reason, failing the poll (not panicking) while the
+	// policy has no Ready condition yet.
+	readyReason := func(p *authv1alpha1.ScopePolicy) func(g Gomega) string {
+		return func(g Gomega) string {
+			cond := policyReady(p)
+			g.Expect(cond).NotTo(BeNil(), "policy %s/%s has no Ready condition yet", p.Namespace, p.Name)
+			return cond.Reason
+		}
+	}
 
 	It("never lets a tenant's policy hold another namespace's audience, in any create/delete/re-create order", func() {
 		aud := "api." + apiNS
@@ -112,7 +121,7 @@ var _ = Describe("Tenancy", func() {
 			Expect(k8sClient.Create(ctx, owner)).To(Succeed())
 			Eventually(func(g Gomega) map[string][]string { return grants(g, victim) }).WithTimeout(3*time.Second).
 				Should(Equal(map[string][]string{aud: {"invoices:read"}}), "round %d: the owner's clients get their grant back within seconds", round)
-			Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonReady))
+			Eventually(readyReason(owner)).Should(Equal(authv1alpha1.ReasonReady))
 			Expect(grants(Default, thief)).To(BeEmpty())
 			Expect(get(thief).Status.GrantedScopes).To(BeEmpty())
 			Expect(k8sClient.Delete(ctx, owner)).To(Succeed())
@@ -139,7 +148,7 @@ var _ = Describe("Tenancy", func() {
 		Expect(tenant.Create(ctx, squat)).To(Succeed())
 		victim := newClient(victimNS, "worker")
 		thief := tenantClient("thief")
-		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonAudienceNotBound))
+		Eventually(readyReason(owner)).Should(Equal(authv1alpha1.ReasonAudienceNotBound))
 		record(victim)
 		Consistently(func(g Gomega) map[string][]string { return grants(g, victim) }, "200ms").Should(BeEmpty())
 
@@ -149,7 +158,7 @@ var _ = Describe("Tenancy", func() {
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, binding))).To(Succeed()) })
 		Eventually(func(g Gomega) map[string][]string { return grants(g, victim) }).WithTimeout(3 * time.Second).
 			Should(Equal(map[string][]string{aud: {"invoices:read"}}))
-		Eventually(func() string { return policyReady(owner).Reason }).Should(Equal(authv1alpha1.ReasonReady))
+		Eventually(readyReason(owner)).Should(Equal(authv1alpha1.ReasonReady))
 		Expect(policyReady(squat).Reason).To(Equal(authv1alpha1.ReasonAudienceNotBound))
 		Expect(grants(Default, thief)).To(BeEmpty())
 
