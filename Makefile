@@ -14,6 +14,9 @@ LOCALBIN ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/m2m-operator/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# Caddy, the gateway the e2e tests run forward_auth with (built from the Go module proxy).
+CADDY_VERSION ?= v2.11.9
+CADDY ?= $(LOCALBIN)/caddy-$(CADDY_VERSION)
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
 DEV_ADDR ?= 127.0.0.1:8080
@@ -84,8 +87,12 @@ test: manifests generate fmt vet ## Unit and envtest suites: every package but .
 		KUBEBUILDER_ASSETS="$$assets" $(GO) test $$pkgs -coverprofile cover.out $(TEST_FLAGS); \
 		for m in $(VERIFY_MODULES); do (cd "$$m" && $(GO) test ./... -cover $(TEST_FLAGS)); done
 
+.PHONY: gateway-tools
+gateway-tools: ## Install the gateways the e2e tests run in front of m2m authz (Debian's nginx-light + headers-more), when root with apt-get.
+	@hack/install-gateways.sh
+
 .PHONY: test-e2e
-test-e2e: manifests generate ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
+test-e2e: manifests generate gateway-tools ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
 		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" $(GO) test ./test/... $(TEST_FLAGS)
@@ -165,6 +172,11 @@ undeploy: ## Remove the workloads; the foundation (CRDs, namespaces, every crede
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen once into the tool cache (LOCALBIN, default ~/.cache/m2m-operator/bin).
 $(CONTROLLER_GEN):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: caddy
+caddy: $(CADDY) ## Build Caddy once into the tool cache (LOCALBIN), for the gateway tests.
+$(CADDY):
+	$(call go-install-tool,$@,github.com/caddyserver/caddy/v2/cmd/caddy,$(CADDY_VERSION))
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint once into the tool cache (LOCALBIN).

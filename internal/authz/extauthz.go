@@ -38,13 +38,18 @@ type ExtAuthz struct {
 	audienceHeader string
 }
 
+// ContextExtensionAudience is the ext_authz context extension naming the route's audience
+// (check_settings.context_extensions in Envoy's per-route ExtAuthzPerRoute); it takes
+// precedence over the audience header and the host.
+const ContextExtensionAudience = "m2m-audience"
+
 // NewExtAuthz returns the ext_authz service; audienceHeader as for ForwardAuth.
 func NewExtAuthz(d *Decider, audienceHeader string) *ExtAuthz {
 	return &ExtAuthz{decider: d, audienceHeader: strings.ToLower(audienceHeader)}
 }
 
 // Check answers one request. Allowed: OkHttpResponse with the identity headers, overwriting,
-// and every other client-supplied x-m2m-* header removed. Denied: DeniedHttpResponse with the
+// and every other client-supplied x-m2m-* header removed (the audience header included). Denied: DeniedHttpResponse with the
 // status, the RFC 6750 challenge and a one-line body. A request without HTTP attributes is
 // denied as one without a token would be.
 func (s *ExtAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -56,6 +61,10 @@ func (s *ExtAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.
 	}
 	if s.audienceHeader != "" {
 		req.Audience = headers[s.audienceHeader]
+	}
+	// A per-route context extension is Envoy's own configuration: no client can set it.
+	if aud := in.GetAttributes().GetContextExtensions()[ContextExtensionAudience]; aud != "" {
+		req.Audience = aud
 	}
 	dec := s.decider.Decide(ctx, &req)
 	if dec.Outcome == Allow {

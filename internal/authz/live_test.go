@@ -206,6 +206,18 @@ func TestExtAuthz(t *testing.T) {
 		t.Fatalf("headers_to_remove %v: the client's x-m2m-* headers would reach the API", rm)
 	}
 
+	// The route's context extension names the audience, over the client's header.
+	res, err := c.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: map[string]string{authz.ContextExtensionAudience: aud},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/invoices", Host: "ignored.example.com",
+			Headers: map[string]string{"x-m2m-audience": "shipping.shipping", "authorization": "Bearer " + iss.Token()},
+		}},
+	}})
+	if err != nil || res.GetOkResponse() == nil {
+		t.Fatalf("audience from the context extension: %v %v", res, err)
+	}
+
 	for _, tc := range []struct {
 		name, method, path, token string
 		status                    int32
