@@ -204,13 +204,17 @@ func setBillingRoutes(ctx context.Context, routes []authv1alpha1.Route) {
 	}).WithContext(ctx).Should(Succeed())
 }
 
-var _ = Describe("m2m authz behind nginx (auth_request)", Ordered, func() {
-	var (
-		base                 string
-		read, write, foreign string
-	)
+// gateway is how a spec finds a gateway's binary (skipping when it is missing) and starts it
+// in front of the upstream, asking m2m authz at authz (both host:port); start returns the
+// gateway's base URL.
+type gateway struct {
+	name  string
+	find  func() string
+	start func(ctx SpecContext, bin, authz, upstream string) string
+}
 
-	BeforeAll(func(ctx SpecContext) {
+var _ = Describe("m2m authz behind nginx (auth_request)", Ordered, func() {
+	gatewaySpecs(gateway{name: "nginx", find: func() string {
 		bin, err := exec.LookPath("nginx")
 		if err != nil {
 			bin = "/usr/sbin/nginx"
@@ -221,23 +225,67 @@ var _ = Describe("m2m authz behind nginx (auth_request)", Ordered, func() {
 		if _, err := os.Stat(headersMoreModule); err != nil {
 			Skip("nginx's headers-more module is not installed (" + headersMoreModule + "): run `make gateway-tools`")
 		}
+		return bin
+	}, start: func(ctx SpecContext, bin, authzAddr, upstream string) string {
+		dir := GinkgoT().TempDir()
+		addr := freeAddr()
+		conf := renderConfig("nginx.conf", dir, map[string]string{
+			"DIR": dir, "LISTEN": addr, "AUTHZ": authzAddr, "UPSTREAM": upstream, "AUDIENCE": billingAudience,
+		})
+		startGateway(ctx, addr, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+		return "http://" + addr
+	}})
+})
+
+var _ = Describe("m2m authz behind Caddy (forward_auth)", Ordered, func() {
+	gatewaySpecs(gateway{name: "Caddy", find: func() string {
+		bin := os.Getenv("CADDY")
+		if bin == "" {
+			matches, _ := filepath.Glob(filepath.Join(toolCache(), "caddy-v*"))
+			if len(matches) == 0 {
+				Skip("Caddy is not built: run `make caddy` (builds github.com/caddyserver/caddy/v2/cmd/caddy into ~/.cache/m2m-operator/bin), or set CADDY")
+			}
+			bin = matches[len(matches)-1]
+		}
+		return bin
+	}, start: func(ctx SpecContext, bin, authzAddr, upstream string) string {
+		dir := GinkgoT().TempDir()
+		addr := freeAddr()
+		conf := renderConfig("Caddyfile", dir, map[string]string{
+			"LISTEN": addr, "AUTHZ": authzAddr, "UPSTREAM": upstream, "AUDIENCE": billingAudience,
+		})
+		startGateway(ctx, addr, bin, "run", "--config", conf, "--adapter", "caddyfile")
+		return "http://" + addr
+	}})
+})
+
+// toolCache is where make builds tools (LOCALBIN's default).
+func toolCache() string {
+	if dir := os.Getenv("LOCALBIN"); dir != "" {
+		return dir
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "m2m-operator", "bin")
+}
+
+// gatewaySpecs are the cases every gateway must pass, with real tokens from the token server.
+func gatewaySpecs(gw gateway) {
+	var (
+		base                 string
+		read, write, foreign string
+	)
+
+	BeforeAll(func(ctx SpecContext) {
+		bin := gw.find()
+		authzSrv, _ := startAuthz(ctx)
+		upstream := echoUpstream()
 		applyFiles(ctx, sampleFiles()...)
 		applyFiles(ctx, "test/e2e/testdata/gateways/reports.yaml")
 		setBillingRoutes(ctx, gatewayRoutes("invoices:read"))
 		read = tokenOf(ctx, "payments", "billing-worker", billingAudience, "invoices:read")
 		write = tokenOf(ctx, "payments", "billing-admin", billingAudience, "invoices:write")
 		foreign = tokenOf(ctx, "payments", "report-reader", "reports.billing", "reports:read")
-
-		authzSrv, _ := startAuthz(ctx)
-		upstream := echoUpstream()
-		dir := GinkgoT().TempDir()
-		addr := freeAddr()
-		conf := renderConfig("nginx.conf", dir, map[string]string{
-			"DIR": dir, "LISTEN": addr, "AUTHZ": strings.TrimPrefix(authzSrv.URL, "http://"),
-			"UPSTREAM": strings.TrimPrefix(upstream.URL, "http://"), "AUDIENCE": billingAudience,
-		})
-		startGateway(ctx, addr, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-		base = "http://" + addr
+		base = gw.start(ctx, bin, strings.TrimPrefix(authzSrv.URL, "http://"), strings.TrimPrefix(upstream.URL, "http://"))
 	})
 
 	It("lets a token with the route's scopes through, with the identity headers, and no client x-m2m-* header", func(ctx SpecContext) {
@@ -284,9 +332,9 @@ var _ = Describe("m2m authz behind nginx (auth_request)", Ordered, func() {
 		edited := time.Now()
 		Eventually(func() int { return callGateway(ctx, base, http.MethodGet, "/invoices", read, nil).status }).
 			WithContext(ctx).WithTimeout(time.Second).WithPolling(10 * time.Millisecond).Should(Equal(http.StatusForbidden))
-		GinkgoWriter.Printf("GATEWAY nginx enforced the edited route %s after the update was stored\n", time.Since(edited).Round(time.Millisecond))
+		GinkgoWriter.Printf("GATEWAY %s enforced the edited route %s after the update was stored\n", gw.name, time.Since(edited).Round(time.Millisecond))
 		setBillingRoutes(ctx, gatewayRoutes("invoices:read"))
 		Eventually(func() int { return callGateway(ctx, base, http.MethodGet, "/invoices", read, nil).status }).
 			WithContext(ctx).WithTimeout(time.Second).WithPolling(10 * time.Millisecond).Should(Equal(http.StatusOK))
 	})
-})
+}
