@@ -22,7 +22,9 @@ package authz_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -245,5 +247,97 @@ func TestExtAuthz(t *testing.T) {
 				t.Fatalf("WWW-Authenticate %q, want %q", challenge, tc.challenge)
 			}
 		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// Run, as `m2m authz` runs it: not ready until the issuer's keys and the policies are loaded,
+// then forward-auth, ext_authz and /metrics on their own ports, and a clean stop.
+func TestRun(t *testing.T) {
+	cfg, k8s := apiServer(t)
+	ctx := context.Background()
+	if err := client.IgnoreAlreadyExists(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "billing"}})); err != nil {
+		t.Fatal(err)
+	}
+	p := policy("billing", time.Time{}, "", billingRoutes...)
+	p.Name = "run"
+	if err := k8s.Create(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), &p) })
+	iss := verifytest.NewIssuer(t)
+	opts := authz.DefaultOptions()
+	opts.Issuer, opts.Addr, opts.GRPCAddr, opts.MetricsAddr = iss.URL, freeAddr(t), freeAddr(t), freeAddr(t)
+	opts.AudienceHeader = "X-M2M-Audience"
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- authz.Run(runCtx, cfg, opts, logr.Discard()) }()
+
+	metrics := "http://" + opts.MetricsAddr
+	eventually(t, 10*time.Second, authz.Allow, func() authz.Outcome {
+		resp, err := http.Get(metrics + "/readyz")
+		if err != nil {
+			return authz.NoToken
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return authz.NoToken
+		}
+		return authz.Allow
+	})
+	forward := func(method, uri string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+opts.Addr+"/", nil)
+		req.Header.Set("Authorization", "Bearer "+iss.Token(verifytest.Scope("invoices:read")))
+		req.Header.Set("X-Original-Method", method)
+		req.Header.Set("X-Original-URI", uri)
+		req.Header.Set("X-M2M-Audience", aud)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := forward("GET", "/invoices"); got != http.StatusOK {
+		t.Fatalf("forward-auth GET /invoices: %d", got)
+	}
+	if got := forward("POST", "/invoices"); got != http.StatusForbidden {
+		t.Fatalf("forward-auth POST /invoices: %d", got)
+	}
+	conn, err := grpc.NewClient(opts.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	res, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/invoices", Headers: map[string]string{"x-m2m-audience": aud, "authorization": "Bearer " + iss.Token()},
+		}},
+	}})
+	if err != nil || res.GetOkResponse() == nil {
+		t.Fatalf("ext_authz: %v %v", res, err)
+	}
+	resp, err := http.Get(metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), `m2m_authz_decisions_total{audience="billing.billing",decision="allow"} 2`) {
+		t.Errorf("metrics do not count the two allowed decisions:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
