@@ -88,14 +88,15 @@ test: manifests generate fmt vet ## Unit and envtest suites: every package but .
 		for m in $(VERIFY_MODULES); do (cd "$$m" && $(GO) test ./... -cover $(TEST_FLAGS)); done
 
 .PHONY: gateway-tools
-gateway-tools: ## Install the gateways the e2e tests run in front of m2m authz (Debian's nginx-light + headers-more), when root with apt-get.
+gateway-tools: ## Install the gateways the e2e tests run in front of m2m authz: Debian's nginx-light + headers-more (when root with apt-get) and Caddy (built once).
 	@hack/install-gateways.sh
+	@$(MAKE) --no-print-directory caddy || echo "gateway-tools: could not build Caddy $(CADDY_VERSION): the Caddy tests will skip" >&2
 
 .PHONY: test-e2e
 test-e2e: manifests generate gateway-tools ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
-		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" $(GO) test ./test/... $(TEST_FLAGS)
+		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" CADDY="$(CADDY)" $(GO) test ./test/... $(TEST_FLAGS)
 
 .PHONY: interop
 interop: ## Interop suite: Go (go-oidc, golang-jwt + keyfunc, jwx, x/oauth2) and Node (openid-client, oauth4webapi, jose, express-oauth2-jwt-bearer; pinned, npm ci) libraries against the real system, for each signing algorithm.
