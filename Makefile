@@ -27,6 +27,10 @@ HELM_VERSION ?= v3.22.0
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 HELM_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=37)
+
+# Caddy, the gateway the e2e tests run forward_auth with (built from the Go module proxy).
+CADDY_VERSION ?= v2.11.9
+CADDY ?= $(LOCALBIN)/caddy-$(CADDY_VERSION)
 # Extra flags for go test, e.g. make test TEST_FLAGS='-run TestFoo -v'.
 TEST_FLAGS ?=
 DEV_ADDR ?= 127.0.0.1:8080
@@ -115,11 +119,16 @@ test-alerts: promtool ## Check the alert rules and run their unit tests (promtoo
 	cd config/monitoring && $(PROMTOOL) test rules alerts_test.yaml
 	M2M_PROMTOOL="$(PROMTOOL)" M2M_PROMQL_METRICS="$(PROMQL_METRICS)" $(GO) test ./config/monitoring -count=1 $(TEST_FLAGS)
 
+.PHONY: gateway-tools
+gateway-tools: ## Install the gateways the e2e tests run in front of m2m authz: Debian's nginx-light + headers-more (when root with apt-get) and Caddy (built once).
+	@hack/install-gateways.sh
+	@$(MAKE) --no-print-directory caddy || echo "gateway-tools: could not build Caddy $(CADDY_VERSION): the Caddy tests will skip" >&2
+
 .PHONY: test-e2e
-test-e2e: manifests generate helm ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
+test-e2e: manifests generate helm gateway-tools ## End-to-end suites (test/e2e, test/docs, test/skew): the built system, driven as a user drives it.
 	@assets="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh)"; \
 		kubectl="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh kubectl)"; \
-		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" M2M_HELM="$(HELM)" $(GO) test ./test/... $(TEST_FLAGS)
+		KUBEBUILDER_ASSETS="$$assets" M2M_KUBECTL="$$kubectl" M2M_HELM="$(HELM)" CADDY="$(CADDY)" $(GO) test ./test/... $(TEST_FLAGS)
 
 .PHONY: interop
 interop: ## Interop suite: Go (go-oidc, golang-jwt + keyfunc, jwx, x/oauth2) and Node (openid-client, oauth4webapi, jose, express-oauth2-jwt-bearer; pinned, npm ci) libraries against the real system, for each signing algorithm.
@@ -197,6 +206,11 @@ undeploy: ## Remove the workloads; the foundation (CRDs, namespaces, every crede
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen once into the tool cache (LOCALBIN, default ~/.cache/m2m-operator/bin).
 $(CONTROLLER_GEN):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: caddy
+caddy: $(CADDY) ## Build Caddy once into the tool cache (LOCALBIN), for the gateway tests.
+$(CADDY):
+	$(call go-install-tool,$@,github.com/caddyserver/caddy/v2/cmd/caddy,$(CADDY_VERSION))
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint once into the tool cache (LOCALBIN).

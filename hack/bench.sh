@@ -20,7 +20,7 @@
 # (32), CLIENTS (1000), CLOSED_DURATION (5s), OPEN_DURATION (10s), PIN=1 (taskset: servers on
 # CPU 1, generator on CPU 0), BEFORE (another build of hack/bench/server, driven in the same
 # rounds as "before"), SKIP_VERIFY=1, BENCHTIME (go test -benchtime, default 2s), SKIP_GO_BENCH=1,
-# SKIP_SCALE=1, KUBEBUILDER_ASSETS (else hack/setup-envtest.sh provides it).
+# SKIP_SCALE=1, SKIP_AUTHZ=1, KUBEBUILDER_ASSETS (else hack/setup-envtest.sh provides it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -177,6 +177,19 @@ if [[ "${SKIP_VERIFY:-}" != "1" ]]; then
   hotrev="$(median BenchmarkVerifyHotRevocation)" dpop_hot="$(median BenchmarkVerifyDPoPHot)"
 fi
 
+# 3b. m2m authz (SKIP_AUTHZ=1 skips): one forward-auth decision for a cached token, the handler
+#     as a gateway calls it; p50/p99 of single decisions from the benchmark's own distribution
+#     (hack/loadgen drives token requests only).
+authz_p50=- authz_p99=-
+if [[ "${SKIP_AUTHZ:-}" != "1" ]]; then
+  log "m2m authz decision benchmark (go test -bench)"
+  ab="$work/authz.bench"
+  go test -run '^$' -bench 'BenchmarkDecision$' -benchtime "$BENCHTIME" -benchmem ./internal/authz >"$ab"
+  grep '^BenchmarkDecision' "$ab" >&2
+  authz_p50="$(awk '/^BenchmarkDecision/ { for (i = 1; i < NF; i++) if ($(i+1) == "p50-ns") printf "%.1f", $i / 1000 }' "$ab")"
+  authz_p99="$(awk '/^BenchmarkDecision/ { for (i = 1; i < NF; i++) if ($(i+1) == "p99-ns") printf "%.1f", $i / 1000 }' "$ab")"
+fi
+
 # 4. Scale on envtest (SKIP_SCALE=1 skips): reconcile time for 1,000 clients, policy-edit
 #    propagation, token server RSS and record-change latency at 10,000 clients.
 scale_lines=""
@@ -208,6 +221,8 @@ row "verify hot, revocation list on / off" "$(awk -v a="$hotrev" -v b="$hot" 'BE
 row "issuance ns/op in process, ES256 bearer" "$issue_bearer" "-" "" ""
 row "issuance ns/op in process, ES256 DPoP-bound" "$issue_dpop" "-" "" ""
 row "verify DPoP ns/op (cached token, new proof)" "$dpop_hot" "-" "" ""
+row "m2m authz decision p50 us, cached token" "$authz_p50" "-" "" ""
+row "m2m authz decision p99 us, cached token" "$authz_p99" "<= 1000" 1000 le
 if [[ -n "$scale_lines" ]]; then
   row "1,000 new clients all CredentialsReady, s" "$(field all_credentials_ready)" "<= 15" 15 le
   row "policy edit in 1,000 records, s" "$(field policy_edit_propagated)" "< 5" 5 le

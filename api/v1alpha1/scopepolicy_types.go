@@ -81,8 +81,55 @@ type Grant struct {
 	Clients ClientMatcher `json:"clients"`
 }
 
+// HTTPMethod is an HTTP request method a route applies to.
+// +kubebuilder:validation:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+type HTTPMethod string
+
+// UnmatchedRoutes says what m2m authz answers for a request that matches none of the policy's
+// routes.
+// +kubebuilder:validation:Enum=Deny;AllowAuthenticated
+type UnmatchedRoutes string
+
+// What a request matching no route gets.
+const (
+	// UnmatchedRoutesDeny refuses it (403 insufficient_scope): the default, so that a route the
+	// API owner forgot is closed, not open.
+	UnmatchedRoutesDeny UnmatchedRoutes = "Deny"
+	// UnmatchedRoutesAllowAuthenticated lets in any valid token for the audience, whatever its
+	// scopes.
+	UnmatchedRoutesAllowAuthenticated UnmatchedRoutes = "AllowAuthenticated"
+)
+
+// Route says which scopes a request needs, by path prefix and method. It is read by m2m authz,
+// the decision service that gateways (nginx, Envoy, Istio, Traefik, Caddy) ask before they let a
+// request through to the API.
+type Route struct {
+	// PathPrefix the request path must start with, e.g. /invoices. It matches whole path
+	// segments: /invoices matches /invoices and /invoices/42, not /invoices-archive ("/" matches
+	// every path). The query string is not part of the path.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="pathPrefix must start with / (e.g. /invoices)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[!-~]+$') && !self.contains('?') && !self.contains('#')",message="pathPrefix must be a path of printable ASCII without spaces, query (?) or fragment (#)"
+	PathPrefix string `json:"pathPrefix"`
+
+	// Methods the route applies to; empty or absent: every method.
+	// +kubebuilder:validation:MaxItems=7
+	// +listType=set
+	// +optional
+	Methods []HTTPMethod `json:"methods,omitempty"`
+
+	// Scopes the token must hold, all of them; empty: any valid token for the audience. Each
+	// must be declared in the policy's spec.scopes.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +optional
+	Scopes []ScopeToken `json:"scopes,omitempty"`
+}
+
 // ScopePolicySpec is what an API team declares about its API.
 // +kubebuilder:validation:XValidation:rule="!has(self.grants) || self.grants.all(g, g.scopes.all(s, s.endsWith(':*') || (has(self.scopes) && self.scopes.exists(d, d.name == s))))",message="spec.grants[].scopes may only name scopes declared in spec.scopes, or prefix wildcards such as invoices:*"
+// +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, !has(r.scopes) || r.scopes.all(s, has(self.scopes) && self.scopes.exists(d, d.name == s)))",message="spec.routes[].scopes may only name scopes declared in spec.scopes (add the scope to spec.scopes, or fix its spelling)"
 type ScopePolicySpec struct {
 	// Audience is the API's identifier, the "aud" of its tokens. Default: <name>.<namespace>.
 	// An audience belongs to one namespace: one of the form <x>.<namespace> (a DNS name whose
@@ -105,6 +152,22 @@ type ScopePolicySpec struct {
 	// +listType=atomic
 	// +optional
 	Grants []Grant `json:"grants,omitempty"`
+
+	// Routes say which scopes each request to the API needs, for gateways that ask m2m authz
+	// (see docs/gateways). The first route whose pathPrefix and methods match the request
+	// decides (list specific prefixes before general ones); a request matching none is
+	// answered per unmatchedRoutes. Only the policy holding the audience counts: routes of a
+	// policy that does not hold its audience are ignored.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Routes []Route `json:"routes,omitempty"`
+
+	// UnmatchedRoutes is the answer for a request that matches no route: Deny (the default)
+	// or AllowAuthenticated (any valid token for the audience).
+	// +kubebuilder:default=Deny
+	// +optional
+	UnmatchedRoutes UnmatchedRoutes `json:"unmatchedRoutes,omitempty"`
 
 	// MaxTokenTTL caps the lifetime of tokens for this audience (1m to 24h).
 	// +kubebuilder:validation:Type=string

@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -114,6 +115,14 @@ var _ = Describe("CRD schema validation", func() {
 		}
 	})
 
+	It("accepts a policy with routes, and defaults unmatchedRoutes to Deny", func() {
+		p := policy("routes", "scopes: [{name: a:read}, {name: a:write}]\nroutes:\n- {pathPrefix: /a, methods: [GET, HEAD], scopes: [a:read]}\n- {pathPrefix: /a, scopes: [a:read, a:write]}\n- {pathPrefix: /healthz, scopes: []}\n- {pathPrefix: /}")
+		Expect(k8sClient.Create(ctx, p, client.DryRunAll)).To(Succeed())
+		got, _, _ := unstructured.NestedString(p.Object, "spec", "unmatchedRoutes")
+		Expect(got).To(Equal(string(authv1alpha1.UnmatchedRoutesDeny)))
+		Expect(k8sClient.Create(ctx, policy("routes-open", "unmatchedRoutes: AllowAuthenticated"), client.DryRunAll)).To(Succeed())
+	})
+
 	It("accepts a minimal valid client and policy", func() {
 		Expect(k8sClient.Create(ctx, client_("minimal", "scopes: [a:b]"), client.DryRunAll)).To(Succeed())
 		Expect(k8sClient.Create(ctx, policy("minimal", "scopes: [{name: a:b}]\ngrants: [{scopes: ['a:*'], clients: {namespaceSelector: {}}}]"), client.DryRunAll)).To(Succeed())
@@ -178,6 +187,14 @@ var _ = Describe("CRD schema validation", func() {
 		Entry("declared scope with a space", policy("p5", "scopes: [{name: 'a read'}]"), "spec.scopes[0].name", "RFC 6749 scope-token"),
 		Entry("duplicate declared scope", policy("p6", "scopes: [{name: a}, {name: a}]"), "spec.scopes[1]", "Duplicate value"),
 		Entry("maxTokenTTL above 24h", policy("p7", "maxTokenTTL: 48h"), "spec.maxTokenTTL", "between 1m and 24h"),
+		Entry("route scope not declared", policy("r1", "scopes: [{name: a:read}]\nroutes: [{pathPrefix: /a, scopes: [a:write]}]"), "spec", "spec.routes[].scopes may only name scopes declared in spec.scopes"),
+		Entry("route scope with no scopes declared", policy("r2", "routes: [{pathPrefix: /a, scopes: [a:read]}]"), "spec", "may only name scopes declared in spec.scopes"),
+		Entry("route pathPrefix without a leading slash", policy("r3", "routes: [{pathPrefix: invoices}]"), "spec.routes[0].pathPrefix", "pathPrefix must start with /"),
+		Entry("route pathPrefix with a query", policy("r4", "routes: [{pathPrefix: '/a?b=c'}]"), "spec.routes[0].pathPrefix", "without spaces, query (?) or fragment (#)"),
+		Entry("route with an unknown method", policy("r5", "routes: [{pathPrefix: /a, methods: [FETCH]}]"), "spec.routes[0].methods[0]", "Unsupported value"),
+		Entry("route with a duplicate method", policy("r6", "routes: [{pathPrefix: /a, methods: [GET, GET]}]"), "spec.routes[0].methods[1]", "Duplicate value"),
+		Entry("more than 64 routes", policy("r7", "routes: ["+manyRoutes(65)+"]"), "spec.routes", "must have at most 64 items"),
+		Entry("unknown unmatchedRoutes", policy("r8", "unmatchedRoutes: Allow"), "spec.unmatchedRoutes", "Unsupported value"),
 	)
 
 	It("accepts a PrivateKeyJWT client with an inline JWKS", func() {
@@ -257,6 +274,15 @@ func manyScopes(n int) string {
 	s := make([]string, n)
 	for i := range s {
 		s[i] = "s" + strings.Repeat("x", i%5) + string(rune('a'+i%26)) + ":" + string(rune('a'+i/26))
+	}
+	return strings.Join(s, ", ")
+}
+
+// manyRoutes returns n distinct routes in YAML flow style.
+func manyRoutes(n int) string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = fmt.Sprintf("{pathPrefix: /r%d}", i)
 	}
 	return strings.Join(s, ", ")
 }

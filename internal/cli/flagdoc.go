@@ -40,6 +40,7 @@ func FlagReference() []byte {
 	}{
 		{"controller", first(controllerFlagSet())},
 		{"tokenserver", tokenServerFlagSet()},
+		{"authz", firstOf2(authzFlagSet())},
 		{"dev", first(devFlagSet())},
 		{"version", versionFlagSet()},
 		{"keygen", firstOf2(keygenFlagSet())},

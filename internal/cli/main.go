@@ -43,6 +43,7 @@ type command struct {
 var commands = map[string]command{
 	"controller":  {"reconcile M2MClients and ScopePolicies; manage signing keys and credentials", runController},
 	"tokenserver": {"serve the OAuth 2.0 token, JWKS, metadata and introspection endpoints", runTokenServer},
+	"authz":       {"answer gateways (nginx, Traefik, Caddy, Envoy, Istio) whether a request may reach an API", runAuthz},
 	"dev":         {"run everything locally: control plane, CRDs, controller, token server, samples", runDev},
 	"version":     {"print the version, commit and Go version of this binary", runVersion},
 	"keygen":      {"generate a PrivateKeyJWT client's key pair: private.pem and the public jwks.json", runKeygen},
