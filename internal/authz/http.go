@@ -19,17 +19,21 @@ package authz
 import (
 	"net/http"
 	"strings"
+
+	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // Headers that carry the original request to a forward-auth endpoint: nginx's auth_request
 // (set in its configuration, docs/gateways/nginx.md), and Traefik's ForwardAuth and Caddy's
-// forward_auth (set by the gateway itself).
+// forward_auth (set by the gateway itself). The host and proto headers name the URL a DPoP
+// proof must be for; a gateway must overwrite every one of them, never pass a client's.
 const (
 	headerOriginalMethod  = "X-Original-Method"
 	headerOriginalURI     = "X-Original-Uri"
 	headerForwardedMethod = "X-Forwarded-Method"
 	headerForwardedURI    = "X-Forwarded-Uri"
 	headerForwardedHost   = "X-Forwarded-Host"
+	headerForwardedProto  = "X-Forwarded-Proto"
 )
 
 // ForwardAuth returns the HTTP forward-auth handler: 200 with the identity headers when the
@@ -51,7 +55,9 @@ func forwardedRequest(r *http.Request, audienceHeader string) Request {
 		Method:        first(h.Get(headerOriginalMethod), h.Get(headerForwardedMethod), r.Method),
 		URI:           first(h.Get(headerOriginalURI), h.Get(headerForwardedURI), r.URL.RequestURI()),
 		Host:          first(h.Get(headerForwardedHost), r.Host),
+		Scheme:        h.Get(headerForwardedProto),
 		Authorization: h.Values("Authorization"),
+		DPoP:          h.Values(dpop.HeaderName),
 	}
 	if audienceHeader != "" {
 		req.Audience = h.Get(audienceHeader)
