@@ -19,8 +19,6 @@ package authz
 import (
 	"net/http"
 	"strings"
-
-	"github.com/m2m-dev/m2m-operator/verify/dpop"
 )
 
 // Headers that carry the original request to a forward-auth endpoint: nginx's auth_request
@@ -34,6 +32,9 @@ const (
 	headerForwardedURI    = "X-Forwarded-Uri"
 	headerForwardedHost   = "X-Forwarded-Host"
 	headerForwardedProto  = "X-Forwarded-Proto"
+	// headerDPoP is the DPoP header in canonical form: Header.Values would canonicalise
+	// dpop.HeaderName ("DPoP") into a fresh string on every request.
+	headerDPoP = "Dpop"
 )
 
 // ForwardAuth returns the HTTP forward-auth handler: 200 with the identity headers when the
@@ -57,7 +58,7 @@ func forwardedRequest(r *http.Request, audienceHeader string) Request {
 		Host:          first(h.Get(headerForwardedHost), r.Host),
 		Scheme:        h.Get(headerForwardedProto),
 		Authorization: h.Values("Authorization"),
-		DPoP:          h.Values(dpop.HeaderName),
+		DPoP:          h[headerDPoP],
 	}
 	if audienceHeader != "" {
 		req.Audience = h.Get(audienceHeader)
