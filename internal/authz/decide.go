@@ -211,12 +211,13 @@ func authenticate(ctx context.Context, v TokenVerifier, ar *audienceRoutes, req 
 	if len(req.Authorization) > 1 {
 		return nil, scheme, deny(BadRequest, 401, scheme, ar.audience, "error", "invalid_request", "error_description", "multiple Authorization headers"), false
 	}
-	if token, isDPoP := verify.DPoPToken(req.Authorization[0]); isDPoP {
-		c, dec, ok := authenticateDPoP(ctx, v, ar, req, token)
-		return c, dpopS, dec, ok
-	}
+	// Bearer first: it is the hot path, and a DPoP header is only looked at for the DPoP scheme.
 	token, ok := verify.BearerToken(req.Authorization[0])
 	if !ok {
+		if token, isDPoP := verify.DPoPToken(req.Authorization[0]); isDPoP {
+			c, dec, ok := authenticateDPoP(ctx, v, ar, req, token)
+			return c, dpopS, dec, ok
+		}
 		return nil, scheme, deny(NoToken, 401, scheme, ar.audience), false
 	}
 	if ar.bindingRequired {

@@ -56,7 +56,7 @@ func forwardedRequest(r *http.Request, audienceHeader string) Request {
 		Method:        first(h.Get(headerOriginalMethod), h.Get(headerForwardedMethod), r.Method),
 		URI:           first(h.Get(headerOriginalURI), h.Get(headerForwardedURI), r.URL.RequestURI()),
 		Host:          first(h.Get(headerForwardedHost), r.Host),
-		Scheme:        h.Get(headerForwardedProto),
+		Scheme:        canonical(h, headerForwardedProto),
 		Authorization: h.Values("Authorization"),
 		DPoP:          h[headerDPoP],
 	}
@@ -64,6 +64,15 @@ func forwardedRequest(r *http.Request, audienceHeader string) Request {
 		req.Audience = h.Get(audienceHeader)
 	}
 	return req
+}
+
+// canonical returns the first value of a header by its canonical key, as net/http stores the
+// headers it reads, skipping the key's canonicalisation (this is the hot path of every request).
+func canonical(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func first(values ...string) string {
