@@ -133,3 +133,37 @@ func TestRevokedTokenDenied(t *testing.T) {
 		t.Fatalf("ext_authz, another client's token: %d", code)
 	}
 }
+
+// Without a revocation list m2m authz does not start (fail closed) unless
+// --revocation-fail-open; --revocation-list=false does not read it at all.
+func TestRevocationListFlags(t *testing.T) {
+	iss := verifytest.NewIssuer(t)
+	iss.FailRevocations(http.StatusServiceUnavailable)
+	for _, tc := range []struct {
+		args   []string
+		starts bool
+	}{
+		{nil, false},
+		{[]string{"--revocation-fail-open"}, true},
+		{[]string{"--revocation-list=false"}, true},
+	} {
+		opts := authz.DefaultOptions()
+		fs := flag.NewFlagSet("authz", flag.ContinueOnError)
+		opts.BindFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		v, err := authz.NewVerifier(ctx, iss.URL, "", logr.Discard(), opts.VerifierOptions()...)
+		cancel()
+		if (err == nil) != tc.starts {
+			t.Fatalf("%v: verifier error %v, want a verifier: %v", tc.args, err, tc.starts)
+		}
+		if v != nil {
+			if _, err := v.Verify(context.Background(), iss.Token()); err != nil {
+				t.Fatalf("%v: %v", tc.args, err)
+			}
+			v.Close()
+		}
+	}
+}
