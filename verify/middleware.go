@@ -246,11 +246,29 @@ func (v *Verifier) writeDPoPChallenge(w http.ResponseWriter, status int, params 
 	writeStatus(w, status)
 }
 
-// challenge formats one challenge: the realm, the params, and for DPoP the algorithms.
+// Challenge formats one WWW-Authenticate challenge as the middleware sends it (RFC 6750 §3,
+// RFC 9449 §7.1): scheme ("Bearer" or [dpop.Scheme]), the realm unless empty, the auth-params
+// given as name, value pairs (quoted, control characters dropped), and for DPoP the proof
+// algorithms accepted. It is for services answering on behalf of an API, such as a gateway's
+// decision service.
+func Challenge(scheme, realm string, kv ...string) string {
+	params := make([]string, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		params = append(params, param(kv[i], kv[i+1]))
+	}
+	return challenge(scheme, realm, params)
+}
+
+// challenge formats one challenge of this verifier's realm.
 func (v *Verifier) challenge(scheme string, params []string) string {
+	return challenge(scheme, v.realm, params)
+}
+
+// challenge formats one challenge: the realm, the params, and for DPoP the algorithms.
+func challenge(scheme, realm string, params []string) string {
 	var all []string
-	if v.realm != "" {
-		all = append(all, param("realm", v.realm))
+	if realm != "" {
+		all = append(all, param("realm", realm))
 	}
 	all = append(all, params...)
 	if scheme == dpop.Scheme {

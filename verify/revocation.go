@@ -75,8 +75,9 @@ type revocationConfig struct {
 // (a revoke-tokens annotation, a client disabled, a grant removed) are refused with
 // [ErrRevoked]. [New] fails when the issuer publishes no list or the first fetch fails (unless
 // [WithRevocationFailOpen]); the list is then refreshed in the background every
-// [DefaultRevocationRefresh] until [Verifier.Close]. Not for [NewWithKeySource] or
-// [WithAnyAudience] verifiers.
+// [DefaultRevocationRefresh] until [Verifier.Close]. Not for [NewWithKeySource]. With
+// [WithAnyAudience] (a gateway's decision service verifying tokens of every audience) a
+// per-audience revocation refuses a token that names the audience in its "aud".
 func WithRevocationList() Option {
 	return func(cfg *config) error {
 		cfg.revocation.enabled = true
@@ -122,10 +123,29 @@ func WithRevocationFailOpen() Option {
 }
 
 // revocationSet is one verified list, reduced to this verifier's audience: client id → the
-// lowest iat still valid (math.MaxInt64 for a disabled client).
+// lowest iat still valid (math.MaxInt64 for a disabled client). A verifier of any audience
+// keeps the per-audience times too, in audiences (client id → audience → lowest iat).
 type revocationSet struct {
-	iat     int64
-	clients map[string]int64
+	iat       int64
+	clients   map[string]int64
+	audiences map[string]map[string]int64
+}
+
+// notBefore is the lowest iat still valid for a token of the client naming auds; ok is false
+// when the list revokes none of the client's tokens.
+func (s *revocationSet) notBefore(clientID string, auds []string) (nb int64, ok bool) {
+	nb, ok = s.clients[clientID]
+	if s.audiences == nil {
+		return nb, ok
+	}
+	if per, found := s.audiences[clientID]; found {
+		for _, a := range auds {
+			if t, has := per[a]; has {
+				nb, ok = max(nb, t), true
+			}
+		}
+	}
+	return nb, ok
 }
 
 // revocations fetches and holds the list. The refresh goroutine references it, never the
@@ -161,7 +181,7 @@ func (r *revocations) check(c *Claims, now time.Time) error {
 	if set == nil {
 		return nil
 	}
-	if nb, ok := set.clients[c.ClientID]; ok && c.IssuedAt.Unix() < nb {
+	if nb, ok := set.notBefore(c.ClientID, c.Audience); ok && c.IssuedAt.Unix() < nb {
 		return fail(ErrRevoked, "")
 	}
 	return nil
@@ -280,8 +300,9 @@ type revocationPayloadEntry struct {
 	Audiences map[string]int64 `json:"audiences"`
 }
 
-// decodeRevocationList decodes and checks a verified list's payload for one audience: the
-// issuer, iat not in the future and exp not past (with leeway), entries well formed.
+// decodeRevocationList decodes and checks a verified list's payload for one audience ("" for
+// a verifier of any audience, which keeps every audience's times): the issuer, iat not in the
+// future and exp not past (with leeway), entries well formed.
 func decodeRevocationList(payload []byte, issuer, audience string, now time.Time, leeway time.Duration) (*revocationSet, error) {
 	var p revocationPayload
 	if err := json.Unmarshal(payload, &p); err != nil {
@@ -303,7 +324,9 @@ func decodeRevocationList(payload []byte, issuer, audience string, now time.Time
 			return nil, fail(ErrRevocationList, "malformed entry")
 		}
 		nb := e.NotBefore
-		if a, ok := e.Audiences[audience]; ok {
+		if audience == "" {
+			keepAudiences(set, id, e.Audiences)
+		} else if a, ok := e.Audiences[audience]; ok {
 			nb = max(nb, a)
 		}
 		if e.Disabled {
@@ -314,6 +337,17 @@ func decodeRevocationList(payload []byte, issuer, audience string, now time.Time
 		}
 	}
 	return set, nil
+}
+
+// keepAudiences records a client's per-audience times for a verifier of any audience.
+func keepAudiences(set *revocationSet, id string, auds map[string]int64) {
+	if len(auds) == 0 {
+		return
+	}
+	if set.audiences == nil {
+		set.audiences = map[string]map[string]int64{}
+	}
+	set.audiences[id] = auds
 }
 
 // stopWhenUnreachable stops the refresh of a Verifier that nobody holds any more.

@@ -229,7 +229,33 @@ func TestRevocationListFirstFetch(t *testing.T) {
 	if _, err := v.Verify(context.Background(), tokenOf(iss, clientA)); err != nil {
 		t.Fatalf("fail open without any list: %v", err)
 	}
-	if _, err := New(context.Background(), iss.URL, "", WithHTTPClient(iss.Client()), WithRevocationList(), WithAnyAudience()); err == nil {
-		t.Fatal("WithRevocationList with WithAnyAudience was accepted")
+}
+
+// A verifier of any audience (m2m authz) applies a per-audience revocation to the tokens that
+// name that audience, and the client-wide one to all of the client's tokens.
+func TestRevocationListAnyAudience(t *testing.T) {
+	clock := newFakeClock()
+	iss := newIssuer(t, clock)
+	v := revocationVerifier(t, iss, clock, WithAnyAudience())
+	forAud := func(client, aud string) string {
+		return iss.Token(verifytest.Claim("sub", client), verifytest.Claim("client_id", client), verifytest.Claim("aud", aud))
 	}
+	aA, aOther, bA := forAud(clientA, iss.Audience), forAud(clientA, "other.audience"), forAud(clientB, iss.Audience)
+	nb := clock.Now().Unix() + 1
+	iss.RevokeAudience(clientA, iss.Audience, nb)
+	if err := refreshList(t, v); err != nil {
+		t.Fatal(err)
+	}
+	_, err := v.Verify(context.Background(), aA)
+	wantKind(t, err, ErrRevoked)
+	mustVerify(t, v, aOther)
+	mustVerify(t, v, bA)
+
+	iss.RevokeTokens(clientB, nb)
+	if err := refreshList(t, v); err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), bA)
+	wantKind(t, err, ErrRevoked)
+	mustVerify(t, v, aOther)
 }

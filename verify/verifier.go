@@ -102,8 +102,12 @@ func (v *Verifier) startRevocations(ctx context.Context, md *metadata, cfg *conf
 	if err := checkDocumentURI("m2m_revocation_list_uri", md.RevocationListURI, v.issuer); err != nil {
 		return wrap(ErrRevocationList, "", err)
 	}
+	audience := v.audience
+	if v.anyAudience {
+		audience = "" // keep every audience's revocations: the token's aud picks them
+	}
 	r := &revocations{
-		url: md.RevocationListURI, issuer: v.issuer, audience: v.audience, client: cfg.httpClient,
+		url: md.RevocationListURI, issuer: v.issuer, audience: audience, client: cfg.httpClient,
 		now: cfg.now, leeway: cfg.leeway, keys: v.remote, cfg: cfg.revocation,
 	}
 	if err := r.start(ctx); err != nil {
@@ -158,9 +162,6 @@ func buildConfig(issuer, audience string, opts []Option) (*config, error) {
 	}
 	if audience == "" && !cfg.anyAudience {
 		return nil, errors.New("verify: empty audience (use WithAnyAudience for introspection)")
-	}
-	if cfg.revocation.enabled && cfg.anyAudience {
-		return nil, errors.New("verify: WithRevocationList needs an audience (not WithAnyAudience)")
 	}
 	if cfg.revocation.staleness < cfg.revocation.refresh {
 		return nil, errors.New("verify: the revocation staleness bound is shorter than the refresh interval")

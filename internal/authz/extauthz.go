@@ -55,9 +55,13 @@ func NewExtAuthz(d *Decider, audienceHeader string) *ExtAuthz {
 func (s *ExtAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := in.GetAttributes().GetRequest().GetHttp()
 	headers := h.GetHeaders()
-	req := Request{Method: h.GetMethod(), URI: h.GetPath(), Host: first(h.GetHost(), headers[":authority"])}
+	req := Request{Method: h.GetMethod(), URI: h.GetPath(), Host: first(h.GetHost(), headers[":authority"]), Scheme: h.GetScheme()}
 	if v, ok := headers["authorization"]; ok {
 		req.Authorization = []string{v}
+	}
+	// Envoy joins repeated headers with ",", which no proof contains: two proofs fail as one.
+	if v, ok := headers["dpop"]; ok {
+		req.DPoP = []string{v}
 	}
 	if s.audienceHeader != "" {
 		req.Audience = headers[s.audienceHeader]

@@ -23,13 +23,18 @@ import (
 
 // Headers that carry the original request to a forward-auth endpoint: nginx's auth_request
 // (set in its configuration, docs/gateways/nginx.md), and Traefik's ForwardAuth and Caddy's
-// forward_auth (set by the gateway itself).
+// forward_auth (set by the gateway itself). The host and proto headers name the URL a DPoP
+// proof must be for; a gateway must overwrite every one of them, never pass a client's.
 const (
 	headerOriginalMethod  = "X-Original-Method"
 	headerOriginalURI     = "X-Original-Uri"
 	headerForwardedMethod = "X-Forwarded-Method"
 	headerForwardedURI    = "X-Forwarded-Uri"
 	headerForwardedHost   = "X-Forwarded-Host"
+	headerForwardedProto  = "X-Forwarded-Proto"
+	// headerDPoP is the DPoP header in canonical form: Header.Values would canonicalise
+	// dpop.HeaderName ("DPoP") into a fresh string on every request.
+	headerDPoP = "Dpop"
 )
 
 // ForwardAuth returns the HTTP forward-auth handler: 200 with the identity headers when the
@@ -51,12 +56,23 @@ func forwardedRequest(r *http.Request, audienceHeader string) Request {
 		Method:        first(h.Get(headerOriginalMethod), h.Get(headerForwardedMethod), r.Method),
 		URI:           first(h.Get(headerOriginalURI), h.Get(headerForwardedURI), r.URL.RequestURI()),
 		Host:          first(h.Get(headerForwardedHost), r.Host),
+		Scheme:        canonical(h, headerForwardedProto),
 		Authorization: h.Values("Authorization"),
+		DPoP:          h[headerDPoP],
 	}
 	if audienceHeader != "" {
 		req.Audience = h.Get(audienceHeader)
 	}
 	return req
+}
+
+// canonical returns the first value of a header by its canonical key, as net/http stores the
+// headers it reads, skipping the key's canonicalisation (this is the hot path of every request).
+func canonical(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func first(values ...string) string {

@@ -159,20 +159,7 @@ func TestPolicyEditInForceWithinOneSecond(t *testing.T) {
 // The ext_authz service over a real gRPC connection, as Envoy calls it.
 func TestExtAuthz(t *testing.T) {
 	d, iss := newDecider(t, policy("billing", time.Now(), "", billingRoutes...))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, authz.NewExtAuthz(d, "X-M2M-Audience"))
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := authv3.NewAuthorizationClient(conn)
+	c := extAuthzClient(t, d)
 	check := func(method, path, token string) *authv3.CheckResponse {
 		t.Helper()
 		headers := map[string]string{"x-m2m-audience": aud, "x-m2m-client-id": "m2mc_forged", "x-m2m-admin": "yes"}

@@ -50,15 +50,35 @@ type Options struct {
 	Hosts map[string]string
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// RevocationList makes the verifier honour the issuer's revocation list (on by default):
+	// fetched at start and every RevocationRefresh; once it cannot be refreshed for
+	// verify.DefaultRevocationStaleness every token is refused, unless RevocationFailOpen.
+	RevocationList     bool
+	RevocationRefresh  time.Duration
+	RevocationFailOpen bool
 	// VerifyOptions are added to the verifier's own (issuer discovery, any audience, the HTTP
-	// client): the place for verification features such as a revocation list or DPoP.
+	// client, the revocation list): the place for further verification features.
 	VerifyOptions []verify.Option
 }
 
 // DefaultOptions returns the defaults.
 func DefaultOptions() Options {
 	return Options{Issuer: DefaultIssuer, Addr: DefaultAddr, GRPCAddr: DefaultGRPCAddr, MetricsAddr: DefaultMetricsAddr,
-		Hosts: map[string]string{}, ShutdownTimeout: 10 * time.Second}
+		Hosts: map[string]string{}, ShutdownTimeout: 10 * time.Second,
+		RevocationList: true, RevocationRefresh: verify.DefaultRevocationRefresh}
+}
+
+// VerifierOptions are the verification options these options make: the revocation list's,
+// then VerifyOptions.
+func (o *Options) VerifierOptions() []verify.Option {
+	var vo []verify.Option
+	if o.RevocationList {
+		vo = append(vo, verify.WithRevocationList(), verify.WithRevocationRefresh(o.RevocationRefresh))
+		if o.RevocationFailOpen {
+			vo = append(vo, verify.WithRevocationFailOpen())
+		}
+	}
+	return append(vo, o.VerifyOptions...)
 }
 
 // BindFlags registers the options as flags.
@@ -74,6 +94,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of the plain-HTTP port serving /healthz, /readyz and /metrics")
 	fs.StringVar(&o.AudienceHeader, "audience-header", "", "request header naming the API's audience, set by the gateway's configuration on every request (never trusted from clients: the gateway must overwrite it); empty: the audience is found by host")
 	fs.Var(hostFlag(o.Hosts), "host-audience", "host=audience: requests for this Host are for this audience (repeatable); without one, a host is the audience of the policy whose audience is the host or https://<host>")
+	fs.BoolVar(&o.RevocationList, "revocation-list", d.RevocationList, "refuse tokens the issuer revoked (its m2m_revocation_list_uri, fetched at start and every --revocation-refresh); m2m authz is not ready until the first list is fetched")
+	fs.DurationVar(&o.RevocationRefresh, "revocation-refresh", d.RevocationRefresh, "how often the revocation list is fetched, [100ms, 1m]: a revoked token is refused within about this long")
+	fs.BoolVar(&o.RevocationFailOpen, "revocation-fail-open", false, "keep accepting tokens (checked against the last list) when the revocation list cannot be refreshed for "+verify.DefaultRevocationStaleness.String()+"; default: refuse every token then (fail closed)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "graceful shutdown limit")
 }
 

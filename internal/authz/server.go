@@ -105,10 +105,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log logr.Logger) e
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- pol.Run(ctx) }()
-	v, err := NewVerifier(ctx, opts.Issuer, opts.IssuerCAFile, log, opts.VerifyOptions...)
+	v, err := NewVerifier(ctx, opts.Issuer, opts.IssuerCAFile, log, opts.VerifierOptions()...)
 	if err != nil {
 		return err
 	}
+	defer v.Close() // stops the revocation list's refresh
 	lazy.set(v)
 	select {
 	case <-pol.Synced():
@@ -192,9 +193,20 @@ func (l *lazyVerifier) Verify(ctx context.Context, token string) (*verify.Claims
 	case <-l.ready:
 		return l.v.Verify(ctx, token)
 	default:
-		return nil, &verify.Error{Kind: verify.ErrKeySet, Detail: "the issuer's keys are not loaded yet"}
+		return nil, errNotLoaded
 	}
 }
+
+func (l *lazyVerifier) VerifyDPoP(ctx context.Context, token, proof, method, url string) (*verify.Claims, error) {
+	select {
+	case <-l.ready:
+		return l.v.VerifyDPoP(ctx, token, proof, method, url)
+	default:
+		return nil, errNotLoaded
+	}
+}
+
+var errNotLoaded = &verify.Error{Kind: verify.ErrKeySet, Detail: "the issuer's keys are not loaded yet"}
 
 // Metrics returns the handler of the metrics registry, for tests and embedding.
 func (d *Decider) Metrics() http.Handler {

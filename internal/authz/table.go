@@ -40,6 +40,9 @@ type audienceRoutes struct {
 	audience    string
 	routes      []route
 	allowOthers bool
+	// bindingRequired: the policy's tokenBinding is Required, only DPoP-bound tokens with
+	// their proof pass.
+	bindingRequired bool
 
 	// label and counters are the audience's metric series, set by metrics.attach before the
 	// table is put in force.
@@ -70,6 +73,9 @@ func compilePolicy(aud string, p *authv1alpha1.ScopePolicy) *audienceRoutes {
 		audience:    aud,
 		routes:      make([]route, 0, len(p.Spec.Routes)),
 		allowOthers: p.Spec.UnmatchedRoutes == authv1alpha1.UnmatchedRoutesAllowAuthenticated,
+		// Required binding: the token server issues only bound tokens for the audience, so a
+		// Bearer one is a stolen or forged one.
+		bindingRequired: p.Spec.TokenBinding == authv1alpha1.TokenBindingRequired,
 	}
 	for _, r := range p.Spec.Routes {
 		cr := route{prefix: r.PathPrefix}

@@ -28,7 +28,7 @@ import (
 	"github.com/m2m-dev/m2m-operator/internal/cli/cmdbase"
 )
 
-const authzSummary = "Answers gateways (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth over HTTP; Envoy and\nIstio ext_authz over gRPC) whether a request may reach an API: verifies its bearer token and applies the\nroutes of the ScopePolicy holding the API's audience. Reads ScopePolicies and AudienceBindings; writes nothing."
+const authzSummary = "Answers gateways (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth over HTTP; Envoy and\nIstio ext_authz over gRPC) whether a request may reach an API: verifies its access token (Bearer, or\nDPoP with its proof; against the issuer's revocation list) and applies the routes of the ScopePolicy\nholding the API's audience. Reads ScopePolicies and AudienceBindings; writes nothing."
 
 type authzFlags struct {
 	opts       *authz.Options

@@ -43,6 +43,7 @@ import (
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
 	"github.com/m2m-dev/m2m-operator/internal/authz"
 	"github.com/m2m-dev/m2m-operator/internal/testenv"
+	"github.com/m2m-dev/m2m-operator/verify/dpopclient"
 )
 
 // headersMoreModule is Debian's headers-more module, which the nginx configuration loads to
@@ -69,10 +70,13 @@ func echoUpstream() *httptest.Server {
 }
 
 // startAuthz runs m2m authz's forward-auth in this process against the running system, as
-// `m2m authz --issuer=<token server> --audience-header=X-M2M-Audience` does.
+// `m2m authz --issuer=<token server> --audience-header=X-M2M-Audience` does (its default
+// options: the revocation list on).
 func startAuthz(ctx context.Context) (*httptest.Server, *authz.Decider) {
-	v, err := authz.NewVerifier(ctx, sys.Issuer, "", logr.Discard())
+	opts := authz.DefaultOptions()
+	v, err := authz.NewVerifier(ctx, sys.Issuer, "", logr.Discard(), opts.VerifierOptions()...)
 	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(v.Close)
 	d := authz.NewDecider(v, nil)
 	pol, err := authz.NewPolicies(sys.Config, d, logr.Discard())
 	Expect(err).NotTo(HaveOccurred())
@@ -327,6 +331,34 @@ func gatewaySpecs(gw gateway) {
 		Expect(callGateway(ctx, base, http.MethodDelete, "/invoices/1", write, nil).status).To(Equal(http.StatusForbidden))
 		Expect(callGateway(ctx, base, http.MethodGet, "/healthz", foreign, nil).status).To(Equal(http.StatusUnauthorized), "still a token of this audience")
 		Expect(callGateway(ctx, base, http.MethodGet, "/healthz", write, nil).status).To(Equal(http.StatusOK))
+	})
+
+	It("lets a DPoP-bound token with its proof through, and refuses it as Bearer or with a replayed proof", func(ctx SpecContext) {
+		v, _ := mountClient(ctx, "payments", "billing-worker")
+		creds, err := readMounted(v.dir)
+		Expect(err).NotTo(HaveOccurred())
+		tr, err := dpopclient.New(dpopclient.Config{TokenURL: creds.TokenURL, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
+			Audience: billingAudience, Scopes: []string{"invoices:read"}})
+		Expect(err).NotTo(HaveOccurred())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/invoices/42?x=1", nil)
+		Expect(err).NotTo(HaveOccurred())
+		resp, err := tr.Client().Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		var upstream http.Header
+		Expect(json.NewDecoder(resp.Body).Decode(&upstream)).To(Succeed())
+		_ = resp.Body.Close()
+		Expect(resp.StatusCode).To(Equal(http.StatusOK), resp.Header.Get("WWW-Authenticate"))
+		Expect(upstream.Get("X-M2m-Scopes")).To(Equal("invoices:read"))
+		auth, proof := upstream.Get("Authorization"), upstream.Get("Dpop")
+		Expect(auth).To(HavePrefix("DPoP "))
+
+		bound := strings.TrimPrefix(auth, "DPoP ")
+		r := callGateway(ctx, base, http.MethodGet, "/invoices/42", bound, nil)
+		Expect(r.status).To(Equal(http.StatusUnauthorized))
+		Expect(r.challenge).To(ContainSubstring(`error="invalid_token"`))
+		r = callGateway(ctx, base, http.MethodGet, "/invoices/42", "", map[string]string{"Authorization": auth, "DPoP": proof})
+		Expect(r.status).To(Equal(http.StatusUnauthorized))
+		Expect(r.challenge).To(HavePrefix(`DPoP realm="billing.billing", error="invalid_dpop_proof"`))
 	})
 
 	It("puts a policy edit in force within a second", func(ctx SpecContext) {
