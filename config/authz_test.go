@@ -185,11 +185,14 @@ func TestAuthzWorksWithOnlyItsRBAC(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the informers did not sync with the bundle's RBAC")
 	}
-	for _, gr := range authzGrants {
-		if gr.proof == exercised && !rec.made(gr.perm) {
-			t.Errorf("no request used %s (%s)", gr.perm, gr.why)
+	// Synced follows the lists; each watch starts right after its list.
+	g.Eventually(func(g Gomega) {
+		for _, gr := range authzGrants {
+			if gr.proof == exercised {
+				g.Expect(rec.made(gr.perm)).To(BeTrue(), "no request used %s (%s)", gr.perm, gr.why)
+			}
 		}
-	}
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 	for _, rq := range rec.requests() {
 		if rq.code == 403 || !slices.ContainsFunc(authzGrants, func(gr grant) bool { return covers(gr.perm, rq.perm) }) {
 			t.Errorf("request %s (code %d) is not explained by the ClusterRole", rq.perm, rq.code)
