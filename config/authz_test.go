@@ -177,7 +177,12 @@ func TestAuthzWorksWithOnlyItsRBAC(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- pol.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the informers: %v", err)
+		}
+	}()
 	select {
 	case <-pol.Synced():
 	case err := <-done:
