@@ -53,6 +53,7 @@ help: ## Display this help.
 manifests: controller-gen ## Generate CRDs and RBAC from the kubebuilder markers.
 	$(CONTROLLER_GEN) rbac:roleName=controller crd paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=tokenserver paths="./tokenserver/..." output:rbac:artifacts:config=config/rbac/tokenserver
+	$(CONTROLLER_GEN) rbac:roleName=authz paths="./internal/authz/..." output:rbac:artifacts:config=config/authz
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods, the flag reference (docs/flags.md), the PrometheusRule of config/monitoring and the Helm chart's copies of config/ (CRDs, RBAC rules, monitoring).

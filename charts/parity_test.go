@@ -100,6 +100,47 @@ func TestParityCheckHasTeeth(t *testing.T) {
 	}
 }
 
+// authzObjects returns the objects of m2m authz (config/authz names every one m2m-authz).
+func authzObjects(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetName() == "m2m-authz" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// TestAuthzChartMatchesKustomize: with authz.enabled=true the chart renders exactly the objects
+// of the optional component config/authz (as `kubectl apply -k config/authz` installs them),
+// each whole, and nothing of m2m authz without it (TestChartMatchesKustomize then holds).
+func TestAuthzChartMatchesKustomize(t *testing.T) {
+	want, err := install.Objects(filepath.Join(testenv.RepoRoot(), "config", "authz"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) == 0 {
+		t.Fatal("config/authz renders nothing")
+	}
+	for _, d := range compareInstalls(want, authzObjects(template(t, "--set", "authz.enabled=true"))) {
+		t.Error(d)
+	}
+	if objs := authzObjects(template(t)); len(objs) > 0 {
+		t.Errorf("the default values render %d objects of m2m authz; it is off by default", len(objs))
+	}
+	// The comparison has teeth: a flag, a port, an RBAC rule that differ are reported.
+	for args, in := range map[string]string{
+		"authz.audienceHeader=x-aud":  "apps/Deployment m2m-system/m2m-authz: spec.template.spec.containers[0].args",
+		"authz.ports.grpc=9100":       "/Service m2m-system/m2m-authz: spec.ports[1].port",
+		"networkPolicy.enabled=false": "networking.k8s.io/NetworkPolicy m2m-system/m2m-authz: rendered by config/default only",
+	} {
+		diffs := compareInstalls(want, authzObjects(template(t, "--set", "authz.enabled=true", "--set", args)))
+		if !slices.ContainsFunc(diffs, func(d string) bool { return strings.Contains(d, in) }) {
+			t.Errorf("--set %s: no difference reported at %q; reported: %q", args, in, diffs)
+		}
+	}
+}
+
 // compareInstalls returns every difference between the objects of config/default (want) and
 // of the chart (got), after normalising what may differ.
 func compareInstalls(want, got []*unstructured.Unstructured) []string {

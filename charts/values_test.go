@@ -79,6 +79,12 @@ func TestEveryValueReachesItsFlag(t *testing.T) {
 			"--max-assertion-lifetime=30m", "--drain-delay=10s", "--dpop-proof-window=2m", "--dpop-nonce",
 			"--zap-log-level=debug", "--zap-encoder=console", "--shutdown-timeout=20s",
 		},
+		"m2m-authz": {
+			"authz", "--issuer=https://auth.example.com", "--issuer-ca-file=/etc/m2m/tokenserver-ca/ca.crt",
+			"--addr=:8081", "--grpc-addr=:9002", "--audience-header=x-m2m-audience",
+			"--host-audience=billing.example.com=billing.billing", "--host-audience=orders.example.com=https://orders.example.com",
+			"--zap-log-level=debug", "--zap-encoder=console", "--shutdown-timeout=15s",
+		},
 	}
 	for deployment, flags := range want {
 		args := containerArgs(t, objs, deployment)
@@ -101,7 +107,7 @@ func TestEveryValueReachesItsFlag(t *testing.T) {
 		}
 	}
 
-	for _, name := range []string{"m2m-controller", "m2m-tokenserver"} {
+	for _, name := range []string{"m2m-controller", "m2m-tokenserver", "m2m-authz"} {
 		d := find(t, objs, "Deployment", name)
 		pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
 		c := pod["containers"].([]any)[0].(map[string]any)
@@ -135,6 +141,20 @@ func TestEveryValueReachesItsFlag(t *testing.T) {
 	hpa := find(t, objs, "HorizontalPodAutoscaler", "m2m-tokenserver")
 	if minR, _, _ := unstructured.NestedInt64(hpa.Object, "spec", "minReplicas"); minR != 4 {
 		t.Errorf("HPA minReplicas %d, want 4", minR)
+	}
+	if r, _, _ := unstructured.NestedInt64(find(t, objs, "Deployment", "m2m-authz").Object, "spec", "replicas"); r != 3 {
+		t.Errorf("authz replicas %d, want 3", r)
+	}
+	authzContainers, _, _ := unstructured.NestedSlice(find(t, objs, "Deployment", "m2m-authz").Object, "spec", "template", "spec", "containers")
+	if mem, _, _ := unstructured.NestedString(authzContainers[0].(map[string]any), "resources", "limits", "memory"); mem != "512Mi" {
+		t.Errorf("authz memory limit %q, want 512Mi", mem)
+	}
+	svcPorts, _, _ := unstructured.NestedSlice(find(t, objs, "Service", "m2m-authz").Object, "spec", "ports")
+	if len(svcPorts) != 2 || svcPorts[0].(map[string]any)["port"] != int64(8081) || svcPorts[1].(map[string]any)["port"] != int64(9002) {
+		t.Errorf("authz Service ports %v, want 8081 and 9002", svcPorts)
+	}
+	if mu, _, _ := unstructured.NestedString(find(t, objs, "PodDisruptionBudget", "m2m-authz").Object, "spec", "maxUnavailable"); mu != "50%" {
+		t.Errorf("authz PDB maxUnavailable %q, want 50%%", mu)
 	}
 	pdb := find(t, objs, "PodDisruptionBudget", "m2m-controller")
 	if mu, _, _ := unstructured.NestedString(pdb.Object, "spec", "maxUnavailable"); mu != "50%" {
@@ -298,6 +318,7 @@ func TestChartCopiesAreFresh(t *testing.T) {
 		"config/rbac/role.yaml":                 "files/rbac/controller.yaml",
 		"config/rbac/leader_election_role.yaml": "files/rbac/leader-election.yaml",
 		"config/rbac/tokenserver/role.yaml":     "files/rbac/tokenserver.yaml",
+		"config/authz/role.yaml":                "files/rbac/authz.yaml",
 	}
 	for _, f := range []string{"alerts.yaml", "dashboard.json"} {
 		if _, err := os.Stat(filepath.Join(root, "config", "monitoring", f)); err == nil {

@@ -143,6 +143,13 @@ var controllerGrants = slices.Concat(
 	grants("events.k8s.io", "events", v("patch"), maybe, "the event broadcaster patches a repeated Event into a series"),
 )
 
+// controllerSystemGrants is exactly what the Role of config/rbac/role.yaml (generated from the
+// markers with namespace=system) grants, in the system namespace only.
+var controllerSystemGrants = slices.Concat(
+	grants("", "configmaps", v("get"), exercised, "TLS controller: reads the CA ConfigMap past the label-filtered cache (absent, or its label removed)"),
+	grants("", "configmaps", v("create", "update"), exercised, "TLS controller: publishes the CA bundle in ConfigMap m2m-tokenserver-ca, and rewrites it when edited"),
+)
+
 // leaderElectionGrants is exactly what config/rbac/leader_election_role.yaml grants, in the
 // system namespace only.
 var leaderElectionGrants = []grant{
@@ -271,6 +278,7 @@ func TestRolesGrantExactlyWhatTheCodeNeeds(t *testing.T) {
 		want             []grant
 	}{
 		{"role.yaml", "ClusterRole", controllerName, controllerGrants},
+		{"role.yaml", "Role", controllerName, controllerSystemGrants},
 		{"leader_election_role.yaml", "Role", "m2m-leader-election", leaderElectionGrants},
 		{"tokenserver/role.yaml", "Role", tokenServerName, tokenServerGrants},
 		{"tokenserver/role.yaml", "ClusterRole", tokenServerName, tokenServerClusterGrants},
@@ -446,7 +454,7 @@ func startImpersonatedController(t *testing.T) (*recorder, func()) {
 		LeaseDuration: ptr(3 * time.Second),
 		RenewDeadline: ptr(2 * time.Second),
 		RetryPeriod:   ptr(250 * time.Millisecond),
-		Cache:         cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managed}}},
+		Cache:         cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managed}, &corev1.ConfigMap{}: {Label: managed}}},
 		Controller:    ctrlcfg.Controller{SkipNameValidation: &skip},
 	})
 	if err != nil {
@@ -602,6 +610,18 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 		g.Expect(s.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
 	}).Should(Succeed())
 
+	t.Log("the CA bundle is published in the system namespace, and put back when edited")
+	caKey := types.NamespacedName{Namespace: systemNamespace, Name: tlscontroller.CAConfigMapName}
+	g.Eventually(func() error { return admin.Get(ctx, caKey, &corev1.ConfigMap{}) }).Should(Succeed())
+	g.Expect(admin.Patch(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: caKey.Namespace, Name: caKey.Name}},
+		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}},"data":{"ca.crt":"edited"}}`)))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		cm := &corev1.ConfigMap{}
+		g.Expect(admin.Get(ctx, caKey, cm)).To(Succeed())
+		g.Expect(cm.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
+		g.Expect(cm.Data[tlscontroller.CACertKey]).To(HavePrefix("-----BEGIN CERTIFICATE-----"))
+	}).Should(Succeed())
+
 	t.Log("deleting the client removes both of its Secrets, then the client")
 	g.Expect(admin.Delete(ctx, m2mc)).To(Succeed())
 	g.Eventually(func() bool {
@@ -614,7 +634,7 @@ func TestControllerWorksWithOnlyItsRBAC(t *testing.T) {
 		l := &coordinationv1.Lease{}
 		g.Expect(admin.Get(ctx, types.NamespacedName{Namespace: systemNamespace, Name: leaseName}, l)).To(Succeed())
 		g.Expect(l.Spec.HolderIdentity).NotTo(BeNil())
-		for _, gr := range slices.Concat(controllerGrants, leaderElectionGrants) {
+		for _, gr := range slices.Concat(controllerGrants, controllerSystemGrants, leaderElectionGrants) {
 			if gr.proof == exercised {
 				g.Expect(rec.made(gr.perm)).To(BeTrue(), "no request used %s (%s); requests: %v", gr.perm, gr.why, uniqueRequests(rec.requests()))
 			}
@@ -657,7 +677,7 @@ func checkRequests(t *testing.T, reqs []request) {
 			t.Errorf("forbidden: %s", key)
 		}
 		allowed := slices.ContainsFunc(controllerGrants, func(g grant) bool { return covers(g.perm, rq.perm) }) ||
-			(rq.namespace == systemNamespace && slices.ContainsFunc(leaderElectionGrants, func(g grant) bool { return covers(g.perm, rq.perm) }))
+			(rq.namespace == systemNamespace && slices.ContainsFunc(slices.Concat(controllerSystemGrants, leaderElectionGrants), func(g grant) bool { return covers(g.perm, rq.perm) }))
 		if !allowed && !seen[key] {
 			t.Errorf("request %s is not explained by any expected grant", key)
 		}

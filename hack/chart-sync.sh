@@ -17,6 +17,7 @@ mkdir -p "$chart/files/rbac"
 cp config/rbac/role.yaml "$chart/files/rbac/controller.yaml"
 cp config/rbac/leader_election_role.yaml "$chart/files/rbac/leader-election.yaml"
 cp config/rbac/tokenserver/role.yaml "$chart/files/rbac/tokenserver.yaml"
+cp config/authz/role.yaml "$chart/files/rbac/authz.yaml"
 
 # The monitoring files, where config/monitoring has them (until then the chart keeps its copy).
 for f in alerts.yaml dashboard.json; do

@@ -21,7 +21,9 @@ limitations under the License.
 // token server reads). It issues both when absent, renews them at two thirds of their life (and
 // the CA as soon as its name constraints are not those of the Service's names), and repairs them
 // when they are deleted or corrupt. Token servers watch the serving Secret and reload it; the CA
-// bundle is copied into credential Secrets so that clients can verify the token server.
+// bundle is copied into credential Secrets so that clients can verify the token server, and
+// published alone in ConfigMap m2m-tokenserver-ca of the system namespace for components that
+// mount it (m2m authz).
 package tlscontroller
 
 import (

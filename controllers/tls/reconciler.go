@@ -60,8 +60,8 @@ type Namespaces struct {
 	Credentials string
 }
 
-// Reconciler keeps the CA Secret in the system namespace and the serving Secret in the
-// credentials namespace. Every request reconciles both, in order (the serving certificate
+// Reconciler keeps the CA Secret in the system namespace, the serving Secret in the
+// credentials namespace and the CA ConfigMap (the public bundle) in the system namespace. Every request reconciles both, in order (the serving certificate
 // depends on the CA), so there is never a race between them. Build it with New.
 type Reconciler struct {
 	// Client reads (from the manager's cache, which holds managed Secrets only) and writes.
@@ -102,7 +102,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options, ns Namespaces) error {
 	return r.SetupWithManager(mgr)
 }
 
-// SetupWithManager watches the two Secrets and reconciles once at start, since there is no watch
+// SetupWithManager watches the two Secrets and the CA ConfigMap (the manager's cache should
+// hold managed ConfigMaps only, as it does Secrets) and reconciles once at start, since there is no watch
 // event for a Secret that does not exist yet.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := r.Options.complete(); err != nil {
@@ -112,9 +113,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		key := client.ObjectKeyFromObject(o)
 		return key == r.caKey() || key == r.servingKey()
 	})
+	published := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return client.ObjectKeyFromObject(o) == r.caConfigMapKey()
+	})
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("tokenserver-tls").
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.toRequest), builder.WithPredicates(ours)).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.toRequest), builder.WithPredicates(published)).
 		WatchesRawSource(source.Func(r.kickoff)).
 		Complete(r)
 	if err != nil {
@@ -171,6 +176,10 @@ func (r *Reconciler) reconcile(ctx context.Context, now time.Time) (time.Time, e
 	}
 	leafRenewal, err := r.ensureServing(ctx, ca, now)
 	if err != nil {
+		return time.Time{}, err
+	}
+	// Last, so that a failure to publish never holds back the serving certificate.
+	if err := r.publishCA(ctx, ca); err != nil {
 		return time.Time{}, err
 	}
 	return earliest(leafRenewal, ca.nextChange()), nil

@@ -87,6 +87,27 @@ func validState(g Gomega, ns tlscontroller.Namespaces, names []string, at time.T
 	return st
 }
 
+func getConfigMap(g Gomega) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{}
+	g.Expect(k8s.Get(context.Background(), types.NamespacedName{Namespace: systemNamespace, Name: tlscontroller.CAConfigMapName}, cm)).To(Succeed())
+	return cm
+}
+
+// expectPublished asserts that the CA ConfigMap is labelled as the controller's and holds
+// exactly ca.crt of the CA Secret ca: certificates only, never a key.
+func expectPublished(g Gomega, ca *corev1.Secret) *corev1.ConfigMap {
+	cm := getConfigMap(g)
+	g.Expect(cm.Labels).To(HaveKeyWithValue(authv1alpha1.LabelManagedBy, authv1alpha1.ManagedByValue))
+	g.Expect(cm.BinaryData).To(BeEmpty())
+	g.Expect(cm.Data).To(HaveLen(1))
+	g.Expect(cm.Data).To(HaveKeyWithValue(tlscontroller.CACertKey, string(ca.Data[tlscontroller.CACertKey])))
+	g.Expect(cm.Data[tlscontroller.CACertKey]).NotTo(ContainSubstring("PRIVATE KEY"))
+	g.Expect(cm.Data[tlscontroller.CACertKey]).NotTo(ContainSubstring(string(ca.Data[tlscontroller.CAKeyKey])))
+	_, err := certs.ParseCertificates([]byte(cm.Data[tlscontroller.CACertKey]))
+	g.Expect(err).NotTo(HaveOccurred())
+	return cm
+}
+
 func eventuallyValid() tlsState {
 	GinkgoHelper()
 	var st tlsState
@@ -223,6 +244,37 @@ var _ = Describe("the TLS controller under a manager", func() {
 		Eventually(func(g Gomega) {
 			after := validState(g, managed, dnsNames, clock.Now())
 			g.Expect(after.leaf.SerialNumber).To(Equal(before.leaf.SerialNumber))
+		}).Should(Succeed())
+	})
+
+	It("publishes the CA bundle, and no key, in ConfigMap m2m-tokenserver-ca; restores it when deleted or edited", func() {
+		st := eventuallyValid()
+		Eventually(func(g Gomega) { expectPublished(g, st.ca) }).Should(Succeed())
+
+		cm := getConfigMap(Default)
+		Expect(k8s.Delete(context.Background(), cm)).To(Succeed())
+		Eventually(func(g Gomega) {
+			after := expectPublished(g, st.ca)
+			g.Expect(after.UID).NotTo(Equal(cm.UID), "recreated")
+		}).Should(Succeed())
+
+		cm = getConfigMap(Default)
+		patch := client.MergeFrom(cm.DeepCopy())
+		cm.Data[tlscontroller.CACertKey] = "-----BEGIN CERTIFICATE-----\nbm90IGEgQ0E=\n-----END CERTIFICATE-----\n"
+		cm.Data["extra"] = "x"
+		delete(cm.Labels, authv1alpha1.LabelManagedBy)
+		Expect(k8s.Patch(context.Background(), cm, patch)).To(Succeed())
+		Eventually(func(g Gomega) { expectPublished(g, st.ca) }).Should(Succeed())
+	})
+
+	It("publishes the renewed CA bundle in the ConfigMap when the CA changes", func() {
+		before := eventuallyValid()
+		Eventually(func(g Gomega) { expectPublished(g, before.ca) }).Should(Succeed())
+		Expect(k8s.Delete(context.Background(), before.ca)).To(Succeed())
+		Eventually(func(g Gomega) {
+			after := validState(g, managed, dnsNames, clock.Now())
+			g.Expect(after.bundle[0].Equal(before.bundle[0])).To(BeFalse())
+			expectPublished(g, after.ca)
 		}).Should(Succeed())
 	})
 

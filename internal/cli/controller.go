@@ -97,8 +97,8 @@ func runController(ctx context.Context, args []string) error {
 	return mgr.Start(ctx)
 }
 
-// newControllerManager builds the manager with every reconciler. The Secret cache holds only
-// Secrets this controller wrote (by label), so memory does not grow with the cluster's Secrets.
+// newControllerManager builds the manager with every reconciler. The Secret and ConfigMap caches
+// hold only objects this controller wrote (by label), so memory does not grow with the cluster's.
 func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, error) {
 	managed := labels.SelectorFromSet(labels.Set{authv1alpha1.LabelManagedBy: authv1alpha1.ManagedByValue})
 	cfg = rest.CopyConfig(cfg)
@@ -114,7 +114,8 @@ func newControllerManager(cfg *rest.Config, f *controllerFlags) (ctrl.Manager, e
 		LeaderElectionNamespace: f.clients.SystemNamespace,
 		GracefulShutdownTimeout: ptrDuration(10 * time.Second),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: managed},
+			&corev1.Secret{}:    {Label: managed},
+			&corev1.ConfigMap{}: {Label: managed},
 		}},
 		Controller: ctrlconfig.Controller{SkipNameValidation: &f.manyPerProcess},
 	})

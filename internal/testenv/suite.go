@@ -97,7 +97,8 @@ func ManagerOptions() ctrl.Options {
 		HealthProbeBindAddress: "0",
 		Controller:             ctrlcfg.Controller{SkipNameValidation: &skip},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: managed},
+			&corev1.Secret{}:    {Label: managed},
+			&corev1.ConfigMap{}: {Label: managed},
 		}},
 	}
 }
