@@ -88,7 +88,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.Hosts = map[string]string{}
 	}
 	fs.StringVar(&o.Issuer, "issuer", d.Issuer, "the token server's issuer URL: tokens must carry it as iss; its RFC 8414 metadata names the JWKS")
-	fs.StringVar(&o.IssuerCAFile, "issuer-ca-file", "", "PEM CA bundle trusted for the issuer's metadata and JWKS (the token server's ca.crt); empty: the system roots")
+	fs.StringVar(&o.IssuerCAFile, "issuer-ca-file", "", "PEM CA bundle trusted for the issuer's metadata, JWKS and revocation list (the token server's ca.crt), re-read when it changes; empty: the system roots")
 	fs.StringVar(&o.Addr, "addr", d.Addr, "listen address of HTTP forward-auth (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth)")
 	fs.StringVar(&o.GRPCAddr, "grpc-addr", d.GRPCAddr, "listen address of the Envoy/Istio ext_authz gRPC service (envoy.service.auth.v3.Authorization); empty: off")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", d.MetricsAddr, "listen address of the plain-HTTP port serving /healthz, /readyz and /metrics")

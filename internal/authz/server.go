@@ -18,13 +18,10 @@ package authz
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -65,18 +62,14 @@ func NewVerifier(ctx context.Context, issuer, caFile string, log logr.Logger, ex
 	}
 }
 
+// httpClientTrusting returns a client trusting the CA bundle in caFile, re-read when it
+// changes (caTrust).
 func httpClientTrusting(caFile string) (*http.Client, error) {
-	pem, err := os.ReadFile(caFile)
+	t, err := newCATrust(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading --issuer-ca-file: %w", err)
+		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--issuer-ca-file %s holds no PEM certificate", caFile)
-	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}}, nil
+	return t.client(), nil
 }
 
 // Run serves m2m authz until ctx ends: forward-auth on opts.Addr, ext_authz on opts.GRPCAddr,
