@@ -150,6 +150,9 @@ var _ = Describe("M2MClient controller", func() {
 		Eventually(func(g Gomega) map[string]string { return recordHashes(g, c) }).
 			Should(Equal(map[string]string{newHash: "", oldHash: graceEnd}))
 		Eventually(func(g Gomega) []string { return eventReasons(g, get(c)) }).Should(ContainElement(authv1alpha1.ReasonSecretRotated))
+		// The status names the request the secret answers (kubectl m2m rotate waits on it when
+		// the caller may not read the Secret).
+		Eventually(func() string { return get(c).Status.RotateHandled }).Should(Equal("2026-01-01"))
 		// The first issuance, long before the rotation, emitted no Event.
 		Expect(eventReasons(Default, get(c))).NotTo(ContainElement(authv1alpha1.ReasonCredentialsCreated))
 

@@ -136,12 +136,14 @@ func setRevocationStatus(c *authv1alpha1.M2MClient, d credentialplan.Revocation)
 	}
 }
 
-// setRotationStatus reports when the written secret was issued and when the interval rotates it.
+// setRotationStatus reports when the written secret was issued, the rotate value it answers,
+// and when the interval rotates it.
 func setRotationStatus(c *authv1alpha1.M2MClient, d credentialplan.Decision) {
-	c.Status.SecretRotatedAt, c.Status.NextRotationAt = nil, nil
+	c.Status.SecretRotatedAt, c.Status.NextRotationAt, c.Status.RotateHandled = nil, nil, ""
 	if d.Secret == "" {
 		return
 	}
+	c.Status.RotateHandled = credentialplan.HandledValue(d.RotateHandled)
 	issued := metav1.NewTime(d.IssuedAt).Rfc3339Copy()
 	c.Status.SecretRotatedAt = &issued
 	if !d.NextRotation.IsZero() {

@@ -241,6 +241,13 @@ type M2MClientStatus struct {
 	// +optional
 	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
 
+	// RotateHandled is the auth.m2m.dev/rotate value the current secret answers (its SHA-256
+	// when longer than 128 characters): a requested rotation is done once it equals the
+	// annotation, which one who may not read the credential Secret can see here.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	RotateHandled string `json:"rotateHandled,omitempty"`
+
 	// TokensRevokedAt is when the auth.m2m.dev/revoke-tokens annotation last revoked the
 	// client's tokens: every token issued before it is refused.
 	// +optional

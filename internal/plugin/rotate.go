@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/m2m-dev/m2m-operator/api/v1alpha1"
+	"github.com/m2m-dev/m2m-operator/internal/credentialplan"
 )
 
 // rotateOutput is what `rotate -o json|yaml` prints.
@@ -96,7 +97,6 @@ func (r *root) rotate(ctx context.Context, name, value string, timeout time.Dura
 	if m.Annotations[authv1alpha1.AnnotationRotate] == value {
 		return nil, fmt.Errorf("the %s annotation already holds %q: pass another --value", authv1alpha1.AnnotationRotate, value)
 	}
-	prev := m.Status.SecretRotatedAt
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{authv1alpha1.AnnotationRotate: value}}})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the patch: %w", err)
@@ -120,9 +120,10 @@ func (r *root) rotate(ctx context.Context, name, value string, timeout time.Dura
 		case !forbidden(err):
 			return false, err
 		}
+		// status.rotateHandled names the request the current secret answers; secretRotatedAt
+		// has whole seconds, and two rotations in one second would look alike.
 		out.ConfirmedBy = "status"
-		now := m.Status.SecretRotatedAt
-		return now != nil && (prev == nil || now.After(prev.Time)), nil
+		return m.Status.RotateHandled == credentialplan.HandledValue(value), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the new secret of %s/%s: %w (kubectl describe m2mclient %s shows its conditions)", ns, name, err, name)
