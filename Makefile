@@ -17,7 +17,9 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # promtool (the rule unit tests of config/monitoring) is built from the Prometheus version pinned in
 # hack/promql/go.mod, as is promql-metrics (hack/promql: the metric names of a PromQL expression).
 PROMETHEUS_VERSION := $(shell awk '$$1 == "require" { $$1 = "" } $$1 == "github.com/prometheus/prometheus" { print $$2 } $$2 == "github.com/prometheus/prometheus" { print $$3 }' hack/promql/go.mod)
-PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+# Built without Prometheus's service-discovery plugins (-tags remove_all_sd; the rule tests need
+# none): about a fifth fewer packages to compile on a fresh machine, and a 77 MB binary, not 123.
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)-nosd
 PROMQL_METRICS ?= $(CURDIR)/bin/promql-metrics
 
 # Helm, for the chart's tests (lint, template, install into envtest): built from the Go module
@@ -226,7 +228,7 @@ $(PROMTOOL):
 	@mkdir -p "$(LOCALBIN)"; \
 	tmp="$$(mktemp -d "$(LOCALBIN)/.install.XXXXXX")"; \
 	echo "building promtool $(PROMETHEUS_VERSION) into $@ (once; a few minutes)" >&2; \
-	(cd hack/promql && $(GO) build -o "$$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) || { rm -rf "$$tmp"; exit 1; }; \
+	(cd hack/promql && $(GO) build -tags remove_all_sd -o "$$tmp/promtool" github.com/prometheus/prometheus/cmd/promtool) || { rm -rf "$$tmp"; exit 1; }; \
 	mv "$$tmp/promtool" "$@"; \
 	rm -rf "$$tmp"
 
