@@ -205,7 +205,7 @@ func TestHelmInstall(t *testing.T) {
 // schema, validation, admission; a warning fails. The Prometheus Operator's kinds are left out
 // (their CRDs are not installed here).
 func dryRunAllValues(t *testing.T, ctx context.Context) {
-	w := &warnings{}
+	w := &testenv.Warnings{}
 	c := rest.CopyConfig(env.Config)
 	c.WarningHandler = w
 	cl, err := client.New(c, client.Options{Scheme: testenv.Scheme()})
@@ -225,7 +225,7 @@ func dryRunAllValues(t *testing.T, ctx context.Context) {
 		if err != nil {
 			t.Errorf("%s: %v", key(u), err)
 		}
-		if ws := w.take(); len(ws) > 0 {
+		if ws := w.Take(); len(ws) > 0 {
 			t.Errorf("%s: the API server warned: %s", key(u), strings.Join(ws, "; "))
 		}
 	}
@@ -254,24 +254,4 @@ func waitEstablished(ctx context.Context, objs []*unstructured.Unstructured) err
 		return errors.New("the chart's CRDs were not established within 30s")
 	}
 	return nil
-}
-
-// warnings collects the warnings the API server sends back (PodSecurity, deprecations).
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
 }

@@ -106,7 +106,7 @@ func TestAuthzBundle(t *testing.T) {
 		if err := apply(context.Background(), c, u, client.DryRunAll); err != nil {
 			t.Error(err)
 		}
-		if ws := w.take(); len(ws) > 0 {
+		if ws := w.Take(); len(ws) > 0 {
 			t.Errorf("%s %s: the API server warned: %s", u.GetKind(), u.GetName(), strings.Join(ws, "; "))
 		}
 	}

@@ -48,9 +48,9 @@ const (
 )
 
 // dryRunClient returns a client whose API warnings (PodSecurity, deprecations) are collected.
-func dryRunClient(t *testing.T) (client.Client, *warnings) {
+func dryRunClient(t *testing.T) (client.Client, *testenv.Warnings) {
 	t.Helper()
-	w := &warnings{}
+	w := &testenv.Warnings{}
 	c := rest.CopyConfig(cfg)
 	c.WarningHandler = w
 	cl, err := client.New(c, client.Options{Scheme: testenv.Scheme()})
@@ -72,7 +72,7 @@ func TestInstallPassesAPIValidation(t *testing.T) {
 			if err := apply(ctx, c, u, client.DryRunAll); err != nil {
 				t.Fatal(err)
 			}
-			if ws := w.take(); len(ws) > 0 {
+			if ws := w.Take(); len(ws) > 0 {
 				t.Errorf("the API server warned: %s", strings.Join(ws, "; "))
 			}
 		})
@@ -103,11 +103,11 @@ func TestInstallValidationHasTeeth(t *testing.T) {
 	if err := unstructured.SetNestedSlice(privileged.Object, containers, "spec", "template", "spec", "containers"); err != nil {
 		t.Fatal(err)
 	}
-	w.take()
+	w.Take()
 	if err := apply(ctx, c, privileged, client.DryRunAll); err != nil {
 		t.Fatal(err)
 	}
-	if ws := w.take(); !slices.ContainsFunc(ws, func(s string) bool { return strings.Contains(s, "PodSecurity") }) {
+	if ws := w.Take(); !slices.ContainsFunc(ws, func(s string) bool { return strings.Contains(s, "PodSecurity") }) {
 		t.Errorf("no PodSecurity warning for allowPrivilegeEscalation: true (warnings: %q)", ws)
 	}
 }

@@ -23,7 +23,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -214,25 +213,5 @@ func typed[T any](t *testing.T, u *unstructured.Unstructured) *T {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, out, true); err != nil {
 		t.Fatalf("decoding %s %s: %v", u.GetKind(), u.GetName(), err)
 	}
-	return out
-}
-
-// warnings collects the warnings the API server sends back (PodSecurity, deprecations).
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
 	return out
 }
